@@ -1,0 +1,58 @@
+# The two README commands are `make demo` and `make test`; both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LAMBDAML := $(VENV)/bin/lambdaml
+# uv is bootstrapped into the user's site; its cache (~/.cache/uv) is shared by every clone.
+UV := $(PYTHON) -m uv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: help install venv system jars demo test test-unit test-integration test-e2e bench stack-up stack-status stack-down clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> python environment ($(VENV))"
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet --disable-pip-version-check uv
+	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	@$(UV) pip install --quiet --python $(PY) -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)  ## Create the virtual environment and install the Python packages
+
+system: venv  ## Install missing Debian packages (MariaDB, JRE, Maven)
+	@echo "==> Debian packages"
+	@$(LAMBDAML) install --no-jars
+
+jars: venv  ## Resolve the Kafka and Spark-extra jars from Maven Central, build the S3 server
+	@echo "==> jars"
+	@$(LAMBDAML) install --no-system
+
+install: venv system jars  ## Everything above
+
+stack-up: install  ## Start the local stack
+	@$(LAMBDAML) stack up
+
+stack-status: venv  ## Show the local stack's health
+	@$(LAMBDAML) stack status
+
+stack-down: venv  ## Stop the local stack
+	@$(LAMBDAML) stack down
+
+demo: install  ## Run the whole loop on generated data and print a report
+	@$(VENV)/bin/python -m deploy.local.demo
+
+test: install  ## Run every test: unit, integration and end-to-end on the real stack
+	@$(PY) -m pytest tests
+
+test-unit: venv  ## Unit tests only (no services)
+	@$(PY) -m pytest tests/unit
+
+bench: install  ## Run the benchmarks and write bench/results/
+	@$(PY) -m bench
+
+clean:  ## Stop the stack and delete the runtime folder (keeps caches)
+	-@test -x $(LAMBDAML) && $(LAMBDAML) stack down
+	rm -rf .runtime

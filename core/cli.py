@@ -1,0 +1,127 @@
+"""The ``lambdaml`` command line: one entry point for every layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from core.settings import get_settings
+
+app = typer.Typer(
+    help="Lambda-architecture data platform for deep learning: local stack, pipelines, models and queries.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+stack_app = typer.Typer(help="The local stack: Kafka, MariaDB, S3, Spark Thrift Server (Hive), Airflow.",
+                        no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(config_app, name="config")
+
+Only = Annotated[
+    list[str] | None,
+    typer.Option("--only", "-s", help="Limit to these services (and what they depend on): "
+                 "mariadb, s3, kafka, thrift, airflow."),
+]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@stack_app.command("up")
+def stack_up(only: Only = None) -> None:
+    """Start every service (idempotent), wait until each answers a real client call."""
+    from deploy.local.process import StackError
+    from deploy.local.stack import Stack
+
+    settings = get_settings()
+    typer.echo(f"bringing the stack up under {settings.runtime_dir}")
+    try:
+        Stack(settings, only).up()
+    except StackError as exc:
+        _fail(str(exc))
+    _print_status(Stack(settings, only))
+
+
+@stack_app.command("status")
+def stack_status(
+    only: Only = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show each service's state, endpoint and log. Exit 1 if any is not healthy."""
+    from deploy.local.stack import Stack
+
+    healthy = _print_status(Stack(get_settings(), only), as_json=as_json)
+    raise typer.Exit(code=0 if healthy else 1)
+
+
+@stack_app.command("down")
+def stack_down(only: Only = None) -> None:
+    """Stop the services this stack started (by their pid files). Data is kept."""
+    from deploy.local.stack import Stack
+
+    stopped = Stack(get_settings(), only, with_dependencies=False).down()
+    typer.echo(f"stack down: stopped {len(stopped)} service(s)")
+
+
+def _print_status(stack, as_json: bool = False) -> bool:
+    rows = stack.status()
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+    else:
+        typer.echo(f"{'service':9s} {'state':10s} {'pid':>7s}  endpoint")
+        for r in rows:
+            colour = typer.colors.GREEN if r.healthy else typer.colors.RED
+            pid = str(r.pid) if r.pid else "-"
+            line = f"{r.name:9s} {typer.style(f'{r.state:10s}', fg=colour)} {pid:>7s}  {r.endpoint}"
+            typer.echo(line + (f"  ({r.detail})" if r.detail else ""))
+        typer.echo(f"logs: {stack.settings.log_dir}")
+    return all(r.healthy for r in rows)
+
+
+@app.command("install")
+def install(
+    system: Annotated[bool, typer.Option(help="Install missing Debian packages (MariaDB, JRE, Maven).")] = True,
+    jar_sets: Annotated[bool, typer.Option("--jars/--no-jars", help="Resolve the jars from Maven Central and build the S3 server.")] = True,
+) -> None:
+    """Install what the local stack needs and this machine lacks."""
+    from deploy.local import install as inst
+
+    settings = get_settings()
+    if system:
+        done = inst.install_system(typer.echo)
+        typer.echo("  Debian packages: " + (", ".join(done) if done else "all present"))
+    if jar_sets:
+        inst.install_jars(settings, typer.echo)
+        inst.install_s3_server(settings, typer.echo)
+
+
+@app.command("migrate")
+def migrate() -> None:
+    """Apply the pending MySQL migrations in sql/mysql/ to the configured database."""
+    from core import migrate as mig
+
+    applied = mig.apply(get_settings())
+    typer.echo(f"applied migrations: {applied}" if applied else "schema is up to date")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON (secrets masked)."""
+    typer.echo(get_settings().model_dump_json(indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Kafka helpers shared by every layer: client configs, topics, JSON events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.settings import Settings
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.kafka.bootstrap, **extra}
+
+
+def producer(settings: Settings, **extra: Any):
+    from confluent_kafka import Producer
+
+    conf = client_config(
+        settings,
+        **{"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4"},
+    )
+    conf.update(extra)
+    return Producer(conf)
+
+
+def consumer(settings: Settings, group_id: str, **extra: Any):
+    from confluent_kafka import Consumer
+
+    conf = client_config(
+        settings,
+        **{"group.id": group_id, "auto.offset.reset": "earliest", "enable.auto.commit": False},
+    )
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    if topic in settings.kafka.compacted_topics:
+        # Latest announcement per model name survives forever.
+        return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+    return {}
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the platform's topics that do not exist yet. Returns those created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    k = settings.kafka
+    wanted = [
+        NewTopic(
+            t,
+            num_partitions=1 if t in k.compacted_topics else k.partitions,
+            replication_factor=k.replication_factor,
+            config=topic_configs(settings, t),
+        )
+        for t in k.topics
+        if t not in existing
+    ]
+    if not wanted:
+        return []
+    for topic, future in admin.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - a concurrent creator is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return [t.topic for t in wanted]
+
+
+def encode(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def decode(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise ValueError("empty message")
+    return json.loads(raw)

@@ -1,0 +1,301 @@
+"""The one typed settings object of the platform.
+
+Every endpoint, port, path, topic and table name lives here. Values come, in
+order of precedence, from keyword arguments, the environment (prefix
+``LAMBDAML_``, nested fields joined by ``__``, e.g. ``LAMBDAML_KAFKA__PORT``)
+and an optional TOML file named by ``LAMBDAML_CONFIG_FILE``. Nothing else in
+the code base reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "LAMBDAML_"
+CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
+
+
+class KafkaSettings(BaseModel):
+    """Kafka broker (KRaft) and the platform's topics."""
+
+    host: str = "127.0.0.1"
+    port: int = 19092
+    controller_port: int = 19093
+    bootstrap_servers: str | None = Field(
+        default=None, description="External brokers, 'host:port,...'. Unset: the local broker."
+    )
+    partitions: int = 3
+    replication_factor: int = 1
+    heap: str = "512m"
+    trip_requests_topic: str = "trips.requests"
+    trip_predictions_topic: str = "trips.predictions"
+    trip_completed_topic: str = "trips.completed"
+    dead_letter_topic: str = "trips.dlq"
+    models_topic: str = "models"
+    metrics_topic: str = "metrics"
+    batch_events_topic: str = "batch.events"
+
+    @property
+    def external(self) -> bool:
+        return self.bootstrap_servers is not None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    @property
+    def compacted_topics(self) -> set[str]:
+        return {self.models_topic}
+
+    @property
+    def topics(self) -> list[str]:
+        return [
+            self.trip_requests_topic,
+            self.trip_predictions_topic,
+            self.trip_completed_topic,
+            self.dead_letter_topic,
+            self.models_topic,
+            self.metrics_topic,
+            self.batch_events_topic,
+        ]
+
+
+class MySQLSettings(BaseModel):
+    """MariaDB/MySQL: the real-time views, the registry index and the Hive metastore."""
+
+    url: str | None = Field(
+        default=None,
+        description="External server as a SQLAlchemy URL (mysql+pymysql://user:pw@host:port/db). "
+        "Unset: the local MariaDB.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 13306
+    database: str = "lambda"
+    metastore_database: str = "metastore"
+    user: str = "lambdaml"
+    password: SecretStr = SecretStr("lambdaml-dev")
+    analyst_user: str = "analyst"
+    analyst_password: SecretStr = SecretStr("analyst-dev")
+    buffer_pool: str = "256M"
+
+    @property
+    def external(self) -> bool:
+        return self.url is not None
+
+    def sqlalchemy_url(self, *, analyst: bool = False) -> str:
+        """SQLAlchemy URL of the ``lambda`` database, as the app or the analyst."""
+        from sqlalchemy.engine import make_url
+
+        if analyst:
+            base = make_url(self.url) if self.url else make_url(f"mysql+pymysql://{self.host}:{self.port}")
+            return base.set(
+                username=self.analyst_user,
+                password=self.analyst_password.get_secret_value(),
+                database=self.database,
+            ).render_as_string(hide_password=False)
+        if self.url:
+            return self.url
+        return (
+            make_url(f"mysql+pymysql://{self.host}:{self.port}")
+            .set(username=self.user, password=self.password.get_secret_value(), database=self.database)
+            .render_as_string(hide_password=False)
+        )
+
+    def server_host_port(self) -> tuple[str, int]:
+        if self.url:
+            from sqlalchemy.engine import make_url
+
+            u = make_url(self.url)
+            return u.host or "127.0.0.1", u.port or 3306
+        return self.host, self.port
+
+
+class S3Settings(BaseModel):
+    """The S3-compatible object store that holds the lake."""
+
+    endpoint_url: str | None = Field(
+        default=None, description="External S3 endpoint (http://host:port). Unset: the local S3 server (versitygw)."
+    )
+    host: str = "127.0.0.1"
+    port: int = 19000
+    bucket: str = "lake"
+    region: str = "us-east-1"
+    access_key: str = "lambdaml"
+    secret_key: SecretStr = SecretStr("lambdaml-secret")
+
+    @property
+    def external(self) -> bool:
+        return self.endpoint_url is not None
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoint_url or f"http://{self.host}:{self.port}"
+
+    def uri(self, *parts: str) -> str:
+        """``s3a://<bucket>/<parts...>``: the form Spark reads and writes."""
+        key = "/".join(p.strip("/") for p in parts if p)
+        return f"s3a://{self.bucket}/{key}" if key else f"s3a://{self.bucket}"
+
+
+class SparkSettings(BaseModel):
+    """Spark sessions, the shared Hive metastore and the Thrift Server."""
+
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = 4
+    warehouse_dir: str | None = Field(
+        default=None, description="Hive warehouse. Unset: s3a://<bucket>/warehouse."
+    )
+    hive_database: str = "lake"
+    thrift_host: str = "127.0.0.1"
+    thrift_port: int = 10009
+    thrift_external: bool = Field(
+        default=False, description="True: an existing Thrift Server/HiveServer2 at thrift_host:thrift_port."
+    )
+    thrift_driver_memory: str = "1g"
+    ui_enabled: bool = False
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class AirflowSettings(BaseModel):
+    """Airflow 3 standalone: API server and UI, scheduler, DAG processor, triggerer."""
+
+    host: str = "127.0.0.1"
+    port: int = 18080
+    admin_user: str = "admin"
+    admin_password: SecretStr = SecretStr("admin")
+    worker_log_port: int = 18793
+    trigger_log_port: int = 18794
+    dags_folder: Path = PROJECT_ROOT / "dags"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class RaySettings(BaseModel):
+    address: str | None = Field(default=None, description="Ray cluster address. Unset: a local Ray.")
+    num_cpus: int = 2
+    num_gpus: int | None = None
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform. See README, section "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    runtime_dir: Path = Field(
+        default=PROJECT_ROOT / ".runtime",
+        description="All local-stack state: data, logs, pid files, checkpoints.",
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "lambdaml",
+        description="Downloads kept between clones: resolved jars.",
+    )
+    bind_host: str = "127.0.0.1"
+    java_home: Path | None = None
+    kafka: KafkaSettings = KafkaSettings()
+    mysql: MySQLSettings = MySQLSettings()
+    s3: S3Settings = S3Settings()
+    spark: SparkSettings = SparkSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    ray: RaySettings = RaySettings()
+
+    @field_validator("runtime_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VAR)
+        if config_file:
+            path = Path(config_file).expanduser()
+            if not path.is_file():
+                raise ValueError(f"{CONFIG_FILE_VAR}={config_file}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # Derived paths: one place so that every layer agrees on them.
+    @property
+    def jar_dir(self) -> Path:
+        return self.cache_dir / "jars"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.runtime_dir / "logs"
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.runtime_dir / "pids"
+
+    @property
+    def warehouse_dir(self) -> str:
+        return self.spark.warehouse_dir or self.s3.uri("warehouse")
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """Environment for child processes: the parent's, plus these settings.
+
+        Children (Airflow tasks, gunicorn, Spark) re-read the settings from the
+        same variables, so the whole process tree agrees on one configuration.
+        """
+        env = dict(os.environ)
+        env.update(self.as_env())
+        if self.java_home:
+            env["JAVA_HOME"] = str(self.java_home)
+        env.update(extra)
+        return env
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``LAMBDAML_*`` variables (only the ones set explicitly)."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, BaseModel):
+                for name in value.model_fields_set:
+                    walk(f"{prefix}{name.upper()}__", getattr(value, name))
+                return
+            key = prefix[:-2]
+            if isinstance(value, SecretStr):
+                out[key] = value.get_secret_value()
+            elif isinstance(value, dict):
+                import json
+
+                out[key] = json.dumps(value)
+            elif value is not None:
+                out[key] = str(value)
+
+        for name in self.model_fields_set:
+            walk(f"{ENV_PREFIX}{name.upper()}__", getattr(self, name))
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

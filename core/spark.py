@@ -1,0 +1,84 @@
+"""Spark configuration shared by every job and by the Thrift Server.
+
+One function says how Spark reaches S3, Kafka and the shared Hive metastore,
+so that batch jobs, the streaming job and the Thrift Server see one catalog.
+Sessions are built on demand, never at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core import jars
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def metastore_jdbc_url(settings: Settings) -> str:
+    host, port = settings.mysql.server_host_port()
+    # useMysqlMetadata: Hive's metastore recognises the server as MySQL and
+    # uses its dialect; the MariaDB driver would otherwise report "MariaDB".
+    return f"jdbc:mariadb://{host}:{port}/{settings.mysql.metastore_database}?useMysqlMetadata=true&nullDatabaseMeansCurrent=true"
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    s3, mysql, spark = settings.s3, settings.mysql, settings.spark
+    user, password = mysql.user, mysql.password.get_secret_value()
+    if mysql.url:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(mysql.url)
+        user, password = url.username or user, url.password or password
+    extra_cp = jars.classpath(settings, "spark")
+    conf = {
+        "spark.master": spark.master,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": str(spark.ui_enabled).lower(),
+        "spark.driver.extraClassPath": extra_cp,
+        "spark.executor.extraClassPath": extra_cp,
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": settings.warehouse_dir,
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # Shared Hive metastore in MariaDB.
+        "spark.hadoop.javax.jdo.option.ConnectionURL": metastore_jdbc_url(settings),
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.mariadb.jdbc.Driver",
+        "spark.hadoop.javax.jdo.option.ConnectionUserName": user,
+        "spark.hadoop.javax.jdo.option.ConnectionPassword": password,
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+        # S3A against an S3-compatible server.
+        "spark.hadoop.fs.s3a.endpoint": s3.endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s3.endpoint.startswith("https")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.access.key": s3.access_key,
+        "spark.hadoop.fs.s3a.secret.key": s3.secret_key.get_secret_value(),
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        # Single-object deletes: bulk DeleteObjects needs checksum headers that
+        # not every S3-compatible server implements.
+        "spark.hadoop.fs.s3a.multiobjectdelete.enable": "false",
+    }
+    conf.update(spark.extra_conf)
+    return conf
+
+
+def build_session(settings: Settings, app_name: str) -> "SparkSession":
+    """A Hive-enabled session wired to the platform's S3, Kafka jars and metastore."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.enableHiveSupport().getOrCreate()

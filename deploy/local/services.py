@@ -1,0 +1,495 @@
+"""The services of the local stack, each a real server started as a process.
+
+Every service knows how to prepare its state once, the command that runs it,
+how to tell it is truly ready (a real client call, not an open port), and
+what to set up once it is (topics, bucket, users, schema).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+import uuid
+from base64 import urlsafe_b64encode
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import jars
+from core.settings import PROJECT_ROOT, Settings
+from deploy.local.process import ManagedProcess, StackError
+
+
+@dataclass
+class Endpoint:
+    setting: str  # the settings field that names this port, for error messages
+    host: str
+    port: int
+
+
+class Service:
+    name: str = ""
+    external_setting: str = ""  # the setting that points at an existing server instead
+    ready_timeout: float = 120.0
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.proc = ManagedProcess(
+            self.name,
+            settings.pid_dir / f"{self.name}.pid",
+            settings.log_dir / f"{self.name}.log",
+        )
+
+    @property
+    def home(self) -> Path:
+        return self.settings.runtime_dir / self.name
+
+    @property
+    def external(self) -> bool:
+        """True when the user points the platform at an existing server instead."""
+        return False
+
+    def endpoints(self) -> list[Endpoint]:
+        return []
+
+    def describe(self) -> str:
+        return ", ".join(f"{e.host}:{e.port}" for e in self.endpoints())
+
+    def prepare(self) -> None:
+        """One-time initialisation of the service's state (idempotent)."""
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise if the service does not answer a real client call."""
+        raise NotImplementedError
+
+    def after_ready(self) -> None:
+        """Create what the platform needs in the running service (idempotent)."""
+
+
+def java_bin(settings: Settings) -> str:
+    if settings.java_home:
+        candidate = settings.java_home / "bin" / "java"
+        if candidate.exists():
+            return str(candidate)
+        raise StackError(f"LAMBDAML_JAVA_HOME={settings.java_home}: no bin/java there")
+    found = shutil.which("java")
+    if not found:
+        raise StackError("Java 17+ is missing: run `make install` (it installs openjdk-17-jre-headless).")
+    return found
+
+
+# --------------------------------------------------------------------------- MariaDB
+class MariaDB(Service):
+    name = "mariadb"
+    external_setting = "LAMBDAML_MYSQL__URL"
+    ready_timeout = 60.0
+
+    @property
+    def external(self) -> bool:
+        return self.settings.mysql.external
+
+    @property
+    def socket(self) -> Path:
+        return self.home / "mysqld.sock"
+
+    def endpoints(self) -> list[Endpoint]:
+        host, port = self.settings.mysql.server_host_port()
+        return [Endpoint("LAMBDAML_MYSQL__PORT", host, port)]
+
+    def prepare(self) -> None:
+        datadir = self.home / "data"
+        if (datadir / "mysql").is_dir():
+            return
+        install_db = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        if not install_db:
+            raise StackError("mariadb-server is missing: run `make install` (apt-get install mariadb-server).")
+        datadir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+            "--skip-test-db", "--skip-name-resolve",
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            shutil.rmtree(datadir, ignore_errors=True)
+            raise StackError(f"mariadb-install-db failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        mysqld = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
+        if not mysqld:
+            raise StackError("mariadbd is missing: run `make install` (apt-get install mariadb-server).")
+        m = self.settings.mysql
+        argv = [
+            mysqld, "--no-defaults",
+            f"--datadir={self.home / 'data'}",
+            f"--port={m.port}",
+            f"--bind-address={self.settings.bind_host}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.home / 'mariadbd.pid'}",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            f"--innodb-buffer-pool-size={m.buffer_pool}",
+            "--max-connections=300",
+            "--log-error",  # to stderr, i.e. the service log
+        ]
+        if os.geteuid() == 0:
+            argv.append("--user=root")
+        return argv, self.settings.child_env()
+
+    def _root(self):
+        import pymysql
+
+        return pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=2, autocommit=True)
+
+    def check(self) -> None:
+        if self.external:
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine(self.settings.mysql.sqlalchemy_url(), pool_pre_ping=True)
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+            return
+        with self._root() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    def after_ready(self) -> None:
+        if not self.external:
+            self._bootstrap_users()
+        from core import migrate
+
+        migrate.apply(self.settings)
+
+    def _bootstrap_users(self) -> None:
+        m = self.settings.mysql
+        statements = [
+            ("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4", dict(db=m.database)),
+            # Hive's own MySQL scripts use latin1: utf8mb4 keys overflow its index limits.
+            ("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET latin1", dict(db=m.metastore_database)),
+        ]
+        with self._root() as conn, conn.cursor() as cur:
+            for sql, names in statements:
+                cur.execute(sql.format(**names))
+            for user, password in (
+                (m.user, m.password.get_secret_value()),
+                (m.analyst_user, m.analyst_password.get_secret_value()),
+            ):
+                for host in ("localhost", "127.0.0.1", "%"):
+                    cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password))
+                    cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+            for host in ("localhost", "127.0.0.1", "%"):
+                cur.execute(f"GRANT ALL PRIVILEGES ON `{m.database}`.* TO %s@%s", (m.user, host))
+                cur.execute(f"GRANT ALL PRIVILEGES ON `{m.metastore_database}`.* TO %s@%s", (m.user, host))
+                cur.execute(f"GRANT SELECT, SHOW VIEW ON `{m.database}`.* TO %s@%s", (m.analyst_user, host))
+            cur.execute("FLUSH PRIVILEGES")
+
+
+# --------------------------------------------------------------------------- S3 (versitygw)
+class S3Server(Service):
+    """Versity S3 Gateway over a plain directory (posix backend, metadata in a sidecar folder)."""
+
+    name = "s3"
+    external_setting = "LAMBDAML_S3__ENDPOINT_URL"
+    ready_timeout = 60.0
+
+    @property
+    def external(self) -> bool:
+        return self.settings.s3.external
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint("LAMBDAML_S3__PORT", self.settings.s3.host, self.settings.s3.port)]
+
+    def describe(self) -> str:
+        return self.settings.s3.endpoint
+
+    def prepare(self) -> None:
+        for sub in ("data", "meta"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        from core import s3server
+
+        binary = s3server.binary_path(self.settings)
+        if not binary.exists():
+            raise StackError(f"the S3 server ({binary.name}) is not built: run `make install` (lambdaml install).")
+        s3 = self.settings.s3
+        argv = [
+            str(binary), "--port", f"{self.settings.bind_host}:{s3.port}", "--region", s3.region,
+            "--quiet", "--health", "/health",
+            "posix", "--sidecar", str(self.home / "meta"), str(self.home / "data"),
+        ]
+        # Credentials travel by environment, not on the command line.
+        env = self.settings.child_env(
+            ROOT_ACCESS_KEY_ID=s3.access_key, ROOT_SECRET_ACCESS_KEY=s3.secret_key.get_secret_value()
+        )
+        return argv, env
+
+    def check(self) -> None:
+        from core.s3 import s3_client
+
+        s3_client(self.settings).list_buckets()
+
+    def after_ready(self) -> None:
+        from core.s3 import ensure_bucket
+
+        ensure_bucket(self.settings)
+
+
+# --------------------------------------------------------------------------- Kafka (KRaft)
+class Kafka(Service):
+    name = "kafka"
+    external_setting = "LAMBDAML_KAFKA__BOOTSTRAP_SERVERS"
+    ready_timeout = 90.0
+
+    @property
+    def external(self) -> bool:
+        return self.settings.kafka.external
+
+    def endpoints(self) -> list[Endpoint]:
+        k = self.settings.kafka
+        return [
+            Endpoint("LAMBDAML_KAFKA__PORT", k.host, k.port),
+            Endpoint("LAMBDAML_KAFKA__CONTROLLER_PORT", k.host, k.controller_port),
+        ]
+
+    def describe(self) -> str:
+        return self.settings.kafka.bootstrap
+
+    @property
+    def properties_file(self) -> Path:
+        return self.home / "server.properties"
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        return [
+            java_bin(self.settings), f"-Xmx{self.settings.kafka.heap}", "-Xms128m",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+            "-cp", jars.classpath(self.settings, "kafka"), main, *args,
+        ]
+
+    def prepare(self) -> None:
+        k = self.settings.kafka
+        host = self.settings.bind_host
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            textwrap.dedent(
+                f"""\
+                process.roles=broker,controller
+                node.id=1
+                listeners=PLAINTEXT://{host}:{k.port},CONTROLLER://{host}:{k.controller_port}
+                advertised.listeners=PLAINTEXT://{k.host}:{k.port}
+                controller.listener.names=CONTROLLER
+                inter.broker.listener.name=PLAINTEXT
+                listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+                controller.quorum.bootstrap.servers={host}:{k.controller_port}
+                log.dirs={self.home / 'data'}
+                num.partitions={k.partitions}
+                default.replication.factor=1
+                offsets.topic.replication.factor=1
+                transaction.state.log.replication.factor=1
+                transaction.state.log.min.isr=1
+                share.coordinator.state.topic.replication.factor=1
+                share.coordinator.state.topic.min.isr=1
+                group.initial.rebalance.delay.ms=0
+                auto.create.topics.enable=false
+                log.retention.hours=168
+                """
+            )
+        )
+        (self.home / "log4j2.properties").write_text(
+            textwrap.dedent(
+                """\
+                status = warn
+                appender.console.type = Console
+                appender.console.name = STDOUT
+                appender.console.layout.type = PatternLayout
+                appender.console.layout.pattern = [%d] %p %m (%c)%n
+                rootLogger.level = INFO
+                rootLogger.appenderRef.stdout.ref = STDOUT
+                logger.kafka.name = kafka
+                logger.kafka.level = WARN
+                logger.apache.name = org.apache.kafka
+                logger.apache.level = WARN
+                """
+            )
+        )
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        argv = self._java(
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file), "--standalone"
+        )
+        result = subprocess.run(argv, capture_output=True, text=True, env=self.settings.child_env())
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return self._java("kafka.Kafka", str(self.properties_file)), self.settings.child_env()
+
+    def check(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        # log_level 0: refused connections while the broker starts are expected.
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap, "log_level": 0})
+        meta = admin.list_topics(timeout=3)
+        if not meta.brokers:
+            raise RuntimeError("no broker in metadata")
+
+    def after_ready(self) -> None:
+        from core.kafka import ensure_topics
+
+        ensure_topics(self.settings)
+
+
+# --------------------------------------------------------------------------- Spark Thrift Server
+class ThriftServer(Service):
+    name = "thrift"
+    external_setting = "LAMBDAML_SPARK__THRIFT_EXTERNAL (with _THRIFT_HOST/_THRIFT_PORT)"
+    ready_timeout = 180.0
+    depends_on = ("mariadb", "s3")
+
+    @property
+    def external(self) -> bool:
+        return self.settings.spark.thrift_external
+
+    def endpoints(self) -> list[Endpoint]:
+        sp = self.settings.spark
+        return [Endpoint("LAMBDAML_SPARK__THRIFT_PORT", sp.thrift_host, sp.thrift_port)]
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        from core.spark import spark_conf, spark_home
+
+        home = spark_home()
+        conf = spark_conf(self.settings)
+        conf["spark.driver.memory"] = self.settings.spark.thrift_driver_memory
+        argv = [str(home / "bin" / "spark-submit"), "--class",
+                "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "lambdaml-thrift-server"]
+        for key, value in conf.items():
+            argv += ["--conf", f"{key}={value}"]
+        argv += [
+            "spark-internal",
+            "--hiveconf", f"hive.server2.thrift.port={self.settings.spark.thrift_port}",
+            "--hiveconf", f"hive.server2.thrift.bind.host={self.settings.bind_host}",
+        ]
+        env = self.settings.child_env(SPARK_HOME=str(home))
+        # Keep Derby's log and Spark's scratch space out of the working tree.
+        return argv, env
+
+    def check(self) -> None:
+        from pyhive import hive
+
+        sp = self.settings.spark
+        conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="lambdaml")
+        try:
+            cur = conn.cursor()
+            cur.execute("SHOW DATABASES")
+            cur.fetchall()
+        finally:
+            conn.close()
+
+    def after_ready(self) -> None:
+        from pyhive import hive
+
+        sp = self.settings.spark
+        conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="lambdaml")
+        try:
+            cur = conn.cursor()
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {sp.hive_database}")
+        finally:
+            conn.close()
+
+
+# --------------------------------------------------------------------------- Airflow
+class Airflow(Service):
+    name = "airflow"
+    ready_timeout = 240.0
+
+    def endpoints(self) -> list[Endpoint]:
+        a = self.settings.airflow
+        return [
+            Endpoint("LAMBDAML_AIRFLOW__PORT", a.host, a.port),
+            Endpoint("LAMBDAML_AIRFLOW__WORKER_LOG_PORT", a.host, a.worker_log_port),
+            Endpoint("LAMBDAML_AIRFLOW__TRIGGER_LOG_PORT", a.host, a.trigger_log_port),
+        ]
+
+    def describe(self) -> str:
+        a = self.settings.airflow
+        return f"{a.url}  (login {a.admin_user} / {a.admin_password.get_secret_value()})"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json"
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        a = self.settings.airflow
+        self.passwords_file.write_text(json.dumps({a.admin_user: a.admin_password.get_secret_value()}))
+        self.passwords_file.chmod(0o600)
+
+    def env(self) -> dict[str, str]:
+        return airflow_env(self.settings)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        import sys
+
+        airflow = Path(sys.executable).parent / "airflow"
+        return [str(airflow), "standalone"], self.env()
+
+    def check(self) -> None:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.settings.airflow.url}/api/v2/monitor/health", timeout=3) as resp:
+            health = json.load(resp)
+        components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+        bad = {c: (health.get(c) or {}).get("status") for c in components}
+        bad = {c: s for c, s in bad.items() if s != "healthy"}
+        if bad:
+            raise RuntimeError(f"not healthy yet: {bad}")
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment under which every Airflow process (and thus every task) runs."""
+    a = settings.airflow
+    home = settings.runtime_dir / "airflow"
+    import sys
+
+    env = settings.child_env()
+    venv_bin = str(Path(sys.executable).parent)
+    env.update(
+        # standalone spawns `airflow <component>` by name.
+        PATH=os.pathsep.join([venv_bin, env.get("PATH", "")]),
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(a.dags_folder),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{a.admin_user}:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "simple_auth_manager_passwords.json"),
+        AIRFLOW__API__HOST=a.host,
+        AIRFLOW__API__PORT=str(a.port),
+        AIRFLOW__API__BASE_URL=a.url,
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{a.url}/execution/",
+        AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(home / "logs"),
+        AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+        # Log servers of the scheduler and triggerer: off the standard 8793/8794.
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(a.worker_log_port),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(a.trigger_log_port),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+        LAMBDAML_RUNTIME_DIR=str(settings.runtime_dir),
+    )
+    return env
+
+
+ALL_SERVICES: tuple[type[Service], ...] = (MariaDB, S3Server, Kafka, ThriftServer, Airflow)
