@@ -30,14 +30,20 @@ def metastore_jdbc_url(settings: Settings) -> str:
     return f"jdbc:mariadb://{host}:{port}/{settings.mysql.metastore_database}?useMysqlMetadata=true&nullDatabaseMeansCurrent=true"
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    s3, mysql, spark = settings.s3, settings.mysql, settings.spark
+def metastore_credentials(settings: Settings) -> tuple[str, str]:
+    mysql = settings.mysql
     user, password = mysql.user, mysql.password.get_secret_value()
     if mysql.url:
         from sqlalchemy.engine import make_url
 
         url = make_url(mysql.url)
         user, password = url.username or user, url.password or password
+    return user, password
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    s3, spark = settings.s3, settings.spark
+    user, password = metastore_credentials(settings)
     extra_cp = jars.classpath(settings, "spark")
     conf = {
         "spark.master": spark.master,
@@ -55,7 +61,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.mariadb.jdbc.Driver",
         "spark.hadoop.javax.jdo.option.ConnectionUserName": user,
         "spark.hadoop.javax.jdo.option.ConnectionPassword": password,
-        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        # The schema is created once, up front (core.metastore); no process runs DDL on it.
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "false",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         # S3A against an S3-compatible server.
         "spark.hadoop.fs.s3a.endpoint": s3.endpoint,

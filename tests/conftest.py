@@ -3,11 +3,16 @@ themselves (idempotently) and stop, at the end, only the services they started."
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
 
 from core.settings import Settings, get_settings
+
+
+# py4j logs at INFO while the interpreter shuts down, after pytest closed its streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

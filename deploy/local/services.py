@@ -367,7 +367,13 @@ class ThriftServer(Service):
         return [Endpoint("LAMBDAML_SPARK__THRIFT_PORT", sp.thrift_host, sp.thrift_port)]
 
     def prepare(self) -> None:
+        from core import metastore
+
         self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            metastore.create_schema(self.settings, self.home / "metastore", java_bin(self.settings))
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from exc
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         from core.spark import spark_conf, spark_home

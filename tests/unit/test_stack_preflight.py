@@ -28,8 +28,8 @@ def test_occupied_port_names_the_setting(tmp_path, listener):
 
 
 def test_missing_java_names_the_setting(tmp_path):
-    s = Settings(runtime_dir=tmp_path, java_home=tmp_path / "no-jdk", s3={"port": 1})
-    stack = Stack(s, only=["s3"], echo=lambda _: None)
+    s = Settings(runtime_dir=tmp_path, java_home=tmp_path / "no-jdk")
+    stack = Stack(s, only=["kafka"], echo=lambda _: None)
     with pytest.raises(StackError, match="LAMBDAML_JAVA_HOME"):
         stack.services[0].command()
 
