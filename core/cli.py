@@ -117,10 +117,23 @@ def config_show() -> None:
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except ValidationError as exc:
+        from core.settings import ENV_PREFIX
+
+        for err in exc.errors():
+            var = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
+            typer.secho(f"error: invalid setting {var}: {err['msg']} (got {err.get('input')!r})",
+                        fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except ValueError as exc:  # e.g. a missing LAMBDAML_CONFIG_FILE
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=60,
+    )
+
+
+def test_help_lists_the_subcommands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for command in ("stack", "install", "migrate", "config"):
+        assert command in out.stdout
+    stack = run_cli("stack", "--help")
+    for command in ("up", "status", "down"):
+        assert command in stack.stdout
+
+
+def test_invalid_setting_is_reported_by_its_variable_name():
+    out = run_cli("config", "show", LAMBDAML_MYSQL__PORT="abc")
+    assert out.returncode == 2
+    assert "LAMBDAML_MYSQL__PORT" in out.stderr
+
+
+def test_config_show_masks_secrets():
+    out = run_cli("config", "show", LAMBDAML_MYSQL__PASSWORD="very-secret-pw")
+    assert out.returncode == 0
+    assert "very-secret-pw" not in out.stdout
+    assert '"port": 13306' in out.stdout
