@@ -1,0 +1,173 @@
+"""Model features, each defined once with a Spark form and an in-process form.
+
+The batch layer computes features with the Spark form over DataFrames; the
+prediction service computes them with the numpy form over request batches.
+``tests/unit/test_features.py`` checks that both give the same numbers.
+
+Input columns (the ``trips.requests`` event, also derivable from raw TLC rows):
+``pickup_ts`` (timestamp, UTC), ``PULocationID``, ``DOLocationID``,
+``passenger_count`` (nullable), ``trip_distance`` (miles), ``VendorID``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core import zones
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+
+N_ZONE_SLOTS = 266  # zone ids 0..265; 0 stands for "missing/unknown"
+CROSS_BUCKETS = 4096
+MAX_DISTANCE_MILES = 100.0
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # "categorical" (int id with `cardinality`) or "numeric" (float)
+    spark: Callable[[], "Column"]
+    numpy: Callable[[Batch], np.ndarray]
+    cardinality: int = 0
+
+
+def _zone_np(values: np.ndarray) -> np.ndarray:
+    v = np.nan_to_num(values.astype("float64"), nan=0.0).astype("int64")
+    return np.where((v >= 1) & (v <= 263), v, 0)
+
+
+def _zone_sp(col: str) -> "Column":
+    from pyspark.sql import functions as F
+
+    c = F.col(col).cast("int")
+    return F.when(c.between(1, 263), c).otherwise(F.lit(0)).cast("int")
+
+
+def _hour_np(b: Batch) -> np.ndarray:
+    ts = b["pickup_ts"].astype("datetime64[s]")
+    return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
+
+
+def _dow_np(b: Batch) -> np.ndarray:
+    days = b["pickup_ts"].astype("datetime64[D]").astype("int64")
+    return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
+
+
+def _hour_sp() -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.hour("pickup_ts").cast("int")
+
+
+def _dow_sp() -> "Column":
+    from pyspark.sql import functions as F
+
+    return ((F.dayofweek("pickup_ts") + 5) % 7).cast("int")  # Spark: Sunday = 1; here Monday = 0
+
+
+def _borough_table() -> list[int]:
+    z = zones.load()
+    return [int(z.borough_idx[i]) if 1 <= i <= 263 else 0 for i in range(N_ZONE_SLOTS)]
+
+
+def _borough_sp(col: str) -> "Column":
+    from pyspark.sql import functions as F
+
+    table = F.array(*[F.lit(v) for v in _borough_table()])
+    return F.element_at(table, _zone_sp(col) + 1).cast("int")
+
+
+def _borough_np(values: np.ndarray) -> np.ndarray:
+    return np.asarray(_borough_table(), dtype="int64")[_zone_np(values)]
+
+
+def _log_distance_np(b: Batch) -> np.ndarray:
+    d = np.nan_to_num(b["trip_distance"].astype("float64"), nan=0.0)
+    return np.log1p(np.clip(d, 0.0, MAX_DISTANCE_MILES))
+
+
+def _log_distance_sp() -> "Column":
+    from pyspark.sql import functions as F
+
+    d = F.coalesce(F.col("trip_distance").cast("double"), F.lit(0.0))
+    return F.log1p(F.least(F.greatest(d, F.lit(0.0)), F.lit(MAX_DISTANCE_MILES)))
+
+
+def _passengers_np(b: Batch) -> np.ndarray:
+    p = np.nan_to_num(b["passenger_count"].astype("float64"), nan=1.0)
+    return np.clip(p, 1.0, 6.0)
+
+
+def _passengers_sp() -> "Column":
+    from pyspark.sql import functions as F
+
+    p = F.coalesce(F.col("passenger_count").cast("double"), F.lit(1.0))
+    return F.least(F.greatest(p, F.lit(1.0)), F.lit(6.0))
+
+
+def _airport_np(b: Batch) -> np.ndarray:
+    pu, do = _zone_np(b["PULocationID"]), _zone_np(b["DOLocationID"])
+    return (np.isin(pu, zones.AIRPORT_ZONES) | np.isin(do, zones.AIRPORT_ZONES)).astype("float64")
+
+
+def _airport_sp() -> "Column":
+    from pyspark.sql import functions as F
+
+    airports = list(zones.AIRPORT_ZONES)
+    return (_zone_sp("PULocationID").isin(airports) | _zone_sp("DOLocationID").isin(airports)).cast("double")
+
+
+def _cross_np(b: Batch) -> np.ndarray:
+    return (_zone_np(b["PULocationID"]) * N_ZONE_SLOTS + _zone_np(b["DOLocationID"])) % CROSS_BUCKETS
+
+
+def _cross_sp() -> "Column":
+    return ((_zone_sp("PULocationID") * N_ZONE_SLOTS + _zone_sp("DOLocationID")) % CROSS_BUCKETS).cast("int")
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("pu_zone", "categorical", lambda: _zone_sp("PULocationID"), lambda b: _zone_np(b["PULocationID"]),
+            N_ZONE_SLOTS),
+    Feature("do_zone", "categorical", lambda: _zone_sp("DOLocationID"), lambda b: _zone_np(b["DOLocationID"]),
+            N_ZONE_SLOTS),
+    Feature("pu_borough", "categorical", lambda: _borough_sp("PULocationID"),
+            lambda b: _borough_np(b["PULocationID"]), len(zones.BOROUGHS)),
+    Feature("do_borough", "categorical", lambda: _borough_sp("DOLocationID"),
+            lambda b: _borough_np(b["DOLocationID"]), len(zones.BOROUGHS)),
+    Feature("hour", "categorical", _hour_sp, _hour_np, 24),
+    Feature("dow", "categorical", _dow_sp, _dow_np, 7),
+    Feature("hour_of_week", "categorical", lambda: (_dow_sp() * 24 + _hour_sp()).cast("int"),
+            lambda b: _dow_np(b) * 24 + _hour_np(b), 168),
+    Feature("pu_do_cross", "categorical", _cross_sp, _cross_np, CROSS_BUCKETS),
+    Feature("log_distance", "numeric", _log_distance_sp, _log_distance_np),
+    Feature("passengers", "numeric", _passengers_sp, _passengers_np),
+    Feature("is_airport", "numeric", _airport_sp, _airport_np),
+)
+
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+CATEGORICAL = tuple(f for f in FEATURES if f.kind == "categorical")
+NUMERIC = tuple(f for f in FEATURES if f.kind == "numeric")
+
+
+def spec_version() -> str:
+    """Identifies the feature definitions; stored with every model version."""
+    text = "|".join(f"{f.name}:{f.kind}:{f.cardinality}" for f in FEATURES) + f"|{CROSS_BUCKETS}|{MAX_DISTANCE_MILES}"
+    return "fs1-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def compute_numpy(batch: Batch) -> dict[str, np.ndarray]:
+    """All features for a batch of requests (arrays keyed by input column)."""
+    return {f.name: f.numpy(batch) for f in FEATURES}
+
+
+def with_features(df):
+    """The Spark form: ``df`` plus one column per feature."""
+    return df.withColumns({f.name: f.spark() for f in FEATURES})

@@ -1,0 +1,65 @@
+"""The NYC TLC yellow-trip record: the raw schema the platform ingests unchanged.
+
+Column names and types follow the TLC's monthly Parquet files. Real files
+differ from month to month (``airport_fee`` vs ``Airport_fee``, int64 vs
+double for ``passenger_count``/``RatecodeID``, extra columns such as
+``cbd_congestion_fee``); ``normalize`` maps any of them onto ``RAW_SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("VendorID", pa.int32()),
+        ("tpep_pickup_datetime", pa.timestamp("us")),
+        ("tpep_dropoff_datetime", pa.timestamp("us")),
+        ("passenger_count", pa.int64()),
+        ("trip_distance", pa.float64()),
+        ("RatecodeID", pa.int64()),
+        ("store_and_fwd_flag", pa.string()),
+        ("PULocationID", pa.int32()),
+        ("DOLocationID", pa.int32()),
+        ("payment_type", pa.int64()),
+        ("fare_amount", pa.float64()),
+        ("extra", pa.float64()),
+        ("mta_tax", pa.float64()),
+        ("tip_amount", pa.float64()),
+        ("tolls_amount", pa.float64()),
+        ("improvement_surcharge", pa.float64()),
+        ("total_amount", pa.float64()),
+        ("congestion_surcharge", pa.float64()),
+        ("Airport_fee", pa.float64()),
+    ]
+)
+
+PICKUP, DROPOFF = "tpep_pickup_datetime", "tpep_dropoff_datetime"
+UNKNOWN_ZONES = (264, 265)
+N_ZONES = 265
+
+# Spellings seen in real files, mapped to the canonical name.
+COLUMN_ALIASES = {"airport_fee": "Airport_fee"}
+
+
+def normalize(table: pa.Table) -> pa.Table:
+    """Rename known aliases, cast to ``RAW_SCHEMA`` and add missing optional columns as nulls.
+
+    Raises ``ValueError`` naming the columns when a required one is absent.
+    """
+    renamed = [COLUMN_ALIASES.get(name, name) for name in table.column_names]
+    table = table.rename_columns(renamed)
+    required = {"tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"}
+    missing = sorted(required - set(table.column_names))
+    if missing:
+        raise ValueError(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}")
+    columns = []
+    for field in RAW_SCHEMA:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            if pa.types.is_timestamp(col.type) and col.type.tz is not None:
+                col = col.cast(pa.timestamp(col.type.unit))
+            columns.append(col.cast(field.type, safe=False))
+        else:
+            columns.append(pa.nulls(len(table), field.type))
+    return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
