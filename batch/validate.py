@@ -79,3 +79,35 @@ class Reconciliation:
     @property
     def ok(self) -> bool:
         return self.rows_in == self.valid + self.quarantined and sum(self.by_rule.values()) == self.quarantined
+
+
+def run(spark, settings, day: dt.date, lake_root: str | None = None) -> Reconciliation:
+    """Validate one raw partition; overwrite its validated and quarantine partitions."""
+    from pyspark.sql import functions as F
+
+    from core import lake, tlc
+
+    base = lake.spark_uri(lake.root(settings, lake_root))
+    raw = tlc.normalize_spark(spark.read.parquet(lake.partition(base, "raw/trips", day)))
+    tagged = tag(raw, day).withColumn("pickup_date", F.lit(day)).cache()
+    try:
+        valid_uri = lake.partition(base, "validated/trips", day)
+        quarantine_uri = lake.partition(base, "quarantine/trips", day)
+        tagged.where(F.col(REASON_COL).isNull()).drop(REASON_COL, "pickup_date") \
+            .write.mode("overwrite").parquet(valid_uri)
+        tagged.where(F.col(REASON_COL).isNotNull()).drop("pickup_date") \
+            .write.mode("overwrite").parquet(quarantine_uri)
+        rows_in = tagged.count()
+    finally:
+        tagged.unpersist()
+    # Reconcile against what was actually written, not against the plan.
+    written_bad = spark.read.parquet(quarantine_uri)
+    result = Reconciliation(
+        rows_in=rows_in,
+        valid=spark.read.parquet(valid_uri).count(),
+        quarantined=written_bad.count(),
+        by_rule={r[REASON_COL]: r["count"] for r in written_bad.groupBy(REASON_COL).count().collect()},
+    )
+    if not result.ok:
+        raise RuntimeError(f"row counts do not reconcile for {day}: {result}")
+    return result

@@ -110,6 +110,28 @@ def migrate() -> None:
     typer.echo(f"applied migrations: {applied}" if applied else "schema is up to date")
 
 
+@app.command("generate")
+def generate(
+    days: Annotated[int, typer.Option(min=1, help="How many daily partitions.")] = 3,
+    start: Annotated[str, typer.Option(help="First pickup date, YYYY-MM-DD. Default: DAYS days before today.")] = "",
+    rows_per_day: Annotated[int, typer.Option(min=1, help="Trips per day.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Same seed, same trips.")] = 7,
+    dirty_share: Annotated[float, typer.Option(min=0.0, max=0.49, help="Share of dirty rows.")] = 0.03,
+    shift: Annotated[bool, typer.Option("--shift", help="Shifted traffic pattern (drift scenario).")] = False,
+    lake_root: Annotated[str, typer.Option(help="Lake root (s3a://bucket or a local folder). "
+                                                "Default: the configured bucket.")] = "",
+) -> None:
+    """Write realistic NYC taxi trips in the TLC schema into raw/trips/pickup_date=.../ ."""
+    import datetime as dt
+
+    from batch.generate import generate as run
+
+    first = dt.date.fromisoformat(start) if start else dt.date.today() - dt.timedelta(days=days)
+    typer.echo(f"generating {days} day(s) x {rows_per_day:,} trips from {first} (seed {seed}, "
+               f"{dirty_share:.0%} dirty{', shifted' if shift else ''})")
+    run(get_settings(), first, days, rows_per_day, seed, dirty_share, shift, lake_root or None, typer.echo)
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as JSON (secrets masked)."""

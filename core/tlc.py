@@ -63,3 +63,25 @@ def normalize(table: pa.Table) -> pa.Table:
         else:
             columns.append(pa.nulls(len(table), field.type))
     return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
+
+
+def normalize_spark(df):
+    """Spark form of ``normalize``: aliases renamed, canonical types, missing columns as nulls."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import (DoubleType, IntegerType, LongType, StringType, TimestampNTZType)
+
+    spark_types = {pa.int32(): IntegerType(), pa.int64(): LongType(), pa.float64(): DoubleType(),
+                   pa.string(): StringType(), pa.timestamp("us"): TimestampNTZType()}
+    for alias, canonical in COLUMN_ALIASES.items():
+        if alias in df.columns and canonical not in df.columns:
+            df = df.withColumnRenamed(alias, canonical)
+    required = {"tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"}
+    missing = sorted(required - set(df.columns))
+    if missing:
+        raise ValueError(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}")
+    cols = []
+    for field in RAW_SCHEMA:
+        typ = spark_types[field.type]
+        col = F.col(field.name) if field.name in df.columns else F.lit(None)
+        cols.append(col.cast(typ).alias(field.name))
+    return df.select(*cols)

@@ -48,3 +48,15 @@ def test_missing_required_column_is_named():
     bad = real_style_file("airport_fee", pa.int64()).drop(["PULocationID"])
     with pytest.raises(ValueError, match="PULocationID"):
         tlc.normalize(bad)
+
+
+@pytest.mark.parametrize("fee_column", ["airport_fee", "Airport_fee"])
+def test_spark_normalisation_matches(local_spark, fee_column):
+    table = real_style_file(fee_column, pa.float64())
+    df = local_spark.createDataFrame(table.to_pandas())
+    out = tlc.normalize_spark(df)
+    assert out.columns == tlc.RAW_SCHEMA.names
+    rows = out.orderBy("PULocationID").collect()
+    assert [r["Airport_fee"] for r in rows] == [0.0, 1.75]
+    assert [r["passenger_count"] for r in rows] == [None, 2]
+    assert dict(out.dtypes)["PULocationID"] == "int"
