@@ -45,7 +45,8 @@ demo: install  ## Run the whole loop on generated data and print a report
 	@$(VENV)/bin/python -m deploy.local.demo
 
 test: install  ## Run every test: unit, integration and end-to-end on the real stack
-	@$(PY) -m pytest tests/unit tests/integration tests/e2e
+	@$(PY) -m pytest tests/unit
+	@$(PY) -m pytest tests/integration tests/e2e
 
 test-unit: venv  ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit

@@ -35,8 +35,14 @@ def stack(settings: Settings):
 
 @pytest.fixture(scope="session")
 def spark(stack, settings: Settings):
+    from pyspark.sql import SparkSession
+
     from core.spark import build_session
 
+    # A plain session left by the unit tests would be reused by getOrCreate without our jars.
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
     session = build_session(settings, "lambdaml-tests")
     session.sparkContext.setLogLevel("WARN")
     yield session

@@ -31,3 +31,37 @@ def test_validate_partition_on_s3(spark, settings, unique):
     quarantined = spark.read.parquet(lake.partition(root, "quarantine/trips", DAY))
     assert validate.REASON_COL in quarantined.columns
     assert quarantined.where(quarantined[validate.REASON_COL].isNull()).count() == 0
+
+
+def test_preprocess_writes_time_splits_and_announces_them(spark, settings, unique):
+    import time
+
+    from batch import preprocess
+    from core import kafka as k
+    from core.events import BatchEvent, publish_batch_event
+
+    root = settings.s3.uri("it", f"pre-{unique}")
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    generate.generate(settings, DAY, 2, 1500, seed=3, lake_root=root, echo=lambda _: None)
+    for d in days:
+        validate.run(spark, settings, d, lake_root=root)
+    result = preprocess.run(spark, settings, days, dataset=f"run-{unique}", lake_root=root)
+    assert all(result.rows[s] > 0 for s in preprocess.SPLITS)
+    again = preprocess.run(spark, settings, days, dataset=f"run-{unique}", lake_root=root)
+    assert again.rows == result.rows  # overwritten, not appended
+
+    event = BatchEvent(dag_id="it", run_id=unique, step="preprocess", status="success",
+                       rows=sum(result.rows.values()), uri=result.uri)
+    publish_batch_event(settings, event)
+    consumer = k.consumer(settings, group_id=f"it-events-{unique}")
+    consumer.subscribe([settings.kafka.batch_events_topic])
+    found = None
+    deadline = time.monotonic() + 30
+    try:
+        while found is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error() and msg.key() == event.key.encode():
+                found = BatchEvent.model_validate_json(msg.value())
+    finally:
+        consumer.close()
+    assert found is not None and found.rows == event.rows and found.uri == result.uri

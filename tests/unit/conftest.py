@@ -1,13 +1,20 @@
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_spark():
     """A plain local Spark (no Hive, no S3, no jars) for pure transforms on tiny DataFrames."""
     from pyspark.sql import SparkSession
 
+    from core import jars
+    from core.settings import get_settings
+
+    # The JVM outlives this session within one pytest process; give it the platform's
+    # extra jars on its classpath so that integration sessions started later can use S3A.
+    extra_cp = jars.classpath(get_settings(), "spark")
     spark = (
         SparkSession.builder.master("local[1]")
+        .config("spark.driver.extraClassPath", extra_cp)
         .appName("lambdaml-unit")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
