@@ -125,6 +125,14 @@ def _airport_sp() -> "Column":
     return (_zone_sp("PULocationID").isin(airports) | _zone_sp("DOLocationID").isin(airports)).cast("double")
 
 
+def _weekend_np(b: Batch) -> np.ndarray:
+    return (_dow_np(b) >= 5).astype("float64")
+
+
+def _weekend_sp() -> "Column":
+    return (_dow_sp() >= 5).cast("double")
+
+
 def _cross_np(b: Batch) -> np.ndarray:
     return (_zone_np(b["PULocationID"]) * N_ZONE_SLOTS + _zone_np(b["DOLocationID"])) % CROSS_BUCKETS
 
@@ -150,6 +158,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("log_distance", "numeric", _log_distance_sp, _log_distance_np),
     Feature("passengers", "numeric", _passengers_sp, _passengers_np),
     Feature("is_airport", "numeric", _airport_sp, _airport_np),
+    Feature("is_weekend", "numeric", _weekend_sp, _weekend_np),
 )
 
 FEATURE_NAMES = tuple(f.name for f in FEATURES)

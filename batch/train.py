@@ -1,0 +1,148 @@
+"""Train the wide & deep model: plain functions that know nothing of Ray Tune.
+
+Data is read once from the features dataset into tensors (on the GPU when
+there is one, from pinned host memory), and mini-batches are index slices,
+so the input pipeline never starves the model. Training is seeded and stops
+early when the validation MAE stops improving.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from batch.preprocess import LABEL
+from core import features
+from core.model import ModelConfig, WideAndDeep, to_tensors
+
+COLUMNS = (*features.FEATURE_NAMES, LABEL, "PULocationID", "DOLocationID", "trip_distance")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 3e-3
+    batch_size: int = 512
+    max_epochs: int = 25
+    patience: int = 3
+    weight_decay: float = 1e-5
+    seed: int = 7
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        model = ModelConfig(**d.pop("model", {}))
+        return cls(model=model, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Split:
+    """One split in memory: feature columns, label and the raw columns the baseline needs."""
+
+    columns: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return len(self.columns[LABEL])
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.columns[LABEL].astype("float64")
+
+
+def load_split(settings, dataset_uri: str, split: str) -> Split:
+    import pyarrow.dataset as ds
+
+    from core import lake
+
+    fs, path = lake.filesystem(settings, f"{dataset_uri}/split={split}")
+    table = ds.dataset(path, filesystem=fs, format="parquet").to_table(columns=list(COLUMNS))
+    return Split({c: table.column(c).to_numpy(zero_copy_only=False) for c in COLUMNS})
+
+
+def select_device(prefer: str | None = None) -> torch.device:
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class DeviceData:
+    """A split as tensors on the training device."""
+
+    def __init__(self, split: Split, device: torch.device):
+        cat, num = to_tensors(split.columns)
+        y = torch.as_tensor(np.log(np.maximum(split.y, 1.0)), dtype=torch.float32)
+        if device.type == "cuda":
+            cat, num, y = (t.pin_memory().to(device, non_blocking=True) for t in (cat, num, y))
+        self.cat, self.num, self.y = cat, num, y
+        self.n = len(y)
+
+
+def train_one_epoch(model, optimizer, data: DeviceData, batch_size: int, generator: torch.Generator,
+                    device: torch.device) -> float:
+    model.train()
+    order = torch.randperm(data.n, generator=generator).to(data.y.device)
+    total = 0.0
+    use_amp = device.type == "cuda"
+    for start in range(0, data.n, batch_size):
+        idx = order[start:start + batch_size]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            pred = model(data.cat[idx], data.num[idx])
+        loss = torch.nn.functional.huber_loss(pred.float(), data.y[idx], delta=1.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(idx)
+    return total / max(data.n, 1)
+
+
+@torch.inference_mode()
+def predict_seconds(model, cat: torch.Tensor, num: torch.Tensor, batch_size: int = 8192) -> np.ndarray:
+    model.eval()
+    out = [model(cat[i:i + batch_size], num[i:i + batch_size]).float() for i in range(0, len(cat), batch_size)]
+    return torch.exp(torch.cat(out)).cpu().numpy().astype("float64") if out else np.zeros(0)
+
+
+def evaluate(model, data: DeviceData) -> float:
+    """Validation MAE in seconds."""
+    pred = predict_seconds(model, data.cat, data.num)
+    return float(np.mean(np.abs(pred - np.exp(data.y.cpu().numpy()))))
+
+
+def fit(config: TrainConfig, train: Split, val: Split, device: torch.device | None = None,
+        report: Callable[[dict], None] | None = None) -> tuple[WideAndDeep, list[dict]]:
+    """Train with early stopping on validation MAE; return the best model and the history."""
+    device = device or select_device()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_d, val_d = DeviceData(train, device), DeviceData(val, device)
+    model = WideAndDeep(config.model, label_mean=float(train_d.y.mean())).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best, best_state, since_best, history = math.inf, None, 0, []
+    for epoch in range(1, config.max_epochs + 1):
+        t0 = time.perf_counter()
+        loss = train_one_epoch(model, optimizer, train_d, config.batch_size, generator, device)
+        val_mae = evaluate(model, val_d)
+        row = {"epoch": epoch, "train_loss": loss, "val_mae_s": val_mae,
+               "samples_per_s": train_d.n / max(time.perf_counter() - t0, 1e-9)}
+        history.append(row)
+        if report:
+            report(row)
+        if val_mae < best - 1e-6:
+            best, best_state, since_best = val_mae, copy.deepcopy(model.state_dict()), 0
+        else:
+            since_best += 1
+            if since_best >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.cpu(), history
