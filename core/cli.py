@@ -20,6 +20,9 @@ stack_app = typer.Typer(help="The local stack: Kafka, MariaDB, S3, Spark Thrift 
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(config_app, name="config")
+models_app = typer.Typer(help="The model registry: list, show, promote, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+ModelName = Annotated[str, typer.Option("--name", "-n", help="Model name.")]
 
 Only = Annotated[
     list[str] | None,
@@ -130,6 +133,59 @@ def generate(
     typer.echo(f"generating {days} day(s) x {rows_per_day:,} trips from {first} (seed {seed}, "
                f"{dirty_share:.0%} dirty{', shifted' if shift else ''})")
     run(get_settings(), first, days, rows_per_day, seed, dirty_share, shift, lake_root or None, typer.echo)
+
+
+@models_app.command("list")
+def models_list(name: ModelName = "trip_duration") -> None:
+    """Every registered version, newest first, with stage and test MAE."""
+    from core.registry import Registry
+
+    versions = Registry(get_settings()).list(name)
+    if not versions:
+        typer.echo(f"no versions of {name} registered yet")
+        return
+    typer.echo(f"{'version':55s} {'stage':11s} {'test MAE s':>10s}  created")
+    for v in versions:
+        mae = v.metrics.get("test", {}).get("model", {}).get("mae_s")
+        mae_text = f"{mae:10.1f}" if isinstance(mae, int | float) else f"{'-':>10s}"
+        typer.echo(f"{v.version:55s} {v.stage:11s} {mae_text}  {v.created_at}")
+
+
+@models_app.command("show")
+def models_show(version: str, name: ModelName = "trip_duration") -> None:
+    """Everything recorded about one version (what rebuilds it, and its metrics)."""
+    from core.registry import Registry
+
+    try:
+        v = Registry(get_settings()).get(name, version)
+    except KeyError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({**v.__dict__, "created_at": str(v.created_at), "promoted_at": str(v.promoted_at)},
+                          indent=2, default=str))
+
+
+@models_app.command("promote")
+def models_promote(version: str, name: ModelName = "trip_duration") -> None:
+    """Make VERSION the production model and announce it on the models topic."""
+    from core.registry import Registry
+
+    try:
+        v = Registry(get_settings()).promote(name, version)
+    except KeyError as exc:
+        _fail(str(exc))
+    typer.echo(f"{v.version} is now in production")
+
+
+@models_app.command("rollback")
+def models_rollback(name: ModelName = "trip_duration") -> None:
+    """Put the previous production version back into production."""
+    from core.registry import Registry
+
+    try:
+        v = Registry(get_settings()).rollback(name)
+    except KeyError as exc:
+        _fail(str(exc))
+    typer.echo(f"rolled back: {v.version} is now in production")
 
 
 @config_app.command("show")

@@ -186,9 +186,14 @@ class AirflowSettings(BaseModel):
 
 
 class RaySettings(BaseModel):
+    """Ray Tune: where it runs and how big the search is (small by default, for CI and laptops)."""
+
     address: str | None = Field(default=None, description="Ray cluster address. Unset: a local Ray.")
     num_cpus: int = 2
     num_gpus: int | None = None
+    num_samples: int = Field(default=4, description="Trials in the search (try 16-32 for real runs).")
+    max_epochs: int = Field(default=8, description="Epochs per trial and for the final fit (try 30).")
+    grace_period: int = 2
 
 
 class Settings(BaseSettings):

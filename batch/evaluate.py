@@ -1,0 +1,60 @@
+"""Compare the challenger with the champion and the naive baseline on one test split,
+and decide promotion with a configurable rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from batch import baseline, train
+from core.model import to_tensors
+
+
+@dataclass(frozen=True)
+class PromotionRule:
+    """Promote when the challenger beats the baseline by ``min_gain_vs_baseline`` and is
+    no worse than the champion by more than ``max_loss_vs_champion`` (both relative MAE)."""
+
+    min_gain_vs_baseline: float = 0.15
+    max_loss_vs_champion: float = 0.0
+
+
+def model_metrics(model, split: train.Split) -> dict[str, float]:
+    cat, num = to_tensors(split.columns)
+    return baseline.metrics(split.y, train.predict_seconds(model, cat, num))
+
+
+def baseline_metrics(train_split: train.Split, test_split: train.Split) -> dict[str, float]:
+    c = train_split.columns
+    fitted = baseline.ZonePairBaseline.fit(c["PULocationID"], c["DOLocationID"], c["trip_distance"], train_split.y)
+    t = test_split.columns
+    return baseline.metrics(test_split.y, fitted.predict(t["PULocationID"], t["DOLocationID"], t["trip_distance"]))
+
+
+def decide(challenger: dict, base: dict, champion: dict | None, rule: PromotionRule) -> tuple[bool, str]:
+    gain = 1.0 - challenger["mae_s"] / base["mae_s"]
+    if gain < rule.min_gain_vs_baseline:
+        return False, f"beats the baseline by {gain:.1%}, needs {rule.min_gain_vs_baseline:.0%}"
+    if champion is not None:
+        loss = challenger["mae_s"] / champion["mae_s"] - 1.0
+        if loss > rule.max_loss_vs_champion:
+            return False, f"worse than the champion by {loss:.1%}"
+        return True, f"beats the baseline by {gain:.1%} and the champion by {-loss:.1%}"
+    return True, f"beats the baseline by {gain:.1%}; no champion yet"
+
+
+def feature_stats(split: train.Split, bins: int = 10) -> dict[str, dict]:
+    """Per-feature histograms of the training data, saved with the model for drift checks."""
+    from core import features
+
+    stats = {}
+    for f in features.FEATURES:
+        values = np.asarray(split.columns[f.name], dtype="float64")
+        if f.kind == "numeric":
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+        else:
+            edges = np.arange(-0.5, f.cardinality + 0.5, max(1, f.cardinality // bins))
+        counts, edges = np.histogram(values, bins=edges)
+        stats[f.name] = {"edges": edges.tolist(), "counts": counts.tolist()}
+    return stats

@@ -1,0 +1,86 @@
+"""Hyperparameter search with Ray Tune (ASHA), then the best configuration trained in full.
+
+The trainable only turns ``config`` into a ``TrainConfig`` and reports each
+epoch's validation MAE; all training logic lives in ``batch.train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from batch import train
+
+
+def search_space(max_epochs: int, seed: int):
+    from ray import tune
+
+    return {
+        "lr": tune.loguniform(1e-3, 1e-2),
+        "batch_size": tune.choice([256, 512, 1024]),
+        "weight_decay": tune.loguniform(1e-6, 1e-4),
+        "model": {
+            "zone_dim": tune.choice([8, 16, 32]),
+            "time_dim": tune.choice([4, 8]),
+            "hidden": tune.choice([[64, 32], [128, 64], [256, 128]]),
+            "dropout": tune.uniform(0.0, 0.3),
+        },
+        "max_epochs": max_epochs,
+        "patience": 3,
+        "seed": seed,
+    }
+
+
+def _trainable(config: dict, train_split: train.Split, val_split: train.Split) -> None:
+    from ray import tune
+
+    train.fit(train.TrainConfig.from_dict(config), train_split, val_split,
+              report=lambda row: tune.report({"val_mae_s": row["val_mae_s"], "epoch": row["epoch"]}))
+
+
+@dataclass
+class TuneResult:
+    best_config: train.TrainConfig
+    best_val_mae_s: float
+    trials: int
+
+
+def run(settings, train_split: train.Split, val_split: train.Split, storage: Path, seed: int = 7) -> TuneResult:
+    """Search; return the best configuration, set to train for the full epoch budget."""
+    import ray
+    import torch
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    r = settings.ray
+    gpus = r.num_gpus if r.num_gpus is not None else torch.cuda.device_count()
+    started_here = not ray.is_initialized()
+    if started_here:
+        if r.address:
+            ray.init(address=r.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=r.num_cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+    try:
+        per_trial = {"cpu": 1, "gpu": 1 if gpus else 0}
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, train_split=train_split, val_split=val_split), per_trial)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=search_space(r.max_epochs, seed),
+            tune_config=tune.TuneConfig(
+                metric="val_mae_s", mode="min", num_samples=r.num_samples,
+                scheduler=ASHAScheduler(time_attr="training_iteration", max_t=r.max_epochs,
+                                        grace_period=min(r.grace_period, r.max_epochs), reduction_factor=2),
+            ),
+            run_config=tune.RunConfig(storage_path=str(storage.resolve()), name="tune", verbose=0),
+        )
+        results = tuner.fit()
+        best = results.get_best_result(metric="val_mae_s", mode="min", scope="all")
+        best_config = train.TrainConfig.from_dict(best.config)
+    finally:
+        if started_here:
+            ray.shutdown()
+    final = dataclasses.replace(best_config, max_epochs=r.max_epochs)
+    return TuneResult(best_config=final, best_val_mae_s=float(best.metrics["val_mae_s"]), trials=len(results))

@@ -1,0 +1,1 @@
+UPDATE model_versions SET stage = 'archived' WHERE name = :name AND stage = 'production' AND version <> :version

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM model_versions WHERE name = :name
