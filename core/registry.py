@@ -208,6 +208,19 @@ class Registry:
     def load(self, mv: ModelVersion) -> Artifact:
         return Artifact.from_bytes(self.fetch(mv.artifact_uri), expected_sha256=mv.sha256)
 
+    def update_metrics(self, name: str, version: str, metrics: dict) -> None:
+        from sqlalchemy import text
+
+        from core.db import load_sql
+
+        eng = self._engine()
+        try:
+            with eng.begin() as conn:
+                conn.execute(text(load_sql("registry/update_metrics")),
+                             {"name": name, "version": version, "metrics_json": json.dumps(metrics)})
+        finally:
+            eng.dispose()
+
     # ------------------------------------------------------------------ lifecycle
     def promote(self, name: str, version: str) -> ModelVersion:
         """Make ``version`` the production model and announce it on the ``models`` topic."""

@@ -1,0 +1,153 @@
+"""The steps of the ``batch_training`` DAG, one function each.
+
+Each step takes and returns small JSON-able values (Airflow passes them as
+XComs), does its I/O through the platform's adapters, and is idempotent:
+partitions are overwritten, rows upserted, and a model version is only
+registered once per DAG run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from core.settings import Settings, get_settings
+
+MODEL_NAME = "trip_duration"
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings or get_settings()
+
+
+def dataset_key(dag_id: str, run_id: str) -> str:
+    """Folder name of a run's features dataset (run ids carry ':' and '+')."""
+    import re
+
+    return f"{dag_id}/{re.sub(r'[^A-Za-z0-9_.=-]', '_', run_id)}"
+
+
+def partition_days(end_date: str, days_back: int) -> list[str]:
+    end = dt.date.fromisoformat(end_date)
+    return [(end - dt.timedelta(days=i)).isoformat() for i in reversed(range(days_back))]
+
+
+def _spark(settings: Settings, step: str):
+    from core.spark import build_session
+
+    spark = build_session(settings, f"lambdaml-batch-{step}")
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def validate_day(day: str, lake_root: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    from batch import validate
+
+    s = _settings(settings)
+    r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root)
+    return {"day": day, "rows_in": r.rows_in, "valid": r.valid, "quarantined": r.quarantined, "by_rule": r.by_rule}
+
+
+def preprocess(days: list[str], dataset: str, dag_id: str, run_id: str, lake_root: str | None = None,
+               settings: Settings | None = None) -> dict[str, Any]:
+    from batch import preprocess as pre
+    from core.events import BatchEvent, publish_batch_event
+
+    s = _settings(settings)
+    result = pre.run(_spark(s, "preprocess"), s, [dt.date.fromisoformat(d) for d in days], dataset, lake_root)
+    publish_batch_event(s, BatchEvent(dag_id=dag_id, run_id=run_id, step="preprocess", status="success",
+                                      rows=sum(result.rows.values()), uri=result.uri))
+    return {"uri": result.uri, "rows": result.rows, "feature_spec": result.feature_spec, "days": days}
+
+
+def _load(settings: Settings, uri: str, split: str):
+    from batch import train
+
+    return train.load_split(settings, uri, split)
+
+
+def tune(dataset: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    from batch import tune as tuning
+
+    s = _settings(settings)
+    storage = s.runtime_dir / "ray" / dataset["uri"].rsplit("/", 1)[-1]
+    result = tuning.run(s, _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "val"), storage)
+    return {"config": result.best_config.to_dict(), "trials": result.trials, "best_val_mae_s": result.best_val_mae_s}
+
+
+def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: str,
+                       settings: Settings | None = None) -> dict[str, Any]:
+    """Train the tuned configuration in full and register it as a candidate (once per run)."""
+    from batch import evaluate, train
+    from core import features
+    from core.registry import Artifact, Registry
+
+    s = _settings(settings)
+    registry = Registry(s)
+    for existing in registry.list(MODEL_NAME):
+        if existing.params.get("dag_run_id") == run_id:
+            return {"version": existing.version}  # this run already registered its model
+    tr, va = _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "val")
+    config = train.TrainConfig.from_dict(tuned["config"])
+    model, history = train.fit(config, tr, va)
+    artifact = Artifact(model.state_dict(), config.model.to_dict(), features.spec_version(),
+                        feature_stats=evaluate.feature_stats(tr),
+                        metrics={"val_mae_s": min(h["val_mae_s"] for h in history), "epochs": len(history)})
+    params = {**config.to_dict(), "dag_run_id": run_id, "trials": tuned["trials"]}
+    partitions = [f"raw/trips/pickup_date={d}" for d in dataset["days"]]
+    mv = registry.register(MODEL_NAME, artifact, params, partitions)
+    return {"version": mv.version}
+
+
+def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
+                         settings: Settings | None = None) -> dict[str, Any]:
+    from batch import evaluate
+    from core.registry import Registry
+
+    s = _settings(settings)
+    registry = Registry(s)
+    tr, te = _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "test")
+    challenger_mv = registry.get(MODEL_NAME, registered["version"])
+    challenger = evaluate.model_metrics(registry.load(challenger_mv).build_model(), te)
+    base = evaluate.baseline_metrics(tr, te)
+    champion_mv = registry.production(MODEL_NAME)
+    champion = None
+    if champion_mv is not None and champion_mv.version != challenger_mv.version:
+        champion = evaluate.model_metrics(registry.load(champion_mv).build_model(), te)
+    promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule())
+    metrics = {"test": {"model": challenger, "baseline": base, "champion": champion},
+               "champion_version": champion_mv.version if champion_mv else None, "decision": reason}
+    registry.update_metrics(MODEL_NAME, challenger_mv.version, {**challenger_mv.metrics, **metrics})
+    if promote and (champion_mv is None or champion_mv.version != challenger_mv.version):
+        registry.promote(MODEL_NAME, challenger_mv.version)
+    return {"version": challenger_mv.version, "promoted": promote, "reason": reason, "test": metrics["test"]}
+
+
+def publish(validated: list[dict[str, Any]], dataset: dict[str, Any], tuned: dict[str, Any],
+            outcome: dict[str, Any], dag_id: str, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Metrics to the metrics topic; the training run to MySQL and Hive."""
+    from core import kafka
+    from serving import training_runs
+
+    s = _settings(settings)
+    now = dt.datetime.now(dt.UTC)
+    test = outcome["test"]
+    producer = kafka.producer(s)
+    for name, value in (("test_mae_s", test["model"]["mae_s"]), ("baseline_mae_s", test["baseline"]["mae_s"]),
+                        ("test_rmse_s", test["model"]["rmse_s"]), ("test_mape_pct", test["model"]["mape_pct"])):
+        producer.produce(s.kafka.metrics_topic, key=b"batch_training", value=kafka.encode({
+            "source": "batch_training", "name": name, "value": value,
+            "tags": {"model_version": outcome["version"], "run_id": run_id}, "ts": now.isoformat()}))
+    if producer.flush(30) != 0:
+        raise RuntimeError("could not deliver metrics")
+    run = {
+        "run_id": run_id, "dag_id": dag_id, "model_name": MODEL_NAME, "model_version": outcome["version"],
+        "status": "promoted" if outcome["promoted"] else "rejected", "trials": tuned["trials"],
+        "best_params": json.dumps(tuned["config"]), "metrics_json": json.dumps(test),
+        "rows_in": sum(v["rows_in"] for v in validated), "quarantined": sum(v["quarantined"] for v in validated),
+        "train_rows": dataset["rows"]["train"], "test_mae_s": test["model"]["mae_s"],
+        "baseline_mae_s": test["baseline"]["mae_s"], "finished_at": now.replace(tzinfo=None),
+    }
+    training_runs.record(s, run, _spark(s, "publish"))
+    return {"run_id": run_id, "version": outcome["version"], "promoted": outcome["promoted"]}

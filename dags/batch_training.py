@@ -1,0 +1,88 @@
+"""Batch layer: validate raw trips, preprocess, tune, train, evaluate, register, publish.
+
+Runs daily at 03:00 UTC over the last ``days_back`` days of raw partitions,
+and whenever monitoring marks the drift asset. Trigger it by hand with
+``{"end_date": "YYYY-MM-DD", "days_back": 3}`` to train on chosen days.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+DRIFT_ASSET = Asset("lambdaml://monitoring/trip_duration/drift")
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=[DRIFT_ASSET]),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["batch", "training"],
+    params={
+        "end_date": Param(None, type=["null", "string"], description="Last pickup date (YYYY-MM-DD); "
+                                                                        "default: the day before the run."),
+        "days_back": Param(3, type="integer", minimum=1, maximum=90),
+    },
+    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+)
+def batch_training():
+    @task
+    def plan_days() -> list[str]:
+        from batch.pipeline import partition_days
+
+        ctx = get_current_context()
+        end = ctx["params"]["end_date"] or (ctx["dag_run"].run_after - pendulum.duration(days=1)).date().isoformat()
+        return partition_days(end, int(ctx["params"]["days_back"]))
+
+    @task(map_index_template="{{ task.op_kwargs['day'] }}")
+    def validate_day(day: str) -> dict:
+        from batch.pipeline import validate_day as step
+
+        return step(day)
+
+    @task
+    def preprocess(days: list[str], validated: list[dict]) -> dict:
+        from batch.pipeline import dataset_key
+        from batch.pipeline import preprocess as step
+
+        ctx = get_current_context()
+        dag_id, run_id = ctx["dag"].dag_id, ctx["run_id"]
+        return step(days, dataset_key(dag_id, run_id), dag_id, run_id)
+
+    @task
+    def tune(dataset: dict) -> dict:
+        from batch.pipeline import tune as step
+
+        return step(dataset)
+
+    @task
+    def train_and_register(dataset: dict, tuned: dict) -> dict:
+        from batch.pipeline import train_and_register as step
+
+        return step(dataset, tuned, get_current_context()["run_id"])
+
+    @task
+    def evaluate_and_promote(dataset: dict, registered: dict) -> dict:
+        from batch.pipeline import evaluate_and_promote as step
+
+        return step(dataset, registered)
+
+    @task
+    def publish(validated: list[dict], dataset: dict, tuned: dict, outcome: dict) -> dict:
+        from batch.pipeline import publish as step
+
+        ctx = get_current_context()
+        return step(list(validated), dataset, tuned, outcome, ctx["dag"].dag_id, ctx["run_id"])
+
+    days = plan_days()
+    validated = validate_day.expand(day=days)
+    dataset = preprocess(days, validated)
+    tuned = tune(dataset)
+    outcome = evaluate_and_promote(dataset, train_and_register(dataset, tuned))
+    publish(validated, dataset, tuned, outcome)
+
+
+batch_training()

@@ -1,0 +1,137 @@
+"""The batch layer end to end: generated trips on S3, `batch_training` run by Airflow,
+then every promise checked against the real services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from confluent_kafka import TopicPartition
+from pyhive import hive
+from sqlalchemy import text
+
+from batch import generate, pipeline
+from core import kafka as k
+from core.db import engine
+from core.registry import Registry
+
+START, DAYS, ROWS, DIRTY = dt.date(2026, 10, 1), 3, 4000, 0.03
+END = START + dt.timedelta(days=DAYS - 1)
+
+
+def _messages(settings, topic: str, since_ms: int) -> list:
+    consumer = k.consumer(settings, group_id=f"e2e-{topic}-{since_ms}")
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    parts = [TopicPartition(topic, p, since_ms) for p in meta.partitions]
+    consumer.assign(consumer.offsets_for_times(parts, timeout=10))
+    out, idle_until = [], time.monotonic() + 8
+    try:
+        while time.monotonic() < idle_until:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                out.append(msg)
+                idle_until = time.monotonic() + 3
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def dag_run(stack, settings):
+    from deploy.local.services import airflow_env
+
+    generate.generate(settings, START, DAYS, ROWS, seed=11, dirty_share=DIRTY, echo=lambda _: None)
+    started_ms = int(time.time() * 1000) - 1000
+    conf = json.dumps({"end_date": END.isoformat(), "days_back": DAYS})
+    result = subprocess.run([f"{sys.prefix}/bin/airflow", "dags", "test", "batch_training", "-c", conf],
+                            env=airflow_env(settings), capture_output=True, text=True, timeout=1200)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "state=success" in output, output[-5000:]
+    eng = engine(settings)
+    with eng.connect() as conn:
+        run = conn.execute(text("SELECT run_id, model_version, metrics_json FROM training_runs "
+                                "ORDER BY finished_at DESC LIMIT 1")).mappings().one()
+    eng.dispose()
+    return {"run_id": run["run_id"], "version": run["model_version"], "test": json.loads(run["metrics_json"]),
+            "since_ms": started_ms}
+
+
+def test_counts_reconcile_and_quarantine_holds_every_dirty_row(dag_run, spark, settings):
+    from batch.validate import REASON_COL
+
+    base = settings.s3.uri()
+    for i in range(DAYS):
+        day = (START + dt.timedelta(days=i)).isoformat()
+        raw = spark.read.parquet(f"{base}/raw/trips/pickup_date={day}").count()
+        valid = spark.read.parquet(f"{base}/validated/trips/pickup_date={day}").count()
+        bad = spark.read.parquet(f"{base}/quarantine/trips/pickup_date={day}")
+        assert raw == valid + bad.count()
+        assert bad.count() == round(ROWS * DIRTY)
+        assert bad.where(bad[REASON_COL].isNull()).count() == 0
+
+
+def test_model_registered_with_matching_artifact_and_beats_baseline(dag_run, settings):
+    registry = Registry(settings)
+    mv = registry.get(pipeline.MODEL_NAME, dag_run["version"])
+    artifact = registry.load(mv)  # refuses a sha256 mismatch
+    assert artifact.build_model() is not None
+    assert mv.artifact_uri.startswith(f"s3a://{settings.s3.bucket}/models/")
+    assert mv.data_partitions == [f"raw/trips/pickup_date={START + dt.timedelta(days=i)}" for i in range(DAYS)]
+    model_mae, base_mae = dag_run["test"]["model"]["mae_s"], dag_run["test"]["baseline"]["mae_s"]
+    assert model_mae <= 0.85 * base_mae, (model_mae, base_mae)
+
+
+def test_events_and_model_announcement_on_kafka(dag_run, settings):
+    events = [json.loads(m.value()) for m in _messages(settings, settings.kafka.batch_events_topic, dag_run["since_ms"])]
+    mine = [e for e in events if e["run_id"] == dag_run["run_id"] and e["step"] == "preprocess"]
+    assert mine and mine[-1]["status"] == "success" and mine[-1]["rows"] > 0
+    assert mine[-1]["uri"].startswith("s3a://")
+    registry = Registry(settings)
+    if registry.get(pipeline.MODEL_NAME, dag_run["version"]).stage == "production":
+        models = [json.loads(m.value()) for m in _messages(settings, settings.kafka.models_topic, dag_run["since_ms"])]
+        assert any(m["version"] == dag_run["version"] and m["sha256"] for m in models)
+    metrics = [json.loads(m.value()) for m in _messages(settings, settings.kafka.metrics_topic, dag_run["since_ms"])]
+    assert any(m["name"] == "test_mae_s" and m["tags"]["run_id"] == dag_run["run_id"] for m in metrics)
+
+
+def _hive_rows(settings, run_id: str) -> list:
+    sp = settings.spark
+    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="analyst")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT model_version, rows_in, quarantined FROM lake.training_runs WHERE run_id = %(r)s",
+                    {"r": run_id})
+        return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_pyhive_reads_the_training_run(dag_run, settings):
+    assert _hive_rows(settings, dag_run["run_id"]) == [(dag_run["version"], DAYS * ROWS, DAYS * round(ROWS * DIRTY))]
+
+
+def test_rerunning_the_steps_of_the_same_run_changes_nothing(dag_run, settings):
+    """What an Airflow retry or clear does: every step again, with the same run id."""
+    run_id, dag_id = dag_run["run_id"], "batch_training"
+    registry = Registry(settings)
+    versions_before = len(registry.list(pipeline.MODEL_NAME))
+    days = pipeline.partition_days(END.isoformat(), DAYS)
+    validated = [pipeline.validate_day(d) for d in days]
+    assert sum(v["quarantined"] for v in validated) == DAYS * round(ROWS * DIRTY)
+    dataset = pipeline.preprocess(days, pipeline.dataset_key(dag_id, run_id), dag_id, run_id)
+    params = registry.get(pipeline.MODEL_NAME, dag_run["version"]).params
+    tuned = {"config": params, "trials": params["trials"]}
+    registered = pipeline.train_and_register(dataset, tuned, run_id)
+    assert registered["version"] == dag_run["version"]
+    outcome = pipeline.evaluate_and_promote(dataset, registered)
+    pipeline.publish(validated, dataset, tuned, outcome, dag_id, run_id)
+    assert len(registry.list(pipeline.MODEL_NAME)) == versions_before
+    eng = engine(settings)
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM training_runs WHERE run_id = :r"), {"r": run_id}).scalar() == 1
+    eng.dispose()
+    assert len(_hive_rows(settings, run_id)) == 1
