@@ -15,7 +15,8 @@ help:  ## List the targets
 
 $(STAMP): pyproject.toml
 	@echo "==> python environment ($(VENV))"
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet --disable-pip-version-check uv
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet --disable-pip-version-check uv \
+	  || $(PYTHON) -m pip install --user --quiet --disable-pip-version-check --break-system-packages uv
 	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	@$(UV) pip install --quiet --python $(PY) -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@

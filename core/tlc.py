@@ -42,6 +42,15 @@ N_ZONES = 265
 COLUMN_ALIASES = {"airport_fee": "Airport_fee"}
 
 
+REQUIRED = (PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance")
+
+
+def check_required(columns) -> None:
+    missing = sorted(set(REQUIRED) - set(columns))
+    if missing:
+        raise ValueError(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}")
+
+
 def normalize(table: pa.Table) -> pa.Table:
     """Rename known aliases, cast to ``RAW_SCHEMA`` and add missing optional columns as nulls.
 
@@ -49,10 +58,7 @@ def normalize(table: pa.Table) -> pa.Table:
     """
     renamed = [COLUMN_ALIASES.get(name, name) for name in table.column_names]
     table = table.rename_columns(renamed)
-    required = {"tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"}
-    missing = sorted(required - set(table.column_names))
-    if missing:
-        raise ValueError(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}")
+    check_required(table.column_names)
     columns = []
     for field in RAW_SCHEMA:
         if field.name in table.column_names:
@@ -75,10 +81,7 @@ def normalize_spark(df):
     for alias, canonical in COLUMN_ALIASES.items():
         if alias in df.columns and canonical not in df.columns:
             df = df.withColumnRenamed(alias, canonical)
-    required = {"tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"}
-    missing = sorted(required - set(df.columns))
-    if missing:
-        raise ValueError(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}")
+    check_required(df.columns)
     cols = []
     for field in RAW_SCHEMA:
         typ = spark_types[field.type]
