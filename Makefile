@@ -8,7 +8,7 @@ LAMBDAML := $(VENV)/bin/lambdaml
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help install venv system jars demo test test-unit test-integration test-e2e bench stack-up stack-status stack-down clean
+.PHONY: help install venv system jars demo test test-unit test-integration test-e2e stack-up stack-status stack-down clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ stack-status: venv  ## Show the local stack's health
 stack-down: venv  ## Stop the local stack
 	@$(LAMBDAML) stack down
 
-demo: install  ## Run the whole loop on generated data and print a report
+demo: install  ## Bring the stack up and print a report with where to look (the full loop grows with the layers)
 	@$(VENV)/bin/python -m deploy.local.demo
 
 test: install  ## Run every test: unit, integration and end-to-end on the real stack
@@ -51,9 +51,6 @@ test: install  ## Run every test: unit, integration and end-to-end on the real s
 
 test-unit: venv  ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit
-
-bench: install  ## Run the benchmarks and write bench/results/
-	@$(PY) -m bench
 
 clean:  ## Stop the stack and delete the runtime folder (keeps caches)
 	-@test -x $(LAMBDAML) && $(LAMBDAML) stack down
