@@ -2,7 +2,7 @@
 
 Every row either passes every rule or goes to quarantine tagged with the
 first rule it failed, so ``rows in = valid + quarantined`` holds by
-construction; ``reconcile`` checks it anyway on the written outputs.
+construction; ``run`` checks it anyway on the written outputs.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from core.settings import PROJECT_ROOT, Settings
 
@@ -28,7 +27,3 @@ def load_sql(name: str) -> str:
     if SQL_DIR.resolve() not in path.parents:
         raise ValueError(f"SQL name escapes sql/: {name}")
     return path.read_text()
-
-
-def sql_path(name: str) -> Path:
-    return SQL_DIR / f"{name}.sql"

@@ -119,8 +119,6 @@ def _airport_np(b: Batch) -> np.ndarray:
 
 
 def _airport_sp() -> "Column":
-    from pyspark.sql import functions as F
-
     airports = list(zones.AIRPORT_ZONES)
     return (_zone_sp("PULocationID").isin(airports) | _zone_sp("DOLocationID").isin(airports)).cast("double")
 

@@ -155,12 +155,13 @@ class Registry:
         try:
             with eng.connect() as conn:
                 minor = int(conn.execute(text(load_sql("registry/count_versions")), {"name": name}).scalar() or 0)
-            version = make_version(name, minor, when, code_version())
+            code = code_version()
+            version = make_version(name, minor, when, code)
             data = artifact.to_bytes()
             uri = f"{self.settings.s3.uri('models', name, version.split(':', 1)[1])}/model.pt"
             self._put(uri, data)
             mv = ModelVersion(name, version, "candidate", uri, sha256(data), artifact.metrics, params,
-                              data_partitions, artifact.feature_spec, code_version(), when)
+                              data_partitions, artifact.feature_spec, code, when)
             with eng.begin() as conn:
                 conn.execute(text(load_sql("registry/upsert_version")), {
                     "name": name, "version": version, "stage": "candidate", "artifact_uri": uri,

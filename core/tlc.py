@@ -35,8 +35,6 @@ RAW_SCHEMA = pa.schema(
 )
 
 PICKUP, DROPOFF = "tpep_pickup_datetime", "tpep_dropoff_datetime"
-UNKNOWN_ZONES = (264, 265)
-N_ZONES = 265
 
 # Spellings seen in real files, mapped to the canonical name.
 COLUMN_ALIASES = {"airport_fee": "Airport_fee"}

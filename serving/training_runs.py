@@ -8,8 +8,11 @@ from typing import Any
 from core.db import engine, load_sql
 from core.settings import Settings
 
-HIVE_COLUMNS = ("dag_id", "model_name", "model_version", "status", "trials", "best_params", "rows_in",
-                "quarantined", "train_rows", "test_mae_s", "baseline_mae_s", "finished_at", "run_id")
+# Column order of lake.training_runs (sql/hive/training_runs.sql); insertInto matches by position.
+HIVE_SCHEMA = ("dag_id string, model_name string, model_version string, status string, trials int, "
+               "best_params string, rows_in bigint, quarantined bigint, train_rows bigint, test_mae_s double, "
+               "baseline_mae_s double, finished_at timestamp, run_id string")
+HIVE_COLUMNS = tuple(part.split()[0] for part in HIVE_SCHEMA.split(", "))
 
 
 def metric_rows(run: dict[str, Any]) -> list[tuple]:
@@ -40,16 +43,8 @@ def record(settings: Settings, run: dict[str, Any], spark) -> None:
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
     spark.sql(load_sql("hive/training_runs").replace("lake.", f"{db}."))
     spark.sql(load_sql("hive/model_metrics").replace("lake.", f"{db}."))
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    runs = spark.createDataFrame([tuple(run[c] for c in HIVE_COLUMNS)], list(HIVE_COLUMNS))
-    runs.selectExpr(*[f"CAST({c} AS {t})" if t else c for c, t in _casts()]).write.insertInto(
-        f"{db}.training_runs", overwrite=True)
+    runs = spark.createDataFrame([tuple(run[c] for c in HIVE_COLUMNS)], HIVE_SCHEMA)
+    runs.write.insertInto(f"{db}.training_runs", overwrite=True)
     metrics = spark.createDataFrame(metric_rows(run), "model_version string, evaluated string, metric string, "
                                                       "value double, run_id string")
     metrics.write.insertInto(f"{db}.model_metrics", overwrite=True)
-
-
-def _casts():
-    types = {"trials": "INT", "rows_in": "BIGINT", "quarantined": "BIGINT", "train_rows": "BIGINT",
-             "test_mae_s": "DOUBLE", "baseline_mae_s": "DOUBLE", "finished_at": "TIMESTAMP"}
-    return [(c, types.get(c)) for c in HIVE_COLUMNS]

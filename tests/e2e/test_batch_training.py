@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -42,21 +40,20 @@ def _messages(settings, topic: str, since_ms: int) -> list:
 
 @pytest.fixture(scope="module")
 def dag_run(stack, settings):
-    from deploy.local.services import airflow_env
+    """One run of batch_training, triggered through the running Airflow's API as a user would."""
+    from tests.airflow_api import AirflowAPI
 
     generate.generate(settings, START, DAYS, ROWS, seed=11, dirty_share=DIRTY, echo=lambda _: None)
     started_ms = int(time.time() * 1000) - 1000
-    conf = json.dumps({"end_date": END.isoformat(), "days_back": DAYS})
-    result = subprocess.run([f"{sys.prefix}/bin/airflow", "dags", "test", "batch_training", "-c", conf],
-                            env=airflow_env(settings), capture_output=True, text=True, timeout=1200)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0 and "state=success" in output, output[-5000:]
+    api = AirflowAPI(settings)
+    run = api.run_dag("batch_training", {"end_date": END.isoformat(), "days_back": DAYS})
+    assert run["state"] == "success", api.failed_tasks("batch_training", run["dag_run_id"])
     eng = engine(settings)
     with eng.connect() as conn:
-        run = conn.execute(text("SELECT run_id, model_version, metrics_json FROM training_runs "
-                                "ORDER BY finished_at DESC LIMIT 1")).mappings().one()
+        row = conn.execute(text("SELECT model_version, metrics_json FROM training_runs WHERE run_id = :r"),
+                           {"r": run["dag_run_id"]}).mappings().one()
     eng.dispose()
-    return {"run_id": run["run_id"], "version": run["model_version"], "test": json.loads(run["metrics_json"]),
+    return {"run_id": run["dag_run_id"], "version": row["model_version"], "test": json.loads(row["metrics_json"]),
             "since_ms": started_ms}
 
 
