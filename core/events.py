@@ -39,3 +39,72 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
     producer.produce(settings.kafka.batch_events_topic, key=event.key.encode(), value=event.model_dump_json().encode())
     if producer.flush(30) != 0:
         raise RuntimeError(f"could not deliver the {event.step} event to {settings.kafka.batch_events_topic}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The speed layer's events. One definition serves the HTTP API (pydantic), the stream's Spark validation
+# (``REQUEST_LIMITS`` + ``request_spark_schema``) and the replayer, so the three accept the same trips.
+
+REQUEST_LIMITS = {
+    "zone": (1, 265),
+    "passenger_count": (0, 9),
+    "trip_distance": (0.0, 500.0),
+    "trip_id_max_len": 64,
+}
+
+
+class TripRequest(BaseModel):
+    """``trips.requests`` (key: trip_id), also the body of ``POST /v1/predict``."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    trip_id: str = Field(min_length=1, max_length=REQUEST_LIMITS["trip_id_max_len"])
+    pickup_ts: dt.datetime
+    PULocationID: int = Field(ge=REQUEST_LIMITS["zone"][0], le=REQUEST_LIMITS["zone"][1])
+    DOLocationID: int = Field(ge=REQUEST_LIMITS["zone"][0], le=REQUEST_LIMITS["zone"][1])
+    passenger_count: int | None = Field(default=None, ge=REQUEST_LIMITS["passenger_count"][0],
+                                        le=REQUEST_LIMITS["passenger_count"][1])
+    trip_distance: float = Field(ge=REQUEST_LIMITS["trip_distance"][0], le=REQUEST_LIMITS["trip_distance"][1],
+                                 allow_inf_nan=False)
+    VendorID: int | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def utc_pickup(self) -> dt.datetime:
+        ts = self.pickup_ts
+        return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+class Prediction(BaseModel):
+    """``trips.predictions`` (key: trip_id)."""
+
+    schema_version: int = SCHEMA_VERSION
+    trip_id: str
+    model_version: str
+    predicted_duration_s: float
+    event_ts: dt.datetime
+    scored_ts: dt.datetime = Field(default_factory=_now)
+
+
+class TripCompleted(BaseModel):
+    """``trips.completed`` (key: trip_id): the actual outcome, sent when the trip ends."""
+
+    schema_version: int = SCHEMA_VERSION
+    trip_id: str
+    dropoff_ts: dt.datetime
+    duration_s: float
+
+
+class MetricEvent(BaseModel):
+    """``metrics`` (key: source)."""
+
+    schema_version: int = SCHEMA_VERSION
+    source: str
+    name: str
+    value: float
+    tags: dict[str, str] = Field(default_factory=dict)
+    ts: dt.datetime = Field(default_factory=_now)
+
+
+def request_spark_schema() -> str:
+    """DDL schema the stream parses ``trips.requests`` with (everything optional; validation names what is wrong)."""
+    return ("trip_id STRING, pickup_ts STRING, PULocationID DOUBLE, DOLocationID DOUBLE, passenger_count DOUBLE, "
+            "trip_distance DOUBLE, VendorID DOUBLE, schema_version INT")
