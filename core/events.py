@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -45,6 +45,7 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
 # The speed layer's events. One definition serves the HTTP API (pydantic), the stream's Spark validation
 # (``REQUEST_LIMITS`` + ``request_spark_schema``) and the replayer, so the three accept the same trips.
 
+PICKUP_YEARS = (2001, 2099)
 REQUEST_LIMITS = {
     "zone": (1, 265),
     "passenger_count": (0, 9),
@@ -68,9 +69,15 @@ class TripRequest(BaseModel):
     VendorID: int | None = None
     schema_version: int = SCHEMA_VERSION
 
-    def utc_pickup(self) -> dt.datetime:
-        ts = self.pickup_ts
+    @field_validator("pickup_ts")
+    @classmethod
+    def _utc_in_range(cls, ts: dt.datetime) -> dt.datetime:
+        if not PICKUP_YEARS[0] <= ts.year <= PICKUP_YEARS[1]:
+            raise ValueError(f"pickup year must be in {PICKUP_YEARS[0]}..{PICKUP_YEARS[1]}")
         return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+    def utc_pickup(self) -> dt.datetime:
+        return self.pickup_ts
 
 
 class Prediction(BaseModel):

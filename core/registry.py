@@ -24,7 +24,14 @@ MAJOR = 1
 
 
 class ArtifactError(RuntimeError):
-    """The artifact is missing, corrupt or does not match its recorded sha256."""
+    """The artifact is missing, corrupt or does not match its recorded sha256.
+
+    ``reason`` is one word for metrics and logs: missing, sha256, corrupt, feature_spec, model.
+    """
+
+    def __init__(self, message: str, reason: str = "corrupt"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -75,7 +82,7 @@ class Artifact:
 
         if expected_sha256 is not None and sha256(data) != expected_sha256:
             raise ArtifactError(f"artifact sha256 {sha256(data)[:12]}… does not match the registry's "
-                                f"{expected_sha256[:12]}…")
+                                f"{expected_sha256[:12]}…", reason="sha256")
         try:
             raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             return cls(raw["state_dict"], raw["model_config"], raw["feature_spec"], raw.get("feature_stats", {}),
@@ -89,7 +96,7 @@ class Artifact:
 
         if self.feature_spec != spec_version():
             raise ArtifactError(f"artifact was trained with features {self.feature_spec}, "
-                                f"this code computes {spec_version()}")
+                                f"this code computes {spec_version()}", reason="feature_spec")
         model = WideAndDeep(ModelConfig(**self.model_config))
         model.load_state_dict(self.state_dict)
         return model.eval()
@@ -141,7 +148,7 @@ class Registry:
             with fs.open_input_stream(path) as src:
                 return src.read()
         except (FileNotFoundError, OSError) as exc:
-            raise ArtifactError(f"artifact not found at {uri}: {exc}") from exc
+            raise ArtifactError(f"artifact not found at {uri}: {exc}", reason="missing") from exc
 
     # ------------------------------------------------------------------ register
     def register(self, name: str, artifact: Artifact, params: dict, data_partitions: list[str],

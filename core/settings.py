@@ -196,6 +196,36 @@ class RaySettings(BaseModel):
     grace_period: int = 2
 
 
+class SpeedSettings(BaseModel):
+    """The speed layer: the prediction service (gunicorn + Flask) and the streaming job."""
+
+    host: str = "127.0.0.1"
+    port: int = 18000
+    model_name: str = "trip_duration"
+    workers: int = Field(default=2, ge=1, description="gunicorn worker processes, one model copy each.")
+    threads: int = Field(default=16, ge=1, description="Request threads per worker; they share one micro-batcher.")
+    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
+    device: str = Field(default="cpu", description="Inference device: cpu, or cuda (initialised after fork).")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_trips: int = Field(default=1000, ge=1, description="Largest batch one request may carry (413 above).")
+    micro_batching: bool = True
+    batch_max_size: int = Field(default=512, ge=1, description="Most trips merged into one forward pass.")
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, description="Longest a request waits for others to join.")
+    api_key: SecretStr | None = Field(default=None, description="If set, requests need the X-API-Key header.")
+    request_timeout_s: float = 10.0
+    stream_trigger: str = Field(default="processingTime:500 milliseconds",
+                                description="processingTime:<interval>, availableNow, or realTime:<interval>.")
+    stream_checkpoint: str | None = Field(default=None,
+                                          description="Checkpoint location. Unset: <runtime_dir>/checkpoints/speed.")
+    stream_http_batch: int = Field(default=500, ge=1, description="Trips per call to the prediction service.")
+    stream_max_offsets_per_trigger: int = 50_000
+    stream_retry_max_s: float = Field(default=300.0, description="Longest the stream retries an unreachable service.")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See README, section "Configuration"."""
 
@@ -222,6 +252,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()
     ray: RaySettings = RaySettings()
+    speed: SpeedSettings = SpeedSettings()
 
     @field_validator("runtime_dir", "cache_dir")
     @classmethod
@@ -258,6 +289,10 @@ class Settings(BaseSettings):
     @property
     def pid_dir(self) -> Path:
         return self.runtime_dir / "pids"
+
+    @property
+    def stream_checkpoint(self) -> str:
+        return self.speed.stream_checkpoint or str(self.runtime_dir / "checkpoints" / "speed")
 
     @property
     def warehouse_dir(self) -> str:

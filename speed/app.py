@@ -1,0 +1,253 @@
+"""The prediction service: a Flask app factory with one blueprint per concern.
+
+- ``predict``: ``POST /v1/predict`` — one trip, or ``{"trips": [...]}``
+- ``models``: ``GET /v1/models/current``
+- ``health``: ``GET /healthz`` (the process is up), ``GET /readyz`` (a model is loaded)
+- ``metrics``: ``GET /metrics`` (Prometheus)
+- ``openapi``: ``GET /openapi.json``
+
+Bad input never reaches the model: the body size is capped (413), a batch is
+capped (413), every trip is validated by ``core.events.TripRequest`` and the
+first failing field is named (400). With ``LAMBDAML_SPEED__API_KEY`` set,
+``/v1/*`` needs the ``X-API-Key`` header (401).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from core.events import TripRequest
+from core.settings import Settings, get_settings
+from speed import metrics
+from speed.batcher import MicroBatcher
+from speed.predictor import LoadedModel, ModelHolder, predict
+
+log = logging.getLogger("lambdaml.speed")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None, details: list | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field, self.details = status, message, field, details or []
+
+
+def _error(status: int, message: str, field: str | None = None, details: list | None = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    if details:
+        body["details"] = details
+    resp = jsonify(body)
+    resp.status_code = status
+    return resp
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+class Service:
+    """What the blueprints share: settings, the held model and how a batch of trips is scored."""
+
+    def __init__(self, settings: Settings, holder: ModelHolder):
+        self.settings = settings
+        self.holder = holder
+        s = settings.speed
+        self.batcher = (MicroBatcher(self._run, s.batch_max_size, s.batch_max_wait_ms / 1000.0,
+                                     on_batch=metrics.observe_batch) if s.micro_batching else None)
+
+    def _run(self, trips: list[TripRequest]) -> tuple[list[float], LoadedModel]:
+        model = self.holder.current  # one snapshot per forward pass: a swap never splits a batch
+        if model is None:
+            raise ApiError(503, "no model loaded yet; see GET /readyz")
+        return predict(model, trips).tolist(), model
+
+    def score(self, trips: list[TripRequest]) -> tuple[list[float], LoadedModel]:
+        if self.batcher is None:
+            out = self._run(trips)
+            metrics.observe_batch(1, len(trips))
+            return out
+        try:
+            return self.batcher.submit(trips).result(timeout=self.settings.speed.request_timeout_s)
+        except FutureTimeout:
+            raise ApiError(503, f"no prediction within {self.settings.speed.request_timeout_s}s; retry") from None
+
+
+def _service() -> Service:
+    return current_app.extensions["lambdaml"]
+
+
+# --------------------------------------------------------------------------------------------------- predict
+predict_bp = Blueprint("predict", __name__)
+
+
+def parse_trips(raw: bytes, max_batch: int) -> tuple[list[TripRequest], bool]:
+    """The body as validated trips, and whether it was a batch. Raises ``ApiError`` naming the field."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "body is not valid JSON", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object: one trip, or {\"trips\": [...]}", "body")
+    batch = "trips" in body
+    items = body["trips"] if batch else [body]
+    if not isinstance(items, list):
+        raise ApiError(400, "trips must be a list of trip objects", "trips")
+    if not items:
+        raise ApiError(400, "trips is empty", "trips")
+    if len(items) > max_batch:
+        raise ApiError(413, f"batch of {len(items)} trips is over the limit of {max_batch}", "trips")
+    trips: list[TripRequest] = []
+    for i, item in enumerate(items):
+        try:
+            trips.append(TripRequest.model_validate(item))
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            prefix = ("trips", i) if batch else ()
+            fields = [_field_path(prefix + tuple(e["loc"])) for e in errors]
+            raise ApiError(400, f"{fields[0]}: {errors[0]['msg']}", fields[0],
+                           [{"field": f, "message": e["msg"]} for f, e in zip(fields, errors)]) from None
+    return trips, batch
+
+
+@predict_bp.post("/v1/predict")
+def predict_route():
+    svc = _service()
+    trips, batch = parse_trips(request.get_data(cache=False), svc.settings.speed.max_batch_trips)
+    durations, model = svc.score(trips)
+    if not batch:
+        return jsonify(trip_id=trips[0].trip_id, predicted_duration_s=round(durations[0], 3),
+                       model_version=model.version)
+    return jsonify(model_version=model.version,
+                   predictions=[{"trip_id": t.trip_id, "predicted_duration_s": round(d, 3)}
+                                for t, d in zip(trips, durations)])
+
+
+# --------------------------------------------------------------------------------------------------- models
+models_bp = Blueprint("models", __name__)
+
+
+@models_bp.get("/v1/models/current")
+def current_model():
+    svc = _service()
+    model = svc.holder.current
+    if model is None:
+        return _error(503, "no model loaded yet", details=[{"last_error": svc.holder.last_error}]
+                      if svc.holder.last_error else None)
+    return jsonify(model.describe() | {"last_refusal": svc.holder.last_error})
+
+
+# --------------------------------------------------------------------------------------------------- health
+health_bp = Blueprint("health", __name__)
+
+
+@health_bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@health_bp.get("/readyz")
+def readyz():
+    model = _service().holder.current
+    if model is None:
+        return jsonify(ready=False, reason="no model loaded yet"), 503
+    return jsonify(ready=True, model_version=model.version)
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+metrics_bp = Blueprint("metrics", __name__)
+
+
+@metrics_bp.get("/metrics")
+def metrics_route():
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
+# --------------------------------------------------------------------------------------------------- openapi
+openapi_bp = Blueprint("openapi", __name__)
+
+
+@openapi_bp.get("/openapi.json")
+def openapi_route():
+    from speed.openapi import spec
+
+    return jsonify(spec(_service().settings))
+
+
+# --------------------------------------------------------------------------------------------------- factory
+UNTIMED = {"metrics.metrics_route", "health.healthz", "health.readyz"}
+
+
+def create_app(settings: Settings | None = None, holder: ModelHolder | None = None, watch: bool = True) -> Flask:
+    """The service. ``watch``: follow the ``models`` topic (the default under gunicorn)."""
+    import torch
+
+    settings = settings or get_settings()
+    torch.set_num_threads(settings.speed.torch_threads)
+    holder = holder or ModelHolder()
+    app = Flask("lambdaml.speed")
+    app.config["MAX_CONTENT_LENGTH"] = settings.speed.max_body_bytes
+    app.json.sort_keys = False
+    svc = Service(settings, holder)
+    app.extensions["lambdaml"] = svc
+    for bp in (predict_bp, models_bp, health_bp, metrics_bp, openapi_bp):
+        app.register_blueprint(bp)
+
+    api_key = settings.speed.api_key.get_secret_value() if settings.speed.api_key else None
+
+    @app.before_request
+    def _start():
+        g.t0 = time.perf_counter()
+        if api_key and request.path.startswith("/v1/"):
+            given = request.headers.get("X-API-Key", "")
+            if not hmac.compare_digest(given.encode(), api_key.encode()):
+                resp = _error(401, "missing or wrong X-API-Key header", "X-API-Key")
+                resp.headers["WWW-Authenticate"] = "ApiKey"
+                return resp
+        return None
+
+    @app.after_request
+    def _record(resp: Response) -> Response:
+        endpoint = request.endpoint or "unknown"
+        if endpoint not in UNTIMED:
+            metrics.REQUESTS.labels(endpoint, str(resp.status_code)).inc()
+            if "t0" in g:
+                metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.t0)
+        return resp
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return _error(exc.status, exc.message, exc.field, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        field = "body" if exc.code == 413 else None
+        message = (f"body is over the limit of {settings.speed.max_body_bytes} bytes" if exc.code == 413
+                   else exc.description or exc.name)
+        return _error(exc.code or 500, message, field)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    if watch:
+        from speed.watcher import ModelWatcher
+
+        watcher = ModelWatcher(settings, holder)
+        watcher.start()
+        app.extensions["lambdaml.watcher"] = watcher
+    return app

@@ -1,0 +1,93 @@
+"""Dynamic micro-batching: concurrent requests in one worker share one forward pass.
+
+Request threads ``submit`` their trips and wait on a future. One batching
+thread takes the first waiting request, then keeps collecting until either
+``max_size`` trips are gathered or ``max_wait_s`` has passed since that first
+request, runs the model once on the concatenation and hands each request its
+slice. Under light load a request waits at most ``max_wait_s``; under heavy
+load batches fill up and the per-call overhead of PyTorch is shared.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class _Pending(Generic[T]):
+    items: Sequence[T]
+    future: Future
+
+
+class MicroBatcher(Generic[T, R]):
+    """Merges ``submit`` calls from many threads into calls of ``run(items) -> (results, context)``."""
+
+    def __init__(self, run: Callable[[list[T]], tuple[Sequence[R], object]], max_size: int, max_wait_s: float,
+                 on_batch: Callable[[int, int], None] | None = None, name: str = "micro-batcher"):
+        self._run = run
+        self.max_size = max_size
+        self.max_wait_s = max_wait_s
+        self._on_batch = on_batch
+        self._queue: queue.SimpleQueue[_Pending[T] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, items: Sequence[T]) -> Future:
+        """A future of ``(results for items, context)``; context is what ``run`` returned with them."""
+        fut: Future = Future()
+        self._queue.put(_Pending(items, fut))
+        return fut
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        carry: _Pending[T] | None = None
+        while True:
+            first = carry or self._queue.get()
+            carry = None
+            if first is None:
+                return
+            batch, size = [first], len(first.items)
+            deadline = time.monotonic() + self.max_wait_s
+            while size < self.max_size:
+                timeout = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                if size + len(nxt.items) > self.max_size:
+                    carry = nxt  # starts the next batch; a request is never split
+                    break
+                batch.append(nxt)
+                size += len(nxt.items)
+            self._execute(batch, size)
+
+    def _execute(self, batch: list[_Pending[T]], size: int) -> None:
+        items = [item for p in batch for item in p.items]
+        try:
+            results, context = self._run(items)
+        except BaseException as exc:  # noqa: BLE001 - every waiter must hear about it
+            for p in batch:
+                p.future.set_exception(exc)
+            return
+        if self._on_batch:
+            self._on_batch(len(batch), size)
+        start = 0
+        for p in batch:
+            end = start + len(p.items)
+            p.future.set_result((results[start:end], context))
+            start = end

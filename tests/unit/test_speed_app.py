@@ -1,0 +1,205 @@
+"""The prediction service in-process (Flask test client): contract, bad input, hot swap, fuzzing. No services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from core.events import TripRequest
+from core.settings import Settings
+from speed import metrics, watcher
+from speed.app import create_app
+from speed.batcher import MicroBatcher
+from speed.predictor import ModelHolder, build, predict
+from tests.model_factory import announcement, artifact_bytes
+
+NAME = "trip_duration"
+TRIP = {"trip_id": "t-1", "pickup_ts": "2026-01-05T08:30:00", "PULocationID": 161, "DOLocationID": 236,
+        "passenger_count": 1, "trip_distance": 2.1, "VendorID": 2}
+
+
+def loaded(seed: int, version: str | None = None):
+    data = artifact_bytes(seed)
+    from core.registry import sha256
+
+    return build(NAME, version or f"{NAME}:1.{seed}.0-test", sha256(data), f"mem://{seed}", data)
+
+
+@pytest.fixture(scope="module")
+def holder() -> ModelHolder:
+    h = ModelHolder()
+    h.swap(loaded(1))
+    return h
+
+
+def make_client(holder: ModelHolder | None, **speed):
+    settings = Settings(speed={"max_body_bytes": 4096, "max_batch_trips": 8, "batch_max_wait_ms": 1.0, **speed})
+    return create_app(settings, holder=holder, watch=False).test_client()
+
+
+@pytest.fixture(scope="module")
+def client(holder):
+    return make_client(holder)
+
+
+def test_not_ready_until_a_model_is_loaded():
+    c = make_client(ModelHolder())
+    assert c.get("/healthz").status_code == 200
+    assert c.get("/readyz").status_code == 503
+    r = c.post("/v1/predict", json=TRIP)
+    assert r.status_code == 503 and "model" in r.json["error"]
+
+
+def test_single_and_batch_predictions_match_the_model(client, holder):
+    one = client.post("/v1/predict", json=TRIP)
+    assert one.status_code == 200, one.json
+    assert one.json["trip_id"] == "t-1" and one.json["model_version"] == holder.current.version
+    trips = [dict(TRIP, trip_id=f"t-{i}", PULocationID=100 + i, trip_distance=0.5 + i) for i in range(5)]
+    many = client.post("/v1/predict", json={"trips": trips})
+    assert many.status_code == 200
+    assert [p["trip_id"] for p in many.json["predictions"]] == [t["trip_id"] for t in trips]
+    expected = predict(holder.current, [TripRequest.model_validate(t) for t in trips])
+    got = np.array([p["predicted_duration_s"] for p in many.json["predictions"]])
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert len(set(got.round(3))) > 1  # the features reach the model
+    assert client.get("/readyz").json == {"ready": True, "model_version": holder.current.version}
+    assert client.get("/v1/models/current").json["version"] == holder.current.version
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({k: v for k, v in TRIP.items() if k != "PULocationID"}, "PULocationID"),
+    (dict(TRIP, DOLocationID=999), "DOLocationID"),
+    (dict(TRIP, trip_distance=-1), "trip_distance"),
+    (dict(TRIP, pickup_ts="yesterday"), "pickup_ts"),
+    (dict(TRIP, pickup_ts="1900-01-01T00:00:00"), "pickup_ts"),
+    (dict(TRIP, trip_id=""), "trip_id"),
+    ({"trips": [TRIP, dict(TRIP, DOLocationID="x")]}, "trips[1].DOLocationID"),
+    ({"trips": []}, "trips"),
+    ({"trips": {"a": 1}}, "trips"),
+    ([TRIP], "body"),
+])
+def test_invalid_input_is_a_400_naming_the_field(client, body, field):
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == 400, r.json
+    assert r.json["field"] == field, r.json
+
+
+def test_not_json_is_a_400(client):
+    r = client.post("/v1/predict", data=b"{nope", content_type="application/json")
+    assert r.status_code == 400 and r.json["field"] == "body"
+
+
+def test_size_limits_are_413(client):
+    assert client.post("/v1/predict", json={"trips": [TRIP] * 9}).status_code == 413
+    big = client.post("/v1/predict", data=b" " * 5000 + json.dumps(TRIP).encode(), content_type="application/json")
+    assert big.status_code == 413 and big.json["field"] == "body"
+
+
+def test_api_key(holder):
+    c = make_client(holder, api_key="s3cret")
+    assert c.post("/v1/predict", json=TRIP).status_code == 401
+    assert c.post("/v1/predict", json=TRIP, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert c.post("/v1/predict", json=TRIP, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert c.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_metrics_and_openapi(client):
+    client.post("/v1/predict", json=TRIP)
+    text = client.get("/metrics").data.decode()
+    for name in ("lambdaml_http_requests_total", "lambdaml_http_request_duration_seconds_bucket",
+                 "lambdaml_batch_trips_bucket", "lambdaml_predictions_total"):
+        assert name in text
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.") and "/v1/predict" in spec["paths"]
+    assert "PULocationID" in spec["components"]["schemas"]["TripRequest"]["properties"]
+
+
+def test_swap_is_atomic_and_a_corrupt_artifact_is_refused():
+    h = ModelHolder()
+    settings = Settings()
+    good = artifact_bytes(2)
+    assert watcher.apply(settings, h, announcement(NAME, "v2", "mem://2", good), fetch=lambda uri: good)
+    assert h.current.version == "v2"
+    before = metrics.MODEL_REFUSED.labels("sha256")._value.get()
+    corrupt = bytearray(artifact_bytes(3))
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    bad = announcement(NAME, "v3", "mem://3", artifact_bytes(3))
+    assert not watcher.apply(settings, h, bad, fetch=lambda uri: bytes(corrupt))
+    assert h.current.version == "v2" and "v3" in h.last_error
+    assert metrics.MODEL_REFUSED.labels("sha256")._value.get() == before + 1
+    garbage = b"not a model at all"
+    assert not watcher.apply(settings, h, announcement(NAME, "v4", "mem://4", garbage), fetch=lambda uri: garbage)
+    assert h.current.version == "v2" and metrics.MODEL_REFUSED.labels("corrupt")._value.get() >= 1
+    assert not watcher.accept({"name": NAME, "stage": "candidate"}, NAME)
+
+
+def test_requests_during_swaps_never_fail():
+    h = ModelHolder()
+    h.swap(loaded(4, "a"))
+    c = make_client(h)
+    models = [loaded(5, "b"), loaded(6, "c")]
+    failures, versions, stop = [], set(), threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            r = c.post("/v1/predict", json={"trips": [TRIP, dict(TRIP, trip_id="t-2")]})
+            if r.status_code != 200:
+                failures.append(r.status_code)
+            else:
+                versions.add(r.json["model_version"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        h.swap(models[i % 2])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == [] and versions <= {"a", "b", "c"} and len(versions) >= 2
+
+
+def test_micro_batcher_merges_concurrent_requests():
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def run(items):
+        gate.wait(2)
+        calls.append(len(items))
+        return [x * 2 for x in items], "ctx"
+
+    b = MicroBatcher(run, max_size=64, max_wait_s=0.05)
+    futures = [b.submit([i, i + 100]) for i in range(10)]
+    gate.set()
+    results = [f.result(5) for f in futures]
+    assert results[3] == ([6, 206], "ctx")
+    assert sum(calls) == 20 and len(calls) < 10  # merged into fewer forward passes
+    over = [b.submit(list(range(40))) for _ in range(3)]
+    assert all(len(f.result(5)[0]) == 40 for f in over)
+    assert max(calls) <= 64  # a batch never exceeds max_size and a request is never split
+    b.close()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20,
+)
+field_values = st.one_of(json_values, st.datetimes(min_value=dt.datetime(1, 1, 2)).map(lambda d: d.isoformat()),
+                         st.integers(-5, 300), st.floats(-1e6, 1e6))
+trip_like = st.fixed_dictionaries({}, optional={k: field_values for k in TRIP})
+batch_like = st.fixed_dictionaries({"trips": st.one_of(json_values, st.lists(trip_like, max_size=3))})
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(json_values, trip_like, batch_like, st.binary(max_size=64)))
+def test_fuzz_never_5xx(client, body):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = client.post("/v1/predict", data=raw, content_type="application/json")
+    assert r.status_code < 500, (r.status_code, r.json, raw[:200])
+    assert r.status_code in (200, 400, 413)
