@@ -1,6 +1,7 @@
 """The prediction service: a Flask app factory with one blueprint per concern.
 
-- ``predict``: ``POST /v1/predict`` — one trip, or ``{"trips": [...]}``
+- ``predict``: ``POST /v1/predict`` — one trip, or ``{"trips": [...]}``;
+  ``POST /v1/predict/features`` — feature columns computed by the stream
 - ``models``: ``GET /v1/models/current``
 - ``health``: ``GET /healthz`` (the process is up), ``GET /readyz`` (a model is loaded)
 - ``metrics``: ``GET /metrics`` (Prometheus)
@@ -29,7 +30,7 @@ from core.events import TripRequest
 from core.settings import Settings, get_settings
 from speed import metrics
 from speed.batcher import MicroBatcher
-from speed.predictor import LoadedModel, ModelHolder, predict
+from speed.predictor import LoadedModel, ModelHolder, check_feature_columns, predict, predict_features
 
 log = logging.getLogger("lambdaml.speed")
 
@@ -133,6 +134,30 @@ def predict_route():
     return jsonify(model_version=model.version,
                    predictions=[{"trip_id": t.trip_id, "predicted_duration_s": round(d, 3)}
                                 for t, d in zip(trips, durations)])
+
+
+@predict_bp.post("/v1/predict/features")
+def predict_features_route():
+    """Scores feature rows computed elsewhere (the stream's Spark form): one batch, one forward pass."""
+    svc = _service()
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):
+        raise ApiError(400, "body is not valid JSON", "body") from None
+    try:
+        ids, columns = check_feature_columns(body, svc.settings.speed.max_batch_trips)
+    except OverflowError as exc:
+        raise ApiError(413, str(exc), "trip_ids") from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc), str(exc).split(":", 1)[0]) from None
+    model = svc.holder.current
+    if model is None:
+        raise ApiError(503, "no model loaded yet; see GET /readyz")
+    durations = predict_features(model, columns)
+    metrics.observe_batch(1, len(ids))
+    return jsonify(model_version=model.version,
+                   predictions=[{"trip_id": i, "predicted_duration_s": round(float(d), 3)}
+                                for i, d in zip(ids, durations)])
 
 
 # --------------------------------------------------------------------------------------------------- models

@@ -43,6 +43,21 @@ def spec(settings: Settings) -> dict[str, Any]:
                             "content": err},
                     "503": {"description": "No model loaded yet", "content": err},
                 }}},
+            "/v1/predict/features": {"post": {
+                "summary": "Predict from feature columns already computed with core.features (used by the stream)",
+                "security": security,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["trip_ids", "features"], "properties": {
+                        "trip_ids": {"type": "array", "items": {"type": "string"}, "maxItems": s.max_batch_trips},
+                        "features": {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"type": "number"}}}}}}}},
+                "responses": {
+                    "200": {"description": "Predictions", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/BatchPrediction"}}}},
+                    "400": {"description": "Invalid body; `field` names what is wrong", "content": err},
+                    "413": {"description": "Too many rows", "content": err},
+                    "503": {"description": "No model loaded yet", "content": err},
+                }}},
             "/v1/models/current": {"get": {"summary": "The model version being served", "security": security,
                                            "responses": {"200": {"description": "Model version and metrics"},
                                                          "503": {"description": "No model loaded yet"}}}},

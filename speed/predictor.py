@@ -54,17 +54,52 @@ def request_columns(trips: Sequence[TripRequest]) -> dict[str, np.ndarray]:
 
 
 def predict(model: LoadedModel, trips: Sequence[TripRequest]) -> np.ndarray:
-    """Predicted durations in seconds, one per trip."""
+    """Predicted durations in seconds, one per trip (features by their in-process form)."""
+    if not trips:
+        return np.zeros(0)
+    return predict_features(model, features.compute_numpy(request_columns(trips)))
+
+
+def predict_features(model: LoadedModel, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Predicted durations in seconds from feature columns already computed (e.g. by the Spark form)."""
     import torch
 
     from core.model import to_tensors
 
-    if not trips:
-        return np.zeros(0)
-    cat, num = to_tensors(features.compute_numpy(request_columns(trips)), device=model.device)
+    cat, num = to_tensors(columns, device=model.device)
     with torch.inference_mode():
         out = model.module(cat, num).float()
     return torch.exp(out).cpu().numpy().astype("float64")
+
+
+def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``{"trip_ids": [...], "features": {name: [...]}}`` to ids and columns; ``ValueError("<field>: why")`` if not."""
+    if not isinstance(body, dict):
+        raise ValueError("body: must be a JSON object with trip_ids and features")
+    ids, cols = body.get("trip_ids"), body.get("features")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError("trip_ids: must be a non-empty list of strings")
+    if len(ids) > max_rows:
+        raise OverflowError(f"trip_ids: {len(ids)} rows is over the limit of {max_rows}")
+    if not isinstance(cols, dict):
+        raise ValueError("features: must be an object of feature columns")
+    out: dict[str, np.ndarray] = {}
+    for f in features.FEATURES:
+        values = cols.get(f.name)
+        if not isinstance(values, list) or len(values) != len(ids):
+            raise ValueError(f"features.{f.name}: must be a list of {len(ids)} numbers")
+        try:
+            arr = np.asarray(values, dtype="float64")
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"features.{f.name}: must hold numbers only") from None
+        if arr.ndim != 1 or not np.all(np.isfinite(arr)):
+            raise ValueError(f"features.{f.name}: must hold finite numbers")
+        if f.kind == "categorical":
+            if not np.all((arr >= 0) & (arr < f.cardinality) & (arr == np.floor(arr))):
+                raise ValueError(f"features.{f.name}: must be integers in 0..{f.cardinality - 1}")
+            arr = arr.astype("int64")
+        out[f.name] = arr
+    return ids, out
 
 
 _WARMUP = TripRequest(trip_id="warmup", pickup_ts=dt.datetime(2026, 1, 5, 8, 30), PULocationID=161,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -89,6 +90,37 @@ def test_invalid_input_is_a_400_naming_the_field(client, body, field):
     assert r.json["field"] == field, r.json
 
 
+def feature_body(trips: list[dict]) -> dict:
+    from core import features
+    from speed.predictor import request_columns
+
+    cols = features.compute_numpy(request_columns([TripRequest.model_validate(t) for t in trips]))
+    return {"trip_ids": [t["trip_id"] for t in trips], "features": {k: v.tolist() for k, v in cols.items()}}
+
+
+def test_feature_endpoint_agrees_with_the_trip_endpoint(client):
+    trips = [dict(TRIP, trip_id=f"f-{i}", DOLocationID=10 + i, trip_distance=1.0 + i) for i in range(4)]
+    by_trip = client.post("/v1/predict", json={"trips": trips}).json["predictions"]
+    by_features = client.post("/v1/predict/features", json=feature_body(trips))
+    assert by_features.status_code == 200, by_features.json
+    assert by_features.json["predictions"] == by_trip
+
+
+@pytest.mark.parametrize(("mutate", "field", "status"), [
+    (lambda b: b["features"].pop("hour"), "features.hour", 400),
+    (lambda b: b["features"].__setitem__("pu_zone", [999]), "features.pu_zone", 400),
+    (lambda b: b["features"].__setitem__("log_distance", ["x"]), "features.log_distance", 400),
+    (lambda b: b["features"].__setitem__("passengers", [1, 2]), "features.passengers", 400),
+    (lambda b: b.__setitem__("trip_ids", []), "trip_ids", 400),
+    (lambda b: b.__setitem__("trip_ids", ["a"] * 9), "trip_ids", 413),
+])
+def test_feature_endpoint_rejects_bad_columns(client, mutate, field, status):
+    body = feature_body([TRIP])
+    mutate(body)
+    r = client.post("/v1/predict/features", json=body)
+    assert (r.status_code, r.json["field"]) == (status, field), r.json
+
+
 def test_not_json_is_a_400(client):
     r = client.post("/v1/predict", data=b"{nope", content_type="application/json")
     assert r.status_code == 400 and r.json["field"] == "body"
@@ -156,8 +188,9 @@ def test_requests_during_swaps_never_fail():
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
-    for i in range(20):
+    for i in range(40):
         h.swap(models[i % 2])
+        time.sleep(0.01)
     stop.set()
     for t in threads:
         t.join()
@@ -193,13 +226,17 @@ json_values = st.recursive(
 field_values = st.one_of(json_values, st.datetimes(min_value=dt.datetime(1, 1, 2)).map(lambda d: d.isoformat()),
                          st.integers(-5, 300), st.floats(-1e6, 1e6))
 trip_like = st.fixed_dictionaries({}, optional={k: field_values for k in TRIP})
+features_like = st.fixed_dictionaries({"trip_ids": st.one_of(json_values, st.lists(st.text(max_size=4), max_size=3)),
+                                       "features": st.dictionaries(st.sampled_from(["hour", "pu_zone", "x"]),
+                                                                   st.lists(field_values, max_size=3))})
 batch_like = st.fixed_dictionaries({"trips": st.one_of(json_values, st.lists(trip_like, max_size=3))})
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(json_values, trip_like, batch_like, st.binary(max_size=64)))
-def test_fuzz_never_5xx(client, body):
+@given(body=st.one_of(json_values, trip_like, batch_like, st.binary(max_size=64), features_like),
+       path=st.sampled_from(["/v1/predict", "/v1/predict/features"]))
+def test_fuzz_never_5xx(client, body, path):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    r = client.post("/v1/predict", data=raw, content_type="application/json")
+    r = client.post(path, data=raw, content_type="application/json")
     assert r.status_code < 500, (r.status_code, r.json, raw[:200])
     assert r.status_code in (200, 400, 413)
