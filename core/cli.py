@@ -77,14 +77,78 @@ def _print_status(stack, as_json: bool = False) -> bool:
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
     else:
-        typer.echo(f"{'service':9s} {'state':10s} {'pid':>7s}  endpoint")
+        typer.echo(f"{'service':12s} {'state':10s} {'pid':>7s}  endpoint")
         for r in rows:
             colour = typer.colors.GREEN if r.healthy else typer.colors.RED
             pid = str(r.pid) if r.pid else "-"
-            line = f"{r.name:9s} {typer.style(f'{r.state:10s}', fg=colour)} {pid:>7s}  {r.endpoint}"
+            line = f"{r.name:12s} {typer.style(f'{r.state:10s}', fg=colour)} {pid:>7s}  {r.endpoint}"
             typer.echo(line + (f"  ({r.detail})" if r.detail else ""))
         typer.echo(f"logs: {stack.settings.log_dir}")
     return all(r.healthy for r in rows)
+
+
+speed_app = typer.Typer(help="The speed layer: prediction service (gunicorn + Flask) and streaming job.",
+                        no_args_is_help=True)
+app.add_typer(speed_app, name="speed")
+SpeedOnly = Annotated[
+    list[str] | None,
+    typer.Option("--only", "-s", help="Limit to these: speed-api, speed-stream (up also starts what they need)."),
+]
+
+
+@speed_app.command("up")
+def speed_up(
+    only: SpeedOnly = None,
+    model_timeout: Annotated[float, typer.Option(help="Seconds to wait for the service to load a model.")] = 60.0,
+) -> None:
+    """Start the prediction service and the streaming job on top of Kafka and S3 (idempotent)."""
+    from deploy.local.process import StackError
+    from deploy.local.speed import SPEED_SERVICES, wait_for_model
+    from deploy.local.stack import Stack
+
+    settings = get_settings()
+    try:
+        Stack(settings, ["kafka", "s3"]).up()
+        Stack(settings, only, catalog=SPEED_SERVICES).up()
+    except StackError as exc:
+        _fail(str(exc))
+    version = wait_for_model(settings, model_timeout)
+    if version is None:
+        typer.secho("the service has no production model yet: run the batch_training DAG, or "
+                    "`lambdaml models promote <version>`; it will load it without a restart",
+                    fg=typer.colors.YELLOW)
+    _print_speed_status(settings, only)
+
+
+@speed_app.command("status")
+def speed_status(only: SpeedOnly = None) -> None:
+    """Show the service, its model version, and the stream's last batch. Exit 1 if not healthy."""
+    healthy = _print_speed_status(get_settings(), only)
+    raise typer.Exit(code=0 if healthy else 1)
+
+
+@speed_app.command("down")
+def speed_down(only: SpeedOnly = None) -> None:
+    """Stop the streaming job and the prediction service (its checkpoint is kept)."""
+    from deploy.local.speed import SPEED_SERVICES
+    from deploy.local.stack import Stack
+
+    stopped = Stack(get_settings(), only, with_dependencies=False, catalog=SPEED_SERVICES).down()
+    typer.echo(f"speed down: stopped {len(stopped)} process(es)")
+
+
+def _print_speed_status(settings, only) -> bool:
+    from deploy.local.speed import SPEED_SERVICES, PredictionAPI, StreamJob
+    from deploy.local.stack import Stack
+
+    stack = Stack(settings, only, with_dependencies=False, catalog=SPEED_SERVICES)
+    healthy = _print_status(stack)
+    for svc in stack.services:
+        if isinstance(svc, PredictionAPI):
+            typer.echo(f"model: {svc.model()}")
+        if isinstance(svc, StreamJob) and svc.status().get("last"):
+            typer.echo(f"stream: last batch {json.dumps(svc.status()['last'])}")
+    return healthy
 
 
 @app.command("install")
@@ -133,6 +197,48 @@ def generate(
     typer.echo(f"generating {days} day(s) x {rows_per_day:,} trips from {first} (seed {seed}, "
                f"{dirty_share:.0%} dirty{', shifted' if shift else ''})")
     run(get_settings(), first, days, rows_per_day, seed, dirty_share, shift, lake_root or None, typer.echo)
+
+
+@app.command("replay")
+def replay(
+    count: Annotated[int, typer.Option(min=1, help="Trips to replay: one valid request and one completion each.")]
+    = 1000,
+    rate: Annotated[float, typer.Option(min=0.001, help="Request messages per second, sent in pickup order.")]
+    = 200.0,
+    day: Annotated[str, typer.Option(help="Pickup date of the generated trips, YYYY-MM-DD. Default: today.")] = "",
+    seed: Annotated[int, typer.Option(help="Same seed, same trips and trip ids.")] = 7,
+    shift: Annotated[bool, typer.Option("--shift", help="Shifted traffic pattern (drift scenario).")] = False,
+    time_scale: Annotated[float, typer.Option(
+        min=0.001, help="Trip time runs this many times faster than real time: a completion follows its request "
+                        "after duration / TIME_SCALE seconds (300: a 15-minute trip completes after 3 s).")] = 300.0,
+    completions_immediately: Annotated[bool, typer.Option(
+        "--completions-immediately", help="Send each completion right after its request (ignores --time-scale).")]
+    = False,
+    malformed_share: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Extra malformed request messages (not JSON, no trip_id, zone out of range, "
+                               "negative distance, wrong type), as a share of COUNT: for the dead-letter path. "
+                               "Their trip ids start with 'malformed-'.")] = 0.0,
+) -> None:
+    """Replay generated trips live: requests to the requests topic, completions to the completed topic."""
+    import datetime as dt
+    import math
+
+    from batch.replay import ReplayError
+    from batch.replay import replay as run
+
+    settings = get_settings()
+    pickup_day = dt.date.fromisoformat(day) if day else dt.date.today()
+    scale = math.inf if completions_immediately else time_scale
+    typer.echo(f"replaying {count:,} trips of {pickup_day} (seed {seed}{', shifted' if shift else ''}) at "
+               f"{rate:g} requests/s to {settings.kafka.trip_requests_topic} and "
+               f"{settings.kafka.trip_completed_topic} on {settings.kafka.bootstrap}")
+    try:
+        summary = run(settings, pickup_day, count, rate, seed, shift, scale, malformed_share, typer.echo)
+    except ReplayError as exc:
+        _fail(str(exc))
+    typer.echo(f"sent {summary.requests:,} requests, {summary.malformed:,} malformed, "
+               f"{summary.completions:,} completions in {summary.elapsed_s:.1f}s "
+               f"({summary.achieved_rate:,.1f} requests/s)")
 
 
 @models_app.command("list")

@@ -55,10 +55,11 @@ class Stack:
         only: Iterable[str] | None = None,
         echo: Printer = _print,
         with_dependencies: bool = True,
+        catalog: tuple[type[Service], ...] = ALL_SERVICES,
     ):
         self.settings = settings
         self.echo = echo
-        services = [cls(settings) for cls in ALL_SERVICES]
+        services = [cls(settings) for cls in catalog]
         if only:
             wanted = set(only)
             unknown = wanted - {s.name for s in services}
@@ -95,7 +96,7 @@ class Stack:
             service.after_ready()
             ready.add(service.name)
         took = time.monotonic() - started
-        self.echo(f"stack up: all {len(self.services)} services ready in {took:.1f}s")
+        self.echo(f"up: all {len(self.services)} services ready in {took:.1f}s")
         return took
 
     @property
