@@ -1,0 +1,234 @@
+"""The speed layer on the real stack: gunicorn prediction service, hot swap from the models topic,
+and the Spark streaming job from Kafka to Kafka, with its dead letters and restart recovery.
+
+Everything runs under a private runtime folder, port and set of topics, so a developer's own
+speed layer (``lambdaml speed up``) keeps running untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from core import kafka, lake
+from core.events import TripRequest
+from deploy.local.speed import SPEED_SERVICES, PredictionAPI, StreamJob, wait_for_model
+from deploy.local.stack import Stack
+from tests.model_factory import announcement, artifact_bytes
+
+pytestmark = pytest.mark.integration
+NAME = "trip_duration"
+
+
+class SpeedEnv:
+    def __init__(self, settings, unique: str):
+        self.settings = settings
+        self.unique = unique
+        self.producer = kafka.producer(settings)
+
+    def stack(self, *only: str) -> Stack:
+        return Stack(self.settings, list(only) or None, catalog=SPEED_SERVICES, with_dependencies=False)
+
+    def publish_model(self, version: str, data: bytes, announced: bytes | None = None) -> None:
+        """Put ``data`` in the lake and announce it with the sha256 of ``announced`` (default: of ``data``)."""
+        uri = self.settings.s3.uri("tests", "speed", self.unique, version, "model.pt")
+        fs, path = lake.filesystem(self.settings, uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        ann = announcement(NAME, version, uri, announced if announced is not None else data)
+        self.producer.produce(self.settings.kafka.models_topic, key=NAME.encode(), value=kafka.encode(ann))
+        assert self.producer.flush(30) == 0
+
+    def produce_requests(self, payloads: dict[str, bytes]) -> None:
+        for key, value in payloads.items():
+            self.producer.produce(self.settings.kafka.trip_requests_topic, key=key.encode(), value=value)
+        assert self.producer.flush(30) == 0
+
+    def current_version(self) -> str:
+        return requests.get(f"{self.settings.speed.url}/v1/models/current", timeout=5).json()["version"]
+
+
+@pytest.fixture(scope="module")
+def speed(stack, settings, tmp_path_factory):
+    import uuid
+
+    unique = uuid.uuid4().hex[:8]
+    topics = {f: f"it.{unique}.{getattr(settings.kafka, f)}" for f in (
+        "trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
+        "models_topic", "metrics_topic", "batch_events_topic")}
+    s = settings.model_copy(update={
+        "runtime_dir": tmp_path_factory.mktemp("speed-runtime"),
+        "kafka": settings.kafka.model_copy(update=topics),
+        "speed": settings.speed.model_copy(update={"port": 18100, "workers": 2, "threads": 8,
+                                                    "stream_retry_max_s": 120.0}),
+    })
+    # Children re-read the settings from the environment: mark every changed field as set.
+    s.kafka.model_fields_set.update(topics)
+    s.speed.model_fields_set.update({"port", "workers", "threads", "stream_retry_max_s"})
+    s.model_fields_set.update({"runtime_dir", "kafka", "speed"})
+    kafka.ensure_topics(s)
+    env = SpeedEnv(s, unique)
+    env.v1 = artifact_bytes(11)
+    env.publish_model("v1", env.v1)
+    env.stack("speed-api").up()
+    assert wait_for_model(s, 60) == "v1"
+    yield env
+    env.stack().down()
+    from confluent_kafka.admin import AdminClient
+
+    AdminClient(kafka.client_config(s)).delete_topics(list(topics.values()))
+
+
+TRIP = {"pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID": 236, "passenger_count": 1,
+        "trip_distance": 2.1, "VendorID": 2}
+
+
+def test_hot_swap_under_load_fails_no_request_and_refuses_a_corrupt_artifact(speed):
+    url = f"{speed.settings.speed.url}/v1/predict"
+    failures: list[str] = []
+    seen: dict[str, int] = {}
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        session = requests.Session()
+        i = 0
+        while not stop.is_set():
+            i += 1
+            body = {"trips": [dict(TRIP, trip_id=f"load-{n}-{i}-{j}") for j in range(3)]}
+            try:
+                r = session.post(url, json=body, timeout=10)
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:100]}")
+                else:
+                    v = r.json()["model_version"]
+                    seen[v] = seen.get(v, 0) + 1
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        speed.publish_model("v2", artifact_bytes(12))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(speed.current_version() == "v2" for _ in range(10)):
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert seen.get("v1", 0) > 0 and seen.get("v2", 0) > 0, seen
+
+    # A corrupt artifact (bytes flipped after the sha256 was recorded) is refused; v2 keeps serving.
+    good = artifact_bytes(13)
+    corrupt = bytearray(good)
+    corrupt[len(corrupt) // 3] ^= 0xFF
+    speed.publish_model("v3", bytes(corrupt), announced=good)
+    deadline = time.monotonic() + 30
+    refused = 0.0
+    while time.monotonic() < deadline and refused < speed.settings.speed.workers:
+        text = requests.get(f"{speed.settings.speed.url}/metrics", timeout=5).text
+        refused = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith('lambdaml_model_refused_total{reason="sha256"}'))
+        time.sleep(0.5)
+    assert refused >= speed.settings.speed.workers  # every worker refused it
+    assert all(speed.current_version() == "v2" for _ in range(6))
+    assert requests.post(url, json=dict(TRIP, trip_id="after-corrupt"), timeout=5).json()["model_version"] == "v2"
+    log = PredictionAPI(speed.settings).proc.log_file.read_text()
+    assert "refused model v3 (sha256)" in log
+
+    # Rollback is just another announcement of an earlier version.
+    speed.publish_model("v1", speed.v1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(speed.current_version() == "v1" for _ in range(6)):
+        time.sleep(0.5)
+    assert all(speed.current_version() == "v1" for _ in range(6))
+
+
+def _requests(prefix: str, n: int) -> dict[str, bytes]:
+    out = {}
+    for i in range(n):
+        trip = TripRequest(trip_id=f"{prefix}-{i:04d}", pickup_ts=dt.datetime(2026, 1, 5, 7) + dt.timedelta(minutes=i),
+                           PULocationID=1 + i % 263, DOLocationID=1 + (i * 7) % 263, passenger_count=1 + i % 4,
+                           trip_distance=0.5 + (i % 40) / 4)
+        out[trip.trip_id] = trip.model_dump_json().encode()
+    return out
+
+
+MALFORMED = {
+    "bad-json": b"{not json",
+    "bad-zone": json.dumps(dict(TRIP, trip_id="bad-zone", PULocationID=999)).encode(),
+    "bad-distance": json.dumps(dict(TRIP, trip_id="bad-distance", trip_distance=-2)).encode(),
+    "bad-missing": json.dumps({"trip_id": "bad-missing"}).encode(),
+}
+
+
+def _drain(settings, topic: str, until, timeout: float) -> list:
+    consumer = kafka.consumer(settings, f"it-drain-{time.monotonic_ns()}")
+    consumer.subscribe([topic])
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(got):
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append((msg.key().decode() if msg.key() else None, json.loads(msg.value())))
+    finally:
+        consumer.close()
+    return got
+
+
+def _predicted_ids(got) -> set[str]:
+    return {k for k, _ in got}
+
+
+def test_stream_predicts_dead_letters_and_recovers_from_kill_and_outage(speed):
+    s = speed.settings
+    first = _requests("a", 120)
+    speed.produce_requests({**first, **MALFORMED})
+    speed.stack("speed-stream").up()
+
+    got = _drain(s, s.kafka.trip_predictions_topic, lambda g: set(first) <= _predicted_ids(g), 180)
+    assert set(first) <= _predicted_ids(got)
+    for key, value in got:
+        assert key == value["trip_id"] and value["model_version"] == speed.current_version()
+        assert value["predicted_duration_s"] > 0
+    dlq = _drain(s, s.kafka.dead_letter_topic, lambda g: len(g) >= len(MALFORMED), 60)
+    reasons = {json.loads(v["payload"]).get("trip_id") if v["payload"].startswith("{\"") else "bad-json": v["error"]
+               for _, v in dlq}
+    assert reasons.keys() == MALFORMED.keys(), reasons
+    assert reasons["bad-zone"].startswith("PULocationID") and reasons["bad-distance"].startswith("trip_distance")
+    assert reasons["bad-missing"].startswith("pickup_ts") and reasons["bad-json"] == "not_a_json_object"
+    assert all(v["source_topic"] == s.kafka.trip_requests_topic and v["source_offset"] >= 0 for _, v in dlq)
+
+    # Kill the job hard, produce while it is down, restart: every request gets its prediction.
+    job = StreamJob(s)
+    os.killpg(job.proc.pid(), signal.SIGKILL)
+    time.sleep(1.0)
+    second = _requests("b", 150)
+    speed.produce_requests(second)
+    speed.stack("speed-stream").up()
+    got = _drain(s, s.kafka.trip_predictions_topic, lambda g: set(first) | set(second) <= _predicted_ids(g), 180)
+    assert set(first) | set(second) <= _predicted_ids(got)
+
+    # The service goes away: the job retries and loses nothing once it is back.
+    speed.stack("speed-api").down()
+    third = _requests("c", 80)
+    speed.produce_requests(third)
+    time.sleep(4.0)
+    assert job.proc.pid() is not None, "the stream must wait for the service, not die"
+    speed.stack("speed-api").up()
+    got = _drain(s, s.kafka.trip_predictions_topic, lambda g: set(third) <= _predicted_ids(g), 180)
+    assert set(third) <= _predicted_ids(got)
+    assert job.status()["last"]["service_retries"] > 0
