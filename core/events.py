@@ -81,7 +81,7 @@ class TripRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    """``trips.predictions`` (key: trip_id)."""
+    """``trips.predictions`` (key: trip_id). The request's inputs ride along for live views and drift."""
 
     schema_version: int = SCHEMA_VERSION
     trip_id: str
@@ -89,6 +89,11 @@ class Prediction(BaseModel):
     predicted_duration_s: float
     event_ts: dt.datetime
     scored_ts: dt.datetime = Field(default_factory=_now)
+    pickup_ts: dt.datetime | None = None
+    PULocationID: int | None = None
+    DOLocationID: int | None = None
+    passenger_count: int | None = None
+    trip_distance: float | None = None
 
 
 class TripCompleted(BaseModel):

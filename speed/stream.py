@@ -122,7 +122,10 @@ def scoring_rows(parsed: "DataFrame") -> "DataFrame":
     from core import features
 
     valid = parsed.where(F.col("error").isNull())
-    return features.with_features(valid).select("trip_id", "event_ts", *features.FEATURE_NAMES)
+    return features.with_features(valid).select(*INPUTS, *features.FEATURE_NAMES)
+
+
+INPUTS = ("trip_id", "event_ts", "pickup_ts", "PULocationID", "DOLocationID", "passenger_count", "trip_distance")
 
 
 def trigger_kwargs(spec: str) -> dict[str, Any]:
@@ -233,11 +236,15 @@ class PredictionSink:
             version = reply["model_version"]
             versions[version] = versions.get(version, 0) + len(ids)
             scored = dt.datetime.now(dt.UTC)
-            event_ts = part.column("event_ts").to_pylist()
-            for p, ev in zip(reply["predictions"], event_ts):
-                ev = ev.replace(tzinfo=dt.UTC) if ev.tzinfo is None else ev
+            inputs = part.select(list(INPUTS)).to_pylist()
+            for p, row in zip(reply["predictions"], inputs):
+                ev = _utc(row["event_ts"])
                 out = Prediction(trip_id=p["trip_id"], model_version=version,
-                                 predicted_duration_s=p["predicted_duration_s"], event_ts=ev, scored_ts=scored)
+                                 predicted_duration_s=p["predicted_duration_s"], event_ts=ev, scored_ts=scored,
+                                 pickup_ts=_utc(row["pickup_ts"]), PULocationID=int(row["PULocationID"]),
+                                 DOLocationID=int(row["DOLocationID"]),
+                                 passenger_count=None if row["passenger_count"] is None else int(row["passenger_count"]),
+                                 trip_distance=row["trip_distance"])
                 lat_ms.append((scored - ev).total_seconds() * 1000)
                 self._produce(k.trip_predictions_topic, p["trip_id"], out.model_dump_json().encode())
         took = time.perf_counter() - t0
@@ -268,6 +275,10 @@ class PredictionSink:
                 return
             except BufferError:
                 self.producer.poll(0.1)
+
+
+def _utc(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts
 
 
 def start(spark, settings: Settings, checkpoint: str | None = None):
