@@ -51,7 +51,12 @@ def feature_stats(split: train.Split, bins: int = 10) -> dict[str, dict]:
     stats = {}
     for f in features.FEATURES:
         values = np.asarray(split.columns[f.name], dtype="float64")
-        if f.kind == "numeric":
+        distinct = np.unique(values)
+        if f.kind == "numeric" and len(distinct) <= bins:
+            # Few distinct values (flags, counts): one bin each, edges halfway between them.
+            mids = (distinct[1:] + distinct[:-1]) / 2 if len(distinct) > 1 else np.array([])
+            edges = np.concatenate([[distinct[0] - 0.5], mids, [distinct[-1] + 0.5]])
+        elif f.kind == "numeric":
             edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
         else:
             edges = np.arange(-0.5, f.cardinality + 0.5, max(1, f.cardinality // bins))

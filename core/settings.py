@@ -226,6 +226,16 @@ class SpeedSettings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
 
+class MonitoringSettings(BaseModel):
+    """Drift of live traffic against the training data, and live error against the test error."""
+
+    window_minutes: int = Field(default=60, ge=1, description="Live window that each check looks back over.")
+    psi_threshold: float = Field(default=0.2, description="PSI of any feature at or above this is drift.")
+    mae_ratio_threshold: float = Field(default=1.5, description="Live MAE / test MAE at or above this is drift.")
+    min_rows: int = Field(default=300, description="Fewer live predictions than this: no verdict on PSI.")
+    min_completed: int = Field(default=100, description="Fewer completed trips than this: no verdict on MAE.")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See README, section "Configuration"."""
 
@@ -253,6 +263,7 @@ class Settings(BaseSettings):
     airflow: AirflowSettings = AirflowSettings()
     ray: RaySettings = RaySettings()
     speed: SpeedSettings = SpeedSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @field_validator("runtime_dir", "cache_dir")
     @classmethod

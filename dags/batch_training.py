@@ -12,7 +12,9 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-DRIFT_ASSET = Asset("lambdaml://monitoring/trip_duration/drift")
+from core.assets import DRIFT_ASSET_URI
+
+DRIFT_ASSET = Asset(DRIFT_ASSET_URI)
 
 
 @dag(

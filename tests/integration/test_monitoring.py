@@ -1,0 +1,135 @@
+"""Monitoring on the real stack: shifted live traffic breaches drift, the monitoring DAG marks the drift
+asset through Airflow, and that schedules a batch_training run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from batch import evaluate, train
+from batch.generate import generate_day
+from core import features
+from core.db import engine
+from core.features import spec_version
+from core.model import ModelConfig, WideAndDeep
+from core.registry import Artifact, Registry
+from serving import monitor
+from tests.airflow_api import AirflowAPI
+
+pytestmark = pytest.mark.integration
+
+
+def _trips(day: dt.date, rows: int, seed: int, shift: bool):
+    t = generate_day(day, rows, seed=seed, dirty_share=0.0, shift=shift).to_pandas()
+    return t.rename(columns={"tpep_pickup_datetime": "pickup_ts", "tpep_dropoff_datetime": "dropoff_ts"})
+
+
+def _inputs(t) -> dict[str, np.ndarray]:
+    return {"pickup_ts": t["pickup_ts"].to_numpy().astype("datetime64[us]"),
+            "PULocationID": t["PULocationID"].to_numpy(dtype="float64"),
+            "DOLocationID": t["DOLocationID"].to_numpy(dtype="float64"),
+            "passenger_count": t["passenger_count"].to_numpy(dtype="float64", na_value=np.nan),
+            "trip_distance": t["trip_distance"].to_numpy()}
+
+
+@pytest.fixture
+def drift_model(stack, settings, unique):
+    """A production version of a private model name whose training statistics come from normal traffic."""
+    name = f"it_drift_{unique}"
+    cols = features.compute_numpy(_inputs(_trips(dt.date(2026, 3, 2), 20000, 1, shift=False)))
+    cols["duration_s"] = np.ones(20000)
+    config = ModelConfig(zone_dim=4, time_dim=2, hidden=[8])
+    artifact = Artifact(WideAndDeep(config).state_dict(), config.to_dict(), spec_version(),
+                        feature_stats=evaluate.feature_stats(train.Split(cols)))
+    registry = Registry(settings)
+    mv = registry.register(name, artifact, {"test": True}, [])
+    registry.update_metrics(name, mv.version, {"test": {"model": {"mae_s": 250.0}}})
+    registry.promote(name, mv.version)
+    yield name, mv.version
+    eng = engine(settings)
+    with eng.begin() as conn:
+        for table in ("trip_outcomes", "predictions_recent"):
+            conn.execute(text(f"DELETE FROM {table} WHERE trip_id LIKE :p"), {"p": f"itdrift-{unique}-%"})
+        conn.execute(text("DELETE FROM drift_reports WHERE model_version = :v"), {"v": mv.version})
+        conn.execute(text("DELETE FROM model_versions WHERE name = :n"), {"n": name})
+    eng.dispose()
+
+
+def _load_live(settings, unique: str, version: str, t, now: dt.datetime) -> None:
+    scored = now - dt.timedelta(minutes=5)
+    preds = [{"trip_id": f"itdrift-{unique}-{i}", "v": version, "pu": int(r.PULocationID), "do": int(r.DOLocationID),
+              "pax": None if np.isnan(r.passenger_count) else int(r.passenger_count), "dist": float(r.trip_distance),
+              "pickup": r.pickup_ts.to_pydatetime(), "pred": 600.0, "scored": scored}
+             for i, r in enumerate(t.itertuples())]
+    outcomes = [{"trip_id": p["trip_id"], "dropoff": r.dropoff_ts.to_pydatetime(),
+                 "d": (r.dropoff_ts - r.pickup_ts).total_seconds()} for p, r in zip(preds, t.itertuples())]
+    eng = engine(settings)
+    with eng.begin() as conn:
+        for table in ("trip_outcomes", "predictions_recent"):
+            conn.execute(text(f"DELETE FROM {table} WHERE trip_id LIKE :p"), {"p": f"itdrift-{unique}-%"})
+        conn.execute(text(
+            "INSERT INTO predictions_recent (trip_id, model_version, pu_location_id, do_location_id, passenger_count, "
+            "trip_distance, pickup_ts, predicted_duration_s, scored_ts) "
+            "VALUES (:trip_id, :v, :pu, :do, :pax, :dist, :pickup, :pred, :scored)"), preds)
+        conn.execute(text("INSERT INTO trip_outcomes (trip_id, dropoff_ts, duration_s) VALUES (:trip_id, :dropoff, :d)"),
+                     outcomes)
+    eng.dispose()
+
+
+def test_shifted_traffic_triggers_retraining_through_the_drift_asset(settings, drift_model, unique):
+    name, version = drift_model
+    now = dt.datetime.now(dt.UTC)
+    rows = settings.monitoring.min_rows + 100
+
+    # Normal traffic, with outcomes close to the predictions: no verdict of drift.
+    normal = _trips(dt.date(2026, 3, 3), rows, 2, shift=False)
+    _load_live(settings, unique, version, normal, now)
+    calm = monitor.check(settings, name=name)
+    assert calm is not None and calm.rows == rows and not any(
+        "PSI" in r for r in calm.reasons), calm.summary()
+
+    # The generator's shifted traffic: more airport runs and slower trips.
+    shifted = _trips(dt.date(2026, 3, 3), rows, 2, shift=True)
+    _load_live(settings, unique, version, shifted, now)
+
+    api = AirflowAPI(settings)
+    api.wait_for_dag("batch_training")
+    was_paused = api.call("GET", "/api/v2/dags/batch_training")["is_paused"]
+    api.call("PATCH", "/api/v2/dags/batch_training", {"is_paused": False})
+    started = dt.datetime.now(dt.UTC)
+    try:
+        run = api.run_dag("monitoring", conf={"model_name": name}, timeout=300)
+        assert run["state"] == "success", api.failed_tasks("monitoring", run["dag_run_id"])
+        tis = api.call("GET", f"/api/v2/dags/monitoring/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}"
+                              "/taskInstances")["task_instances"]
+        assert {t["task_id"]: t["state"] for t in tis}["mark_drift"] == "success"
+
+        eng = engine(settings)
+        with eng.connect() as conn:
+            reports = conn.execute(text("SELECT feature, psi, breached, live_mae_s FROM drift_reports "
+                                        "WHERE model_version = :v"), {"v": version}).mappings().all()
+        eng.dispose()
+        assert reports and all(r["breached"] for r in reports)
+        assert max(r["psi"] for r in reports) >= settings.monitoring.psi_threshold
+
+        triggered = None
+        deadline = time.monotonic() + 90
+        while triggered is None and time.monotonic() < deadline:
+            runs = api.call("GET", "/api/v2/dags/batch_training/dagRuns?run_type=asset_triggered"
+                                   "&order_by=-run_after&limit=5")["dag_runs"]
+            triggered = next((r for r in runs if dt.datetime.fromisoformat(r["run_after"]) >= started), None)
+            time.sleep(3)
+        assert triggered is not None, "the drift asset did not schedule batch_training"
+    finally:
+        # Stop what this test scheduled: a real retraining is the e2e test's job.
+        runs = api.call("GET", "/api/v2/dags/batch_training/dagRuns?order_by=-run_after&limit=10")["dag_runs"]
+        for r in runs:
+            if dt.datetime.fromisoformat(r["run_after"]) >= started and r["state"] in ("queued", "running"):
+                api.call("PATCH", f"/api/v2/dags/batch_training/dagRuns/{urllib.parse.quote(r['dag_run_id'], safe='')}",
+                         {"state": "failed"})
+        api.call("PATCH", "/api/v2/dags/batch_training", {"is_paused": was_paused})
