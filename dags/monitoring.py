@@ -21,7 +21,11 @@ from core.assets import DRIFT_ASSET_URI
     catchup=False,
     max_active_runs=1,
     tags=["serving", "monitoring"],
-    params={"model_name": Param("trip_duration", type="string", description="Registered model to monitor.")},
+    params={
+        "model_name": Param("trip_duration", type="string", description="Registered model to monitor."),
+        "window_minutes": Param(None, type=["null", "integer"], minimum=1,
+                                description="Live window to judge; default LAMBDAML_MONITORING__WINDOW_MINUTES."),
+    },
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=20)},
 )
 def monitoring():
@@ -30,7 +34,8 @@ def monitoring():
         from core.settings import get_settings
         from serving.monitor import check
 
-        verdict = check(get_settings(), name=get_current_context()["params"]["model_name"])
+        params = get_current_context()["params"]
+        verdict = check(get_settings(), name=params["model_name"], window_minutes=params["window_minutes"])
         return verdict.summary() if verdict else None
 
     @task(outlets=[Asset(DRIFT_ASSET_URI)])

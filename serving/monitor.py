@@ -120,7 +120,8 @@ def _live_window(settings: Settings, version: str, start: dt.datetime, end: dt.d
     return rows
 
 
-def check(settings: Settings, now: dt.datetime | None = None, name: str = MODEL_NAME) -> Verdict | None:
+def check(settings: Settings, now: dt.datetime | None = None, name: str = MODEL_NAME,
+          window_minutes: int | None = None) -> Verdict | None:
     """Check the production model's live window, write ``drift_reports``, and return the verdict."""
     from core.registry import Registry
 
@@ -130,7 +131,7 @@ def check(settings: Settings, now: dt.datetime | None = None, name: str = MODEL_
         log.info("no production version of %s: nothing to monitor", name)
         return None
     end = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
-    start = end - dt.timedelta(minutes=settings.monitoring.window_minutes)
+    start = end - dt.timedelta(minutes=window_minutes or settings.monitoring.window_minutes)
     rows = _live_window(settings, mv.version, start, end)
     stats = registry.load(mv).feature_stats
     test_mae = ((mv.metrics.get("test") or {}).get("model") or {}).get("mae_s")

@@ -1,51 +1,5 @@
-"""A small client of the running Airflow's REST API, for tests that run DAGs the way a user does."""
+"""Tests drive Airflow through the same REST client the demo uses."""
 
-from __future__ import annotations
+from deploy.local.airflow_api import AirflowAPI
 
-import json
-import time
-import urllib.request
-
-
-class AirflowAPI:
-    def __init__(self, settings):
-        self.base = settings.airflow.url
-        a = settings.airflow
-        body = json.dumps({"username": a.admin_user, "password": a.admin_password.get_secret_value()}).encode()
-        req = urllib.request.Request(f"{self.base}/auth/token", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            self.token = json.load(resp)["access_token"]
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.load(resp)
-
-    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if dag_id in {d["dag_id"] for d in self.call("GET", "/api/v2/dags?limit=100")["dags"]}:
-                return
-            time.sleep(3)
-        raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout:.0f}s")
-
-    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 1200) -> dict:
-        """Trigger a run through the scheduler and wait until it ends; returns the final run."""
-        self.wait_for_dag(dag_id)
-        self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        run = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        run_id = run["dag_run_id"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
-            if run["state"] in ("success", "failed"):
-                return run
-            time.sleep(5)
-        raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s")
-
-    def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
-        tis = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances")
-        return [f"{t['task_id']}[{t.get('map_index')}]={t['state']}" for t in tis["task_instances"]
-                if t["state"] not in ("success", "skipped")]
+__all__ = ["AirflowAPI"]

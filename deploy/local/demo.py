@@ -1,59 +1,395 @@
-"""``make demo``: bring the platform up and show where to look.
+"""``make demo``: the whole Lambda loop on generated data, then a report from the running system.
 
-Today the demo brings the real stack up, checks every service with a real
-client call and prints how to reach each one. The batch, speed and serving
-layers add their steps here as they land.
+1. bring the local stack up
+2. generate a few days of raw trips (with dirty rows) in the lake
+3. run ``batch_training`` through Airflow: validate, preprocess, tune, train, register, promote
+4. start the speed layer: gunicorn prediction service and the Spark streaming job
+5. replay live traffic through Kafka (requests now, outcomes when the trips end, a few malformed events)
+6. run ``serving_sync`` and ``monitoring`` through Airflow
+7. shift the traffic: late shifted data lands in the lake and shifted trips are replayed; monitoring sees
+   the drift and marks the drift asset, which schedules ``batch_training``; the new version is promoted and
+   hot-swapped into the running service
+8. archive the replayed day to Hive with ``hive_archive``
+
+Every number in the report is read back from the services: the registry, MySQL, Hive, Kafka, the
+service's own endpoints. Run ``python -m deploy.local.demo --help`` for a bigger run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import statistics
 import sys
 import time
+import urllib.parse
+from typing import Annotated, Any
+
+import typer
 
 from core.settings import Settings, get_settings
 from core.spark import spark_home
-from deploy.local.process import StackError
-from deploy.local.stack import Stack
+
+MODEL = "trip_duration"
+cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+
+class Demo:
+    def __init__(self, settings: Settings, days: int, rows_per_day: int, rate: int, seconds: int, shift: bool):
+        self.settings = settings
+        self.days, self.rows_per_day, self.rate, self.seconds, self.shift = days, rows_per_day, rate, seconds, shift
+        today = dt.datetime.now(dt.UTC).date()
+        self.end = today - dt.timedelta(days=1)
+        self.start = self.end - dt.timedelta(days=days - 1)
+        self.live_day = self.end  # replayed trips are picked up on the last trained day (other seed)
+        self.t0 = time.monotonic()
+        self.started_ms = int(time.time() * 1000)
+        self.steps = 8 if shift else 7
+        self.step_no = 0
+        self.report: dict[str, Any] = {}
+        self._api = None
+
+    # ------------------------------------------------------------------ plumbing
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        print(f"\n== {self.step_no}/{self.steps} {title}  [{time.monotonic() - self.t0:.0f}s]", flush=True)
+
+    @property
+    def api(self):
+        from deploy.local.airflow_api import AirflowAPI
+
+        if self._api is None:
+            self._api = AirflowAPI(self.settings)
+        return self._api
+
+    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 1200) -> dict:
+        t = time.monotonic()
+        print(f"  triggering {dag_id} {json.dumps(conf or {})} (watch it at {self.settings.airflow.url}/dags/{dag_id})",
+              flush=True)
+        run = self.api.run_dag(dag_id, conf, timeout=timeout)
+        if run["state"] != "success":
+            raise RuntimeError(f"{dag_id} run {run['dag_run_id']} failed: "
+                               f"{self.api.failed_tasks(dag_id, run['dag_run_id'])}; see the Airflow UI")
+        print(f"  {dag_id} succeeded in {time.monotonic() - t:.0f}s", flush=True)
+        return run
+
+    # ------------------------------------------------------------------ steps
+    def stack_up(self) -> None:
+        from deploy.local.stack import Stack
+
+        self.step("bringing the stack up")
+        Stack(self.settings).up()
+
+    def generate(self) -> None:
+        from batch import generate
+
+        self.step(f"generating {self.days} days x {self.rows_per_day:,} trips ({self.start} .. {self.end})")
+        generate.generate(self.settings, self.start, self.days, self.rows_per_day, seed=7, dirty_share=0.03)
+
+    def train(self) -> None:
+        self.step("batch_training through Airflow (validate, preprocess, Ray Tune, train, register, promote)")
+        self.run_dag("batch_training", {"end_date": self.end.isoformat(), "days_back": self.days})
+
+    def speed_up(self) -> None:
+        from deploy.local.speed import SPEED_SERVICES, wait_for_model
+        from deploy.local.stack import Stack
+
+        self.step("starting the speed layer (gunicorn prediction service, Spark streaming job)")
+        Stack(self.settings, catalog=SPEED_SERVICES).up()
+        version = wait_for_model(self.settings, 120)
+        if version is None:
+            raise RuntimeError("the prediction service loaded no model; see .runtime/logs/speed-api.log")
+        print(f"  serving {version}")
+
+    def replay(self, shift: bool) -> None:
+        from batch.replay import replay
+
+        count = self.rate * self.seconds
+        replay(self.settings, self.live_day, count, self.rate, seed=101, shift=shift, time_scale=600,
+               malformed_share=0.01, echo=lambda line: print(f"  {line}", flush=True))
+
+    def live(self) -> None:
+        self.step(f"replaying live traffic: {self.rate}/s for {self.seconds}s, outcomes as trips end")
+        self.replay(shift=False)
+        self.report["endpoint"] = self.measure_endpoint()
+        self.wait_for_stream()
+
+    def wait_for_stream(self, timeout: float = 120) -> None:
+        from deploy.local.speed import StreamJob
+
+        job = StreamJob(self.settings)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = job.status().get("last", {})
+            if last and last.get("rows", 1) == 0:
+                return  # the stream has caught up
+            time.sleep(2)
+
+    def serve(self, window_minutes: int) -> dict:
+        self.step("serving_sync and monitoring through Airflow")
+        self.run_dag("serving_sync")
+        run = self.run_dag("monitoring", {"model_name": MODEL, "window_minutes": window_minutes})
+        return self.monitoring_verdict(run)
+
+    def monitoring_verdict(self, run: dict) -> dict:
+        run_id = urllib.parse.quote(run["dag_run_id"], safe="")
+        tis = self.api.call("GET", f"/api/v2/dags/monitoring/dagRuns/{run_id}/taskInstances")["task_instances"]
+        states = {t["task_id"]: t["state"] for t in tis}
+        xcom = self.api.call("GET", f"/api/v2/dags/monitoring/dagRuns/{run_id}/taskInstances/check_drift/"
+                                    "xcomEntries/return_value")
+        verdict = xcom.get("value") or {}
+        if isinstance(verdict, str):
+            verdict = json.loads(verdict)
+        verdict["asset_marked"] = states.get("mark_drift") == "success"
+        print(f"  drift: max PSI {verdict.get('max_psi')} ({verdict.get('max_psi_feature')}), live MAE "
+              f"{_num(verdict.get('live_mae_s'))}s vs test {_num(verdict.get('test_mae_s'))}s -> "
+              f"{'DRIFT: ' + '; '.join(verdict.get('reasons', [])) if verdict.get('breached') else 'no drift'}")
+        return verdict
+
+    def shift_traffic(self) -> None:
+        from batch import generate
+
+        self.step("shifting the traffic: drift -> drift asset -> retraining -> promotion -> hot swap")
+        before = self._served_version()
+        print("  late, shifted trips land in the lake as new files (raw data is never rewritten)")
+        generate.generate(self.settings, self.start, self.days, self.rows_per_day, seed=8, dirty_share=0.03,
+                          shift=True)
+        phase_start = time.monotonic()
+        self.replay(shift=True)
+        self.wait_for_stream()
+        window = max(1, int((time.monotonic() - phase_start) / 60) + 1)
+        started = dt.datetime.now(dt.UTC)
+        self.api.call("PATCH", "/api/v2/dags/batch_training", {"is_paused": False})
+        self.run_dag("serving_sync")
+        verdict = self.monitoring_verdict(self.run_dag("monitoring", {"model_name": MODEL, "window_minutes": window}))
+        self.report["drift"] = verdict
+        if not verdict.get("asset_marked"):
+            print("  monitoring saw no drift, so nothing was retrained")
+            return
+        run = self._asset_triggered_run(started)
+        print(f"  the drift asset scheduled batch_training run {run['dag_run_id']}; waiting for it", flush=True)
+        deadline = time.monotonic() + 1500
+        while run["state"] not in ("success", "failed") and time.monotonic() < deadline:
+            time.sleep(10)
+            run = self.api.call("GET", f"/api/v2/dags/batch_training/dagRuns/"
+                                       f"{urllib.parse.quote(run['dag_run_id'], safe='')}")
+        print(f"  retraining {run['state']}")
+        deadline = time.monotonic() + 60
+        after = self._served_version()
+        while after == before and time.monotonic() < deadline:
+            time.sleep(2)
+            after = self._served_version()
+        self.report["swap"] = {"before": before, "after": after, "retrain_run": run["dag_run_id"],
+                               "retrain_state": run["state"]}
+        print(f"  service now serves {after}" + (" (hot-swapped, no restart)" if after != before else
+                                                 " (the challenger was not promoted)"))
+
+    def _asset_triggered_run(self, since: dt.datetime, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.api.call("GET", "/api/v2/dags/batch_training/dagRuns?run_type=asset_triggered"
+                                        "&order_by=-run_after&limit=5")["dag_runs"]
+            for r in runs:
+                if dt.datetime.fromisoformat(r["run_after"]) >= since:
+                    return r
+            time.sleep(3)
+        raise RuntimeError("the drift asset did not schedule batch_training; see the Airflow UI (Assets)")
+
+    def archive(self) -> None:
+        self.step(f"archiving {self.live_day} to Hive (hive_archive)")
+        self.run_dag("hive_archive", {"day": self.live_day.isoformat()})
+
+    # ------------------------------------------------------------------ measurements
+    def _served_version(self) -> str:
+        import requests
+
+        return requests.get(f"{self.settings.speed.url}/v1/models/current", timeout=5).json()["version"]
+
+    def measure_endpoint(self, n: int = 300) -> dict:
+        import requests
+
+        session = requests.Session()
+        url = f"{self.settings.speed.url}/v1/predict"
+        lat = []
+        for i in range(n):
+            body = {"trip_id": f"demo-probe-{i}", "pickup_ts": f"{self.live_day}T{8 + i % 12:02d}:15:00Z",
+                    "PULocationID": 1 + (i * 37) % 263, "DOLocationID": 1 + (i * 91) % 263, "passenger_count": 1,
+                    "trip_distance": 0.5 + (i % 30) / 3}
+            t = time.perf_counter()
+            r = session.post(url, json=body, timeout=10)
+            lat.append((time.perf_counter() - t) * 1000)
+            r.raise_for_status()
+        return {"requests": n, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99)}
+
+    def collect(self) -> None:
+        from sqlalchemy import text
+
+        from core.db import engine
+        from core.registry import Registry
+
+        r = self.report
+        r["models"] = []
+        for mv in Registry(self.settings).list(MODEL)[:4]:
+            test = (mv.metrics.get("test") or {})
+            r["models"].append({"version": mv.version, "stage": mv.stage,
+                                "mae_s": (test.get("model") or {}).get("mae_s"),
+                                "baseline_mae_s": (test.get("baseline") or {}).get("mae_s")})
+        eng = engine(self.settings)
+        with eng.connect() as conn:
+            r["mysql"] = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in
+                          ("predictions_recent", "trip_outcomes", "zone_hour_stats", "drift_reports",
+                           "training_runs", "model_versions")}
+            r["live_mae"] = [dict(row) for row in conn.execute(text(
+                "SELECT p.model_version, COUNT(*) AS completed, AVG(ABS(p.predicted_duration_s - o.duration_s)) "
+                "AS mae_s FROM predictions_recent p JOIN trip_outcomes o ON o.trip_id = p.trip_id "
+                "GROUP BY p.model_version ORDER BY MIN(p.scored_ts)")).mappings()]
+        eng.dispose()
+        r["hive"] = self._hive_counts()
+        lat = []
+        for _, value in _messages(self.settings, self.settings.kafka.trip_predictions_topic, self.started_ms):
+            v = json.loads(value)
+            lat.append((dt.datetime.fromisoformat(v["scored_ts"]) - dt.datetime.fromisoformat(v["event_ts"]))
+                       .total_seconds() * 1000)
+        dlq = len(_messages(self.settings, self.settings.kafka.dead_letter_topic, self.started_ms))
+        r["stream"] = {"predictions": len(lat), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
+                       "dead_letters": dlq}
+
+    def _hive_counts(self) -> dict:
+        from pyhive import hive
+
+        sp = self.settings.spark
+        conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="analyst")
+        out = {}
+        try:
+            cur = conn.cursor()
+            for table in ("trips", "quarantine", "predictions", "zone_hour_stats", "training_runs"):
+                try:
+                    cur.execute(f"SELECT COUNT(*) FROM {sp.hive_database}.{table}")
+                    out[table] = cur.fetchone()[0]
+                except Exception as exc:  # noqa: BLE001 - a table not written yet is part of the report
+                    out[table] = f"n/a ({str(exc).splitlines()[0][:60]})"
+        finally:
+            conn.close()
+        return out
+
+    def print_report(self) -> None:
+        r = self.report
+        print("\n" + "=" * 100 + "\nReport (every figure read back from the running services)\n" + "=" * 100)
+        print("\nModel versions (test split, MAE in seconds)")
+        for m in r["models"]:
+            gain = (f"{100 * (1 - m['mae_s'] / m['baseline_mae_s']):.0f}% better than the baseline"
+                    if m["mae_s"] and m["baseline_mae_s"] else "")
+            print(f"  {m['stage']:10s} {m['version']:52s} MAE {_num(m['mae_s']):>6s}  baseline "
+                  f"{_num(m['baseline_mae_s']):>6s}  {gain}")
+        print("\nLive error (predictions joined to outcomes in MySQL)")
+        for row in r["live_mae"]:
+            print(f"  {row['model_version']:52s} {row['completed']:>6} completed trips  MAE {_num(row['mae_s'])}s")
+        e, s = r.get("endpoint", {}), r["stream"]
+        print("\nLatency")
+        print(f"  endpoint  POST /v1/predict, {e.get('requests')} sequential requests: p50 {_num(e.get('p50_ms'), 1)} ms"
+              f", p99 {_num(e.get('p99_ms'), 1)} ms")
+        print(f"  stream    produce -> prediction on {self.settings.kafka.trip_predictions_topic}, "
+              f"{s['predictions']} events: p50 {_num(s['p50_ms'])} ms, p99 {_num(s['p99_ms'])} ms")
+        if "drift" in r:
+            d = r["drift"]
+            print(f"\nDrift: {'; '.join(d.get('reasons', [])) or 'none'}")
+        if "swap" in r:
+            w = r["swap"]
+            print(f"  retraining run {w['retrain_run']}: {w['retrain_state']}; served {w['before']} -> {w['after']}")
+        print("\nCounts")
+        print("  MySQL   " + ", ".join(f"{k} {v}" for k, v in r["mysql"].items()))
+        print("  Hive    " + ", ".join(f"lake.{k} {v}" for k, v in r["hive"].items()))
+        print(f"  Kafka   dead letters on {self.settings.kafka.dead_letter_topic}: {s['dead_letters']}")
+        print(where_to_look(self.settings))
+        print(f"demo finished in {time.monotonic() - self.t0:.0f}s")
+
+
+def _messages(settings: Settings, topic: str, since_ms: int) -> list[tuple[bytes | None, bytes]]:
+    from confluent_kafka import TopicPartition
+
+    from core import kafka
+
+    consumer = kafka.consumer(settings, f"demo-report-{time.monotonic_ns()}")
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=10)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        todo = {tp.partition for tp in parts if 0 <= tp.offset < ends[tp.partition]}
+        consumer.assign([tp for tp in parts if tp.partition in todo])
+        out = []
+        deadline = time.monotonic() + 60
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.key(), msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def where_to_look(settings: Settings) -> str:
-    a, m, sp, s3, k = settings.airflow, settings.mysql, settings.spark, settings.s3, settings.kafka
+    a, m, sp, s3, k, s = settings.airflow, settings.mysql, settings.spark, settings.s3, settings.kafka, settings.speed
     host, port = m.server_host_port()
     return f"""
 Where to look next
   Airflow UI      {a.url}   login {a.admin_user} / {a.admin_password.get_secret_value()}
+  Predict (curl)  curl -s -X POST {s.url}/v1/predict -H 'Content-Type: application/json' \\
+                    -d '{{"trip_id":"t1","pickup_ts":"2026-01-05T08:30:00Z","PULocationID":161,"DOLocationID":236,"trip_distance":2.1}}'
+  Service         {s.url}/v1/models/current   {s.url}/metrics   {s.url}/openapi.json
   MySQL (analyst) mariadb -h {host} -P {port} -u {m.analyst_user} -p{m.analyst_password.get_secret_value()} {m.database} \\
-                    -e 'SELECT version, name FROM schema_migrations'
+                    -e 'SELECT pu_location_id, hour_start, trips, sum_abs_error_s/NULLIF(completed,0) AS mae_s
+                        FROM zone_hour_stats ORDER BY hour_start DESC LIMIT 10'
   Hive (PyHive)   .venv/bin/python -c "from pyhive import hive; c=hive.connect('{sp.thrift_host}', {sp.thrift_port}, \\
-                    auth='NONE', username='analyst').cursor(); c.execute('SHOW DATABASES'); print(c.fetchall())"
-  Hive (beeline)  {spark_home()}/bin/beeline \\
-                    -u jdbc:hive2://{sp.thrift_host}:{sp.thrift_port}/{sp.hive_database} -n analyst
+                    auth='NONE', username='analyst').cursor(); c.execute('SELECT * FROM {sp.hive_database}.training_runs LIMIT 5'); print(c.fetchall())"
+  Hive (beeline)  {spark_home()}/bin/beeline -u jdbc:hive2://{sp.thrift_host}:{sp.thrift_port}/{sp.hive_database} -n analyst
   Kafka           {k.bootstrap}   topics: {', '.join(k.topics)}
   S3 (lake)       {s3.endpoint}   bucket {s3.bucket}, key {s3.access_key}
   Logs            {settings.log_dir}
-  Stop it all     .venv/bin/lambdaml stack down
+  Stop it all     .venv/bin/lambdaml speed down && .venv/bin/lambdaml stack down
 """
 
 
-def main() -> int:
-    settings = get_settings()
-    t0 = time.monotonic()
-    print("== 1/1 bringing the stack up", flush=True)
-    stack = Stack(settings)
+@cli.command()
+def main(
+    days: Annotated[int, typer.Option(min=2, help="Days of raw trips to generate and train on.")] = 3,
+    rows_per_day: Annotated[int, typer.Option(min=1000, help="Trips per generated day (try 50000 for a bigger run).")]
+    = 4000,
+    rate: Annotated[int, typer.Option(min=1, help="Live requests per second during the replay.")] = 40,
+    seconds: Annotated[int, typer.Option(min=10, help="Seconds of live replay per phase.")] = 45,
+    shift: Annotated[bool, typer.Option(help="Run the drift phase: shift, detect, retrain, hot-swap.")] = True,
+) -> None:
+    """Run the whole loop on generated data and print a report. Re-running is safe."""
+    demo = Demo(get_settings(), days, rows_per_day, rate, seconds, shift)
     try:
-        stack.up()
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    rows = stack.status()
-    print("\n== Report")
-    print(f"{'service':9s} {'state':10s} endpoint")
-    for r in rows:
-        print(f"{r.name:9s} {r.state:10s} {r.endpoint}")
-    print(where_to_look(settings))
-    print(f"demo finished in {time.monotonic() - t0:.0f}s")
-    return 0 if all(r.healthy for r in rows) else 1
+        demo.stack_up()
+        demo.generate()
+        demo.train()
+        demo.speed_up()
+        demo.live()
+        demo.report["drift_before_shift"] = demo.serve(window_minutes=60)
+        if shift:
+            demo.shift_traffic()
+        demo.archive()
+        demo.collect()
+    except Exception as exc:  # noqa: BLE001 - one clear line, then the details are in the logs
+        print(f"\nerror: {exc}", file=sys.stderr)
+        print(f"logs: {demo.settings.log_dir}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    demo.print_report()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
