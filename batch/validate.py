@@ -88,7 +88,7 @@ def run(spark, settings, day: dt.date, lake_root: str | None = None) -> Reconcil
     from core import lake, tlc
 
     base = lake.spark_uri(lake.root(settings, lake_root))
-    raw = tlc.normalize_spark(spark.read.parquet(lake.partition(base, "raw/trips", day)))
+    raw = tlc.read_partition_spark(spark, settings, lake.partition(base, "raw/trips", day))
     tagged = tag(raw, day).withColumn("pickup_date", F.lit(day)).cache()
     try:
         valid_uri = lake.partition(base, "validated/trips", day)

@@ -40,7 +40,9 @@ def filesystem(settings: Settings, uri: str) -> tuple["pafs.FileSystem", str]:
         )
         return fs, uri.split("://", 1)[1]
     if uri.startswith("file://"):
-        return pafs.LocalFileSystem(), uri[len("file://"):]
+        from urllib.parse import unquote
+
+        return pafs.LocalFileSystem(), unquote(uri[len("file://"):])
     return pafs.LocalFileSystem(), uri
 
 

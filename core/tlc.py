@@ -86,3 +86,34 @@ def normalize_spark(df):
         col = F.col(field.name) if field.name in df.columns else F.lit(None)
         cols.append(col.cast(typ).alias(field.name))
     return df.select(*cols)
+
+
+def read_partition_spark(spark, settings, uri: str):
+    """One raw partition as a normalised DataFrame, whatever mix of file schemas it holds.
+
+    Real TLC files differ from month to month (``airport_fee`` or ``Airport_fee``,
+    int64 or double counts), and late data may arrive in another variant than the
+    files already there. Spark infers one schema per read, so files are grouped by
+    their own Parquet schema, each group normalised, and the groups unioned.
+    """
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from core import lake
+
+    fs, path = lake.filesystem(settings, uri)
+    infos = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+             if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")]
+    if not infos:
+        raise FileNotFoundError(f"no Parquet files under {uri}")
+    groups: dict[str, list[str]] = {}
+    for info in sorted(infos, key=lambda i: i.path):
+        with fs.open_input_file(info.path) as f:
+            schema = pq.read_schema(f)
+        key = ",".join(f"{fld.name}:{fld.type}" for fld in schema)
+        groups.setdefault(key, []).append(f"{uri.rstrip('/')}/{info.path[len(path.rstrip('/')) + 1:]}")
+    frames = [normalize_spark(spark.read.parquet(*files)) for files in groups.values()]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out

@@ -60,3 +60,21 @@ def test_spark_normalisation_matches(local_spark, fee_column):
     assert [r["Airport_fee"] for r in rows] == [0.0, 1.75]
     assert [r["passenger_count"] for r in rows] == [None, 2]
     assert dict(out.dtypes)["PULocationID"] == "int"
+
+
+def test_a_partition_mixing_file_variants_reads_as_one_schema(local_spark, tmp_path):
+    """Late data may arrive in another month's variant than the files already in the partition."""
+    import pyarrow.parquet as pq
+
+    from core.settings import Settings
+
+    part = tmp_path / "raw" / "trips" / "pickup_date=2024-01-01"
+    part.mkdir(parents=True)
+    pq.write_table(real_style_file("airport_fee", pa.int64()), part / "part-a.parquet")
+    pq.write_table(real_style_file("Airport_fee", pa.float64()), part / "part-b.parquet")
+    out = tlc.read_partition_spark(local_spark, Settings(), f"file://{part}")
+    assert out.columns == tlc.RAW_SCHEMA.names
+    rows = out.collect()
+    assert len(rows) == 4
+    assert sorted(r["Airport_fee"] for r in rows) == [0.0, 0.0, 1.75, 1.75]
+    assert sorted((r["passenger_count"] for r in rows), key=lambda v: (v is None, v)) == [2, 2, None, None]
