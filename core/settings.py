@@ -234,6 +234,7 @@ class MonitoringSettings(BaseModel):
     mae_ratio_threshold: float = Field(default=1.5, description="Live MAE / test MAE at or above this is drift.")
     min_rows: int = Field(default=300, description="Fewer live predictions than this: no verdict on PSI.")
     min_completed: int = Field(default=100, description="Fewer completed trips than this: no verdict on MAE.")
+    dashboard_port: int = Field(default=18050, description="Port of the dashboard (started by `lambdaml speed up`).")
 
 
 class Settings(BaseSettings):

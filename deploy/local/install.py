@@ -1,16 +1,23 @@
 """Install what the local stack needs and the machine lacks.
 
-Debian packages (MariaDB, a JRE, Maven) are installed with apt-get when
-missing; jars are resolved from Maven Central into the shared cache.
+Debian packages (MariaDB, a JRE, Maven, npm, and Chromium for the dashboard's
+browser test) are installed with apt-get when missing; jars are resolved from
+Maven Central, and the dashboard's chart library (uPlot) from npm, into the
+shared cache.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from core import jars
 from core.settings import Settings
@@ -21,6 +28,8 @@ SYSTEM_NEEDS: dict[str, str] = {
     "mariadb": "mariadb-client",
     "java": "openjdk-17-jre-headless",
     "mvn": "maven",
+    "npm": "npm",
+    "chromium": "chromium",
 }
 
 
@@ -82,3 +91,41 @@ def install_jars(settings: Settings, echo: Callable[[str], None] = print) -> Non
         echo(f"  jars {name}: resolving from Maven Central ...")
         path = jars.resolve(settings, name)
         echo(f"  jars {name}: {len(list(path.glob('*.jar')))} jars in {path}")
+    install_dashboard_assets(settings, echo)
+
+
+def install_dashboard_assets(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """uPlot, pinned, into ``<cache>/npm/uplot-<version>/``: `npm pack` once, checked against its integrity hash."""
+    from serving import dashboard
+
+    target = dashboard.asset_dir(settings)
+    if all((target / name).is_file() for name in dashboard.UPLOT_FILES):
+        echo(f"  uPlot: cached at {target}")
+        return
+    npm = _which("npm")
+    if npm is None:
+        raise RuntimeError("npm is missing: run `lambdaml install` (it installs the Debian package npm).")
+    spec = f"uplot@{dashboard.UPLOT_VERSION}"
+    echo(f"  uPlot: npm pack {spec} ...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        result = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--silent"],
+                                cwd=tmp, capture_output=True, text=True)
+        tarball = Path(tmp) / f"uplot-{dashboard.UPLOT_VERSION}.tgz"
+        if result.returncode != 0 or not tarball.is_file():
+            raise RuntimeError(f"npm pack {spec} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        algorithm, expected = dashboard.UPLOT_INTEGRITY.split("-", 1)
+        digest = base64.b64encode(hashlib.new(algorithm, tarball.read_bytes()).digest()).decode()
+        if digest != expected:
+            raise RuntimeError(f"{tarball.name}: {algorithm} is {digest}, expected {expected}")
+        staging = Path(tmp) / "files"
+        staging.mkdir()
+        with tarfile.open(tarball) as tar:
+            for name, member in dashboard.UPLOT_FILES.items():
+                data = tar.extractfile(member)
+                if data is None:
+                    raise RuntimeError(f"{tarball.name}: {member} is not a file")
+                (staging / name).write_bytes(data.read())
+        shutil.rmtree(target, ignore_errors=True)
+        staging.replace(target)
+    echo(f"  uPlot: {target}")

@@ -1,4 +1,5 @@
-"""The speed layer as local processes: the prediction service (gunicorn) and the streaming job.
+"""The speed layer as local processes: the prediction service (gunicorn) and the streaming job,
+and beside them the monitoring dashboard (``deploy.local.dashboard``).
 
 They run on top of the local stack (Kafka and S3 must be up) and are managed
 like its services: pid files, logs under the runtime folder, idempotent up,
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT, Settings
+from deploy.local.dashboard import Dashboard
 from deploy.local.services import Endpoint, Service
 
 
@@ -89,7 +91,7 @@ class StreamJob(Service):
             raise RuntimeError("the streaming query has not started yet")
 
 
-SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, StreamJob)
+SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, StreamJob, Dashboard)
 
 
 def wait_for_model(settings: Settings, timeout: float = 60.0) -> str | None:
