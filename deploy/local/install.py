@@ -91,7 +91,6 @@ def install_jars(settings: Settings, echo: Callable[[str], None] = print) -> Non
         echo(f"  jars {name}: resolving from Maven Central ...")
         path = jars.resolve(settings, name)
         echo(f"  jars {name}: {len(list(path.glob('*.jar')))} jars in {path}")
-    install_dashboard_assets(settings, echo)
 
 
 def install_dashboard_assets(settings: Settings, echo: Callable[[str], None] = print) -> None:

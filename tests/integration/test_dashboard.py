@@ -3,7 +3,7 @@
 Rows of a private model name go into the serving tables; the page of that model must draw every panel
 with exactly those rows, and the page of a model without rows must show the empty state of its panels.
 The dashboard runs as the ``Dashboard`` service under a private runtime folder and port, so a developer's
-own (``lambdaml speed up``) keeps running. The screenshot of the filled page goes to ``docs/dashboard.png``.
+own (``lambdaml speed up``) keeps running. The screenshot of the filled page goes to ``.runtime/screenshots/dashboard.png``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ import requests
 from sqlalchemy import text
 
 from core.db import engine, load_sql
-from core.settings import PROJECT_ROOT
 from deploy.local.dashboard import Dashboard
 from deploy.local.speed import SPEED_SERVICES
 from deploy.local.stack import Stack
 from serving.monitor import LIVE_MAE_ROW
 
 pytestmark = pytest.mark.integration
-SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard.png"
 MINUTES = 12  # minutes with predictions: the older half scored by v1, the newer half by v2
 PER_MINUTE = 5
 ABS_ERROR = {"v1": 120.0, "v2": 60.0}
@@ -178,7 +176,7 @@ def render(url: str, profile: Path) -> dict[str, RenderedPanel]:
     return parser.panels
 
 
-def test_panels_draw_the_rows_and_show_empty_states(seeded: Seeded, dashboard: Dashboard, tmp_path: Path):
+def test_panels_draw_the_rows_and_show_empty_states(seeded: Seeded, dashboard: Dashboard, settings, tmp_path: Path):
     page = f"{dashboard.url}/?{urlencode({'model': seeded.model, 'minutes': 60})}"
 
     # The API, as the page reads it: the rows shaped per minute, exactly.
@@ -220,5 +218,6 @@ def test_panels_draw_the_rows_and_show_empty_states(seeded: Seeded, dashboard: D
     shot = tmp_path / "dashboard.png"
     chromium(f"--screenshot={shot}", "--window-size=1400,1600", page, profile=tmp_path / "profile")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)
+    target = settings.runtime_dir / "screenshots" / "dashboard.png"  # docs/dashboard.png is a copy of one
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, target)
