@@ -1,0 +1,1 @@
+SELECT topic, part, next_offset FROM sync_offsets WHERE consumer = %s
