@@ -8,7 +8,7 @@ LAMBDAML := $(VENV)/bin/lambdaml
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help install venv system jars demo test test-unit test-integration test-e2e stack-up stack-status stack-down clean
+.PHONY: help install venv system jars demo test test-unit bench test-integration test-e2e stack-up stack-status stack-down clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ test: install  ## Run every test: unit, integration and end-to-end on the real s
 
 test-unit: venv  ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit
+
+bench: venv  ## Run the benchmarks; JSON results go to bench/results/
+	@$(PY) -m bench.preprocess_engines
+	@$(PY) -m bench.train_throughput
 
 clean:  ## Stop the stack and delete the runtime folder (keeps caches)
 	-@test -x $(LAMBDAML) && $(LAMBDAML) stack down

@@ -1,0 +1,12 @@
+"""``python -m bench``: the batch-layer benchmarks with their defaults."""
+
+from bench import preprocess_engines, train_throughput
+
+
+def main() -> None:
+    preprocess_engines.main()
+    train_throughput.main()
+
+
+if __name__ == "__main__":
+    main()
