@@ -51,11 +51,18 @@ def transform(validated: "DataFrame", train_end: dt.datetime, val_end: dt.dateti
 
     df = features.with_features(to_requests(validated))
     split = (
-        F.when(F.col("pickup_ts") < F.lit(train_end), "train")
-        .when(F.col("pickup_ts") < F.lit(val_end), "val")
+        F.when(F.col("pickup_ts") < _ntz(train_end), "train")
+        .when(F.col("pickup_ts") < _ntz(val_end), "val")
         .otherwise("test")
     )
     return df.withColumn("split", split)
+
+
+def _ntz(ts: dt.datetime):
+    """A wall-clock timestamp literal. ``F.lit(datetime)`` would shift it by the host's time zone."""
+    from pyspark.sql import functions as F
+
+    return F.lit(ts.isoformat(sep=" ")).cast("timestamp_ntz")
 
 
 @dataclass(frozen=True)
