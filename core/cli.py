@@ -151,6 +151,90 @@ def _print_speed_status(settings, only) -> bool:
     return healthy
 
 
+query_app = typer.Typer(help="Analyst queries: the Lambda merge of Hive and MySQL, and the named SQL in sql/queries/.",
+                        no_args_is_help=True)
+app.add_typer(query_app, name="query")
+
+
+def _print_table(columns: list[str], rows: list[tuple[object, ...]]) -> None:
+    """Rows under their column names, aligned; numbers to the right."""
+    from decimal import Decimal
+
+    def text_of(value: object) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    numeric = [all(isinstance(r[i], int | float | Decimal) and not isinstance(r[i], bool)
+                   for r in rows if r[i] is not None) for i in range(len(columns))]
+    cells = [[text_of(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.rjust(w) if n else c.ljust(w) for c, n, w in zip(columns, numeric, widths)).rstrip())
+    for row in cells:
+        typer.echo("  ".join(v.rjust(w) if n else v.ljust(w) for v, n, w in zip(row, numeric, widths)).rstrip())
+
+
+@query_app.command("zone-stats")
+def query_zone_stats(
+    zone: Annotated[int, typer.Option("--zone", "-z", help="Pickup zone (PULocationID).")],
+    days: Annotated[int, typer.Option("--days", "-d", min=1, max=3660, help="Today (UTC) and the days before it.")]
+    = 30,
+) -> None:
+    """Trips, MAE and mean predicted duration of a pickup zone, merged from Hive (archived days) and MySQL (recent)."""
+    from serving.merge import zone_stats
+
+    result = zone_stats(get_settings(), zone, days)
+    covered = (f"Hive holds the days before {result.covered_until}" if result.covered_until
+               else "no batch coverage yet: every day from MySQL")
+    typer.echo(f"zone {zone}, last {days} day(s): {result.first_day} .. {result.last_day} ({covered})")
+    rows = [(p.source, f"{p.first_day} .. {p.last_day}", p.sums.trips, p.sums.completed, p.sums.mean_predicted_s,
+             p.sums.mae_s) for p in result.parts]
+    total = result.total
+    rows.append(("total", f"{result.first_day} .. {result.last_day}", total.trips, total.completed,
+                 total.mean_predicted_s, total.mae_s))
+    _print_table(["source", "days", "trips", "completed", "mean_predicted_s", "mae_s"], rows)
+
+
+@query_app.command("sql")
+def query_sql(
+    name: Annotated[str, typer.Argument(help="A query in sql/queries/, without .sql (an unknown one lists them).")],
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="k=v: a value for the query's :k (repeatable); the others take the query's default.")]
+    = None,
+) -> None:
+    """Run a named analyst query as the read-only analyst account and print its rows."""
+    import re
+
+    from sqlalchemy import text
+
+    from core.db import SQL_DIR, engine, load_sql
+
+    available = sorted((SQL_DIR / "queries").glob("*.sql"))
+    if name not in {p.stem for p in available}:
+        typer.echo(f"no query named {name!r}; the queries are:")
+        for path in available:
+            about = next((ln.lstrip("- ").strip() for ln in path.read_text().splitlines() if ln.startswith("--")), "")
+            typer.echo(f"  {path.stem:28s} {about}")
+        raise typer.Exit(code=1)
+    sql = load_sql(f"queries/{name}")
+    names = sorted(set(re.findall(r"(?<![:\w\\]):(\w+)(?!:)", sql)))  # the bound parameters, as SQLAlchemy finds them
+    values: dict[str, str | None] = dict.fromkeys(names)
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in values:
+            _fail(f"--param {item!r}: expected k=v, k one of: {', '.join(names) or '(none)'}")
+        values[key] = value
+    eng = engine(get_settings(), analyst=True)
+    try:
+        with eng.connect() as conn:
+            result = conn.execute(text(sql), values)
+            columns, rows = list(result.keys()), [tuple(r) for r in result]
+    finally:
+        eng.dispose()
+    _print_table(columns, rows)
+    typer.echo(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
+
+
 @app.command("install")
 def install(
     system: Annotated[bool, typer.Option(help="Install missing Debian packages (MariaDB, JRE, Maven).")] = True,

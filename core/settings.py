@@ -237,6 +237,13 @@ class MonitoringSettings(BaseModel):
     dashboard_port: int = Field(default=18050, description="Port of the dashboard (started by `lambdaml speed up`).")
 
 
+class ServingSettings(BaseModel):
+    """The serving layer: the Hive archive and MySQL retention."""
+
+    retention_days: int = Field(default=7, ge=1, description="Days MySQL keeps real-time rows of a day once it "
+                                                              "is archived in Hive (older archived days are deleted).")
+
+
 class Settings(BaseSettings):
     """Every setting of the platform. See README, section "Configuration"."""
 
@@ -264,6 +271,7 @@ class Settings(BaseSettings):
     airflow: AirflowSettings = AirflowSettings()
     ray: RaySettings = RaySettings()
     speed: SpeedSettings = SpeedSettings()
+    serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
 
     @field_validator("runtime_dir", "cache_dir")

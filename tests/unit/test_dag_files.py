@@ -43,3 +43,11 @@ def test_dags_have_fixed_start_and_retries(dagbag):
         assert dag.catchup is False, dag_id
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_hive_archive_runs_daily_for_yesterday_then_applies_retention(dagbag):
+    dag = dagbag.dags["hive_archive"]
+    assert dag.params["day"] is None and dag.params["view"] == "zone_hour_stats"
+    assert dag.max_active_runs == 1
+    assert dag.task_dict["archive_day"].downstream_task_ids == {"apply_retention"}
+    assert dag.timetable.summary == "0 7 * * *"
