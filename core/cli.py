@@ -92,7 +92,8 @@ speed_app = typer.Typer(help="The speed layer: prediction service (gunicorn + Fl
 app.add_typer(speed_app, name="speed")
 SpeedOnly = Annotated[
     list[str] | None,
-    typer.Option("--only", "-s", help="Limit to these: speed-api, speed-stream (up also starts what they need)."),
+    typer.Option("--only", "-s", help="Limit to these: speed-api, speed-stream, dashboard "
+                 "(up also starts what they need)."),
 ]
 
 
@@ -250,6 +251,7 @@ def install(
     if jar_sets:
         inst.install_jars(settings, typer.echo)
         inst.install_s3_server(settings, typer.echo)
+        inst.install_dashboard_assets(settings, typer.echo)
 
 
 @app.command("migrate")
