@@ -55,6 +55,8 @@ test-unit: venv  ## Unit tests only (no services)
 bench: venv  ## Run the benchmarks; JSON results go to bench/results/
 	@$(PY) -m bench.preprocess_engines
 	@$(PY) -m bench.train_throughput
+	@$(PY) -m bench.endpoint
+	@$(PY) -m bench.stream
 
 clean:  ## Stop the stack and delete the runtime folder (keeps caches)
 	-@test -x $(LAMBDAML) && $(LAMBDAML) stack down
