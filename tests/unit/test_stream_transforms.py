@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from core import features
-from core.events import TripRequest
+from core.events import Prediction, TripRequest
 from speed import stream
 from speed.predictor import request_columns
 
@@ -64,22 +64,36 @@ def test_stream_rules_agree_with_the_api_schema(parsed):
         assert api_ok == (errors[i] is None), (payload, errors[i])
 
 
-def test_dead_letters_carry_payload_reason_and_source(parsed):
-    dlq = [(r.key, json.loads(r.value)) for r in stream.dead_letters(parsed).collect()]
+@pytest.fixture(scope="module")
+def rows(parsed) -> list[dict]:
+    return stream.batch_rows(parsed).toArrow().to_pylist()
+
+
+def test_dead_letters_carry_payload_reason_and_source(rows):
+    now = dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC)
+    dlq = [stream.dead_letter(r, now) for r in rows if r["error"] is not None]
     assert len(dlq) == sum(1 for _, rule in CASES if rule)
     key, value = next(d for d in dlq if d[1]["payload"] == "not json at all")
     assert key == "trips.requests/0/3" and value["error"] == "not_a_json_object"
     assert value["source_topic"] == "trips.requests" and value["source_offset"] == 3 and value["ts"]
 
 
-def test_spark_features_match_the_in_process_form(parsed):
-    rows = stream.scoring_rows(parsed).orderBy("trip_id").collect()
-    assert [r.trip_id for r in rows] == ["ok-1", "ok-2", "ok-3"]
+def test_spark_features_match_the_in_process_form(rows):
+    valid = sorted((r for r in rows if r["error"] is None), key=lambda r: r["trip_id"])
+    assert [r["trip_id"] for r in valid] == ["ok-1", "ok-2", "ok-3"]
     trips = sorted((TripRequest.model_validate_json(p) for p, rule in CASES if rule is None),
                    key=lambda t: t.trip_id)
     expected = features.compute_numpy(request_columns(trips))
     for name in features.FEATURE_NAMES:
-        np.testing.assert_allclose([r[name] for r in rows], expected[name], rtol=1e-9, err_msg=name)
+        np.testing.assert_allclose([r[name] for r in valid], expected[name], rtol=1e-9, err_msg=name)
+
+
+def test_prediction_values_follow_the_contract(rows):
+    row = next(r for r in rows if r["trip_id"] == "ok-2")
+    value = stream.prediction(row, 812.5, "m:1", dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC))
+    p = Prediction.model_validate(value)
+    assert p.trip_id == "ok-2" and p.PULocationID == 161 and p.passenger_count is None
+    assert p.pickup_ts == dt.datetime(2026, 1, 10, 18, 59, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("spec", "kwargs"), [
