@@ -42,8 +42,8 @@ stack-status: venv  ## Show the local stack's health
 stack-down: venv  ## Stop the local stack
 	@$(LAMBDAML) stack down
 
-demo: install  ## Bring the stack up and print a report with where to look (the full loop grows with the layers)
-	@$(VENV)/bin/python -m deploy.local.demo
+demo: install  ## The whole loop on generated data, then a report (DEMO_ARGS="--help" for a bigger run)
+	@$(VENV)/bin/python -m deploy.local.demo $(DEMO_ARGS)
 
 test: install  ## Run every test: unit, integration and end-to-end on the real stack
 	@$(PY) -m pytest tests/unit
@@ -52,9 +52,10 @@ test: install  ## Run every test: unit, integration and end-to-end on the real s
 test-unit: venv  ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit
 
-bench: venv  ## Run the benchmarks; JSON results go to bench/results/
+bench: stack-up  ## Run the benchmarks on the running stack; JSON results go to bench/results/
 	@$(PY) -m bench.preprocess_engines
 	@$(PY) -m bench.train_throughput
+	@$(PY) -m bench.mysql_sync
 	@$(PY) -m bench.endpoint
 	@$(PY) -m bench.stream
 

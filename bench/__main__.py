@@ -1,4 +1,4 @@
-"""``python -m bench``: the batch-layer benchmarks with their defaults."""
+"""``python -m bench``: the batch-layer benchmarks with their defaults (``make bench`` runs them all)."""
 
 from bench import preprocess_engines, train_throughput
 
