@@ -31,8 +31,10 @@ class AirflowAPI:
             time.sleep(3)
         raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout:.0f}s")
 
-    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 1200) -> dict:
-        """Trigger a run through the scheduler and wait until it ends; returns the final run."""
+    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 1200, progress=None) -> dict:
+        """Trigger a run through the scheduler and wait until it ends; returns the final run.
+
+        ``progress(run)`` is called at every poll, e.g. to print the task states."""
         self.wait_for_dag(dag_id)
         self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         run = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
@@ -42,10 +44,17 @@ class AirflowAPI:
             run = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
             if run["state"] in ("success", "failed"):
                 return run
+            if progress is not None:
+                progress(run)
             time.sleep(5)
         raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s")
 
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
+        return [f"{task}={state}" for task, state in self.task_states(dag_id, run_id).items()
+                if state not in ("success", "skipped")]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """``task_id`` (with ``[map index]`` for mapped tasks) to state, for one run."""
         tis = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances")
-        return [f"{t['task_id']}[{t.get('map_index')}]={t['state']}" for t in tis["task_instances"]
-                if t["state"] not in ("success", "skipped")]
+        return {t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) >= 0 else ""): t["state"] or "none"
+                for t in tis["task_instances"]}

@@ -66,7 +66,18 @@ class Demo:
         t = time.monotonic()
         print(f"  triggering {dag_id} {json.dumps(conf or {})} (watch it at {self.settings.airflow.url}/dags/{dag_id})",
               flush=True)
-        run = self.api.run_dag(dag_id, conf, timeout=timeout)
+        seen: dict[str, str] = {}
+
+        def progress(run: dict) -> None:
+            states = self.api.task_states(dag_id, run["dag_run_id"])
+            changed = {k: v for k, v in states.items() if seen.get(k) != v and v in ("running", "success", "failed",
+                                                                                     "up_for_retry", "skipped")}
+            seen.update(states)
+            if changed:
+                print(f"    [{time.monotonic() - t:4.0f}s] " + ", ".join(f"{k} {v}" for k, v in changed.items()),
+                      flush=True)
+
+        run = self.api.run_dag(dag_id, conf, timeout=timeout, progress=progress)
         if run["state"] != "success":
             raise RuntimeError(f"{dag_id} run {run['dag_run_id']} failed: "
                                f"{self.api.failed_tasks(dag_id, run['dag_run_id'])}; see the Airflow UI")
