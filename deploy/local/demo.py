@@ -125,16 +125,20 @@ class Demo:
         self.report["endpoint"] = self.measure_endpoint()
         self.wait_for_stream()
 
-    def wait_for_stream(self, timeout: float = 120) -> None:
+    def wait_for_stream(self, timeout: float = 120, quiet_s: float = 4.0) -> None:
+        """Until the streaming job has run no batch for ``quiet_s`` (it has caught up with the topic)."""
         from deploy.local.speed import StreamJob
 
         job = StreamJob(self.settings)
         deadline = time.monotonic() + timeout
+        batches, since = job.status().get("batches"), time.monotonic()
         while time.monotonic() < deadline:
-            last = job.status().get("last", {})
-            if last and last.get("rows", 1) == 0:
-                return  # the stream has caught up
-            time.sleep(2)
+            time.sleep(1)
+            now = job.status().get("batches")
+            if now != batches:
+                batches, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
 
     def serve(self, window_minutes: int) -> dict:
         self.step("serving_sync and monitoring through Airflow")
