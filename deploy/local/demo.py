@@ -6,10 +6,10 @@
 4. start the speed layer: gunicorn prediction service and the Spark streaming job
 5. replay live traffic through Kafka (requests now, outcomes when the trips end, a few malformed events)
 6. run ``serving_sync`` and ``monitoring`` through Airflow
-7. shift the traffic: late shifted data lands in the lake and shifted trips are replayed; monitoring sees
-   the drift and marks the drift asset, which schedules ``batch_training``; the new version is promoted and
-   hot-swapped into the running service
-8. archive the replayed day to Hive with ``hive_archive``
+7. shift the traffic: the last days arrive shifted (slower streets, more airport runs) and shifted trips are
+   replayed; monitoring sees the drift and marks the drift asset, which schedules ``batch_training`` over
+   those days; the new version is promoted and hot-swapped into the running service
+8. archive the replayed days to Hive with ``hive_archive``
 
 Every number in the report is read back from the services: the registry, MySQL, Hive, Kafka, the
 service's own endpoints. Run ``python -m deploy.local.demo --help`` for a bigger run.
@@ -31,6 +31,7 @@ from core.settings import Settings, get_settings
 from core.spark import spark_home
 
 MODEL = "trip_duration"
+SHIFT_DAYS = 3  # batch_training's default days_back
 cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
 
@@ -39,9 +40,12 @@ class Demo:
         self.settings = settings
         self.days, self.rows_per_day, self.rate, self.seconds, self.shift = days, rows_per_day, rate, seconds, shift
         today = dt.datetime.now(dt.UTC).date()
-        self.end = today - dt.timedelta(days=1)
+        # The first model learns normal traffic of older days; the last SHIFT_DAYS days (what the daily
+        # and drift-triggered batch_training runs cover by default) then arrive shifted.
+        self.shift_end = today - dt.timedelta(days=1)
+        self.shift_start = today - dt.timedelta(days=SHIFT_DAYS)
+        self.end = self.shift_start - dt.timedelta(days=1)
         self.start = self.end - dt.timedelta(days=days - 1)
-        self.live_day = self.end  # replayed trips are picked up on the last trained day (other seed)
         self.t0 = time.monotonic()
         self.started_ms = int(time.time() * 1000)
         self.steps = 8 if shift else 7
@@ -112,16 +116,16 @@ class Demo:
             raise RuntimeError("the prediction service loaded no model; see .runtime/logs/speed-api.log")
         print(f"  serving {version}")
 
-    def replay(self, shift: bool) -> None:
+    def replay(self, day: dt.date, shift: bool) -> None:
         from batch.replay import replay
 
         count = self.rate * self.seconds
-        replay(self.settings, self.live_day, count, self.rate, seed=101, shift=shift, time_scale=600,
+        replay(self.settings, day, count, self.rate, seed=101, shift=shift, time_scale=600,
                malformed_share=0.01, echo=lambda line: print(f"  {line}", flush=True))
 
     def live(self) -> None:
         self.step(f"replaying live traffic: {self.rate}/s for {self.seconds}s, outcomes as trips end")
-        self.replay(shift=False)
+        self.replay(self.end, shift=False)
         self.report["endpoint"] = self.measure_endpoint()
         self.wait_for_stream()
 
@@ -166,11 +170,11 @@ class Demo:
 
         self.step("shifting the traffic: drift -> drift asset -> retraining -> promotion -> hot swap")
         before = self._served_version()
-        print("  late, shifted trips land in the lake as new files (raw data is never rewritten)")
-        generate.generate(self.settings, self.start, self.days, self.rows_per_day, seed=8, dirty_share=0.03,
+        print(f"  the city changes: the last {SHIFT_DAYS} days arrive with slower streets and more airport runs")
+        generate.generate(self.settings, self.shift_start, SHIFT_DAYS, self.rows_per_day, seed=8, dirty_share=0.03,
                           shift=True)
         phase_start = time.monotonic()
-        self.replay(shift=True)
+        self.replay(self.shift_end, shift=True)
         self.wait_for_stream()
         window = max(1, int((time.monotonic() - phase_start) / 60) + 1)
         started = dt.datetime.now(dt.UTC)
@@ -211,8 +215,10 @@ class Demo:
         raise RuntimeError("the drift asset did not schedule batch_training; see the Airflow UI (Assets)")
 
     def archive(self) -> None:
-        self.step(f"archiving {self.live_day} to Hive (hive_archive)")
-        self.run_dag("hive_archive", {"day": self.live_day.isoformat()})
+        days = [self.end, self.shift_end] if self.shift else [self.end]
+        self.step(f"archiving the replayed days {', '.join(map(str, days))} to Hive (hive_archive)")
+        for day in days:
+            self.run_dag("hive_archive", {"day": day.isoformat()})
 
     # ------------------------------------------------------------------ measurements
     def _served_version(self) -> str:
@@ -227,7 +233,7 @@ class Demo:
         url = f"{self.settings.speed.url}/v1/predict"
         lat = []
         for i in range(n):
-            body = {"trip_id": f"demo-probe-{i}", "pickup_ts": f"{self.live_day}T{8 + i % 12:02d}:15:00Z",
+            body = {"trip_id": f"demo-probe-{i}", "pickup_ts": f"{self.end}T{8 + i % 12:02d}:15:00Z",
                     "PULocationID": 1 + (i * 37) % 263, "DOLocationID": 1 + (i * 91) % 263, "passenger_count": 1,
                     "trip_distance": 0.5 + (i % 30) / 3}
             t = time.perf_counter()
