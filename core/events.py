@@ -43,7 +43,7 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The speed layer's events. One definition serves the HTTP API (pydantic), the stream's Spark validation
-# (``REQUEST_LIMITS`` + ``request_spark_schema``) and the replayer, so the three accept the same trips.
+# (``REQUEST_LIMITS``, read by ``speed/stream.py``) and the replayer, so the three accept the same trips.
 
 PICKUP_YEARS = (2001, 2099)
 REQUEST_LIMITS = {
@@ -114,9 +114,3 @@ class MetricEvent(BaseModel):
     value: float
     tags: dict[str, str] = Field(default_factory=dict)
     ts: dt.datetime = Field(default_factory=_now)
-
-
-def request_spark_schema() -> str:
-    """DDL schema the stream parses ``trips.requests`` with (everything optional; validation names what is wrong)."""
-    return ("trip_id STRING, pickup_ts STRING, PULocationID DOUBLE, DOLocationID DOUBLE, passenger_count DOUBLE, "
-            "trip_distance DOUBLE, VendorID DOUBLE, schema_version INT")
