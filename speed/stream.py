@@ -27,7 +27,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from core.events import PICKUP_YEARS, REQUEST_LIMITS
+from core.events import PICKUP_YEARS, REQUEST_LIMITS, MetricEvent
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -216,7 +216,6 @@ class PredictionSink:
         self.producer = kafka.producer(settings, **{"linger.ms": 5})
         self.status_file = settings.runtime_dir / "speed" / "stream-status.json"
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
-        self.write_status({"state": "started", "batches": 0})
         self.batches = 0
 
     def write_status(self, status: dict[str, Any]) -> None:
@@ -270,10 +269,9 @@ class PredictionSink:
             summary["latency_ms_max"] = round(lat_ms[-1], 1)
         for name in ("rows", "dead_letters", "seconds", "latency_ms_p50"):
             if name in summary:
-                metric = {"schema_version": 1, "source": "speed.stream", "name": f"stream.{name}",
-                          "value": summary[name], "tags": {"batch_id": str(batch_id)},
-                          "ts": dt.datetime.now(dt.UTC).isoformat()}
-                self._produce(k.metrics_topic, "speed.stream", kafka.encode(metric))
+                metric = MetricEvent(source="speed.stream", name=f"stream.{name}", value=summary[name],
+                                     tags={"batch_id": str(batch_id)})
+                self._produce(k.metrics_topic, metric.source, metric.model_dump_json().encode())
         if self.producer.flush(60) != 0:
             raise RuntimeError("could not deliver predictions to Kafka; the batch will be redone")
         self.batches += 1
@@ -303,13 +301,16 @@ def start(spark, settings: Settings, checkpoint: str | None = None):
         .option("maxOffsetsPerTrigger", s.stream_max_offsets_per_trigger)
         .load()
     )
-    return (
+    sink = PredictionSink(settings)
+    query = (
         parse(source).writeStream.queryName(QUERY_NAME)
-        .foreachBatch(PredictionSink(settings))
+        .foreachBatch(sink)
         .option("checkpointLocation", checkpoint or settings.stream_checkpoint)
         .trigger(**trigger_kwargs(s.stream_trigger))
         .start()
     )
+    sink.write_status({"state": "started", "batches": 0})  # only once Spark accepted the query
+    return query
 
 
 def main() -> None:
