@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -213,6 +213,13 @@ class SpeedSettings(BaseModel):
     batch_max_wait_ms: float = Field(default=2.0, ge=0, description="Longest a request waits for others to join.")
     api_key: SecretStr | None = Field(default=None, description="If set, requests need the X-API-Key header.")
     request_timeout_s: float = 10.0
+    max_in_flight: int = Field(default=12, ge=1, description="Prediction requests one worker works on at once; "
+                               "more get 503 with Retry-After. Keep it under `threads`: the spare threads answer "
+                               "the refusals at once.")
+    max_pending_trips: int = Field(default=4096, ge=1, description="Trips one worker's micro-batcher may hold "
+                                   "(waiting or being scored); more get 503 with Retry-After. At least "
+                                   "max_batch_trips.")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After (seconds) sent with a 503 for overload.")
     stream_trigger: str = Field(default="processingTime:500 milliseconds",
                                 description="processingTime:<interval>, availableNow, or realTime:<interval>.")
     stream_checkpoint: str | None = Field(default=None,
@@ -224,6 +231,13 @@ class SpeedSettings(BaseModel):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> SpeedSettings:
+        if self.max_pending_trips < self.max_batch_trips:
+            raise ValueError(f"max_pending_trips ({self.max_pending_trips}) must be at least max_batch_trips "
+                             f"({self.max_batch_trips}), or a full batch is always refused")
+        return self
 
 
 class MonitoringSettings(BaseModel):

@@ -11,6 +11,11 @@ Bad input never reaches the model: the body size is capped (413), a batch is
 capped (413), every trip is validated by ``core.events.TripRequest`` and the
 first failing field is named (400). With ``LAMBDAML_SPEED__API_KEY`` set,
 ``/v1/*`` needs the ``X-API-Key`` header (401).
+
+Overload is refused, never queued without bound: past ``max_in_flight`` prediction requests in a
+worker, or ``max_pending_trips`` trips in its micro-batcher, a request gets 503 with
+``Retry-After`` and a JSON error, counted in ``lambdaml_requests_rejected_total{reason}``
+(``speed.admission``). Every 503 of ``/v1/predict*`` carries ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from werkzeug.exceptions import HTTPException
 from core.events import TripRequest
 from core.settings import Settings, get_settings
 from speed import metrics
+from speed.admission import Admission, Overloaded
 from speed.batcher import MicroBatcher
 from speed.predictor import LoadedModel, ModelHolder, check_feature_columns, predict, predict_features
 
@@ -41,14 +47,19 @@ class ApiError(Exception):
         self.status, self.message, self.field, self.details = status, message, field, details or []
 
 
-def _error(status: int, message: str, field: str | None = None, details: list | None = None) -> Response:
+def _error(status: int, message: str, field: str | None = None, details: list | None = None,
+           retry_after_s: int | None = None) -> Response:
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
     if details:
         body["details"] = details
+    if status == 503 and retry_after_s is not None:
+        body["retry_after_s"] = retry_after_s
     resp = jsonify(body)
     resp.status_code = status
+    if status == 503 and retry_after_s is not None:
+        resp.headers["Retry-After"] = str(retry_after_s)
     return resp
 
 
@@ -66,8 +77,10 @@ class Service:
         self.settings = settings
         self.holder = holder
         s = settings.speed
+        self.admission = Admission(s.max_in_flight)
         self.batcher = (MicroBatcher(self._run, s.batch_max_size, s.batch_max_wait_ms / 1000.0,
-                                     on_batch=metrics.observe_batch) if s.micro_batching else None)
+                                     on_batch=metrics.observe_batch, max_pending=s.max_pending_trips)
+                        if s.micro_batching else None)
 
     def _run(self, trips: list[TripRequest]) -> tuple[list[float], LoadedModel]:
         model = self.holder.current  # one snapshot per forward pass: a swap never splits a batch
@@ -80,9 +93,11 @@ class Service:
             out = self._run(trips)
             metrics.observe_batch(1, len(trips))
             return out
+        future = self.batcher.submit(trips)  # Overloaded past max_pending_trips
         try:
-            return self.batcher.submit(trips).result(timeout=self.settings.speed.request_timeout_s)
+            return future.result(timeout=self.settings.speed.request_timeout_s)
         except FutureTimeout:
+            future.cancel()  # still queued: the batcher drops it unscored
             raise ApiError(503, f"no prediction within {self.settings.speed.request_timeout_s}s; retry") from None
 
 
@@ -214,6 +229,7 @@ def openapi_route():
 
 # --------------------------------------------------------------------------------------------------- factory
 UNTIMED = {"metrics.metrics_route", "health.healthz", "health.readyz"}
+ADMITTED = {"predict.predict_route", "predict.predict_features_route"}  # the endpoints that score
 
 
 def create_app(settings: Settings | None = None, holder: ModelHolder | None = None, watch: bool = True) -> Flask:
@@ -242,7 +258,18 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 resp = _error(401, "missing or wrong X-API-Key header", "X-API-Key")
                 resp.headers["WWW-Authenticate"] = "ApiKey"
                 return resp
+        if request.endpoint in ADMITTED:
+            if not svc.admission.try_enter():
+                raise Overloaded("in_flight", f"{svc.admission.limit} requests are in flight in this worker")
+            g.admitted = True
+            metrics.IN_FLIGHT.inc()
         return None
+
+    @app.teardown_request
+    def _leave(_exc: BaseException | None) -> None:
+        if g.pop("admitted", False):
+            svc.admission.leave()
+            metrics.IN_FLIGHT.dec()
 
     @app.after_request
     def _record(resp: Response) -> Response:
@@ -253,16 +280,23 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.t0)
         return resp
 
+    retry_after_s = settings.speed.retry_after_s
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return _error(exc.status, exc.message, exc.field, exc.details)
+        return _error(exc.status, exc.message, exc.field, exc.details, retry_after_s)
+
+    @app.errorhandler(Overloaded)
+    def _overloaded(exc: Overloaded):
+        metrics.REJECTED.labels(exc.reason).inc()
+        return _error(503, f"overloaded: {exc.message}; retry after {retry_after_s}s", retry_after_s=retry_after_s)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         field = "body" if exc.code == 413 else None
         message = (f"body is over the limit of {settings.speed.max_body_bytes} bytes" if exc.code == 413
                    else exc.description or exc.name)
-        return _error(exc.code or 500, message, field)
+        return _error(exc.code or 500, message, field, retry_after_s=retry_after_s)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -6,6 +6,11 @@ thread takes the first waiting request, then keeps collecting until either
 request, runs the model once on the concatenation and hands each request its
 slice. Under light load a request waits at most ``max_wait_s``; under heavy
 load batches fill up and the per-call overhead of PyTorch is shared.
+
+The queue is bounded: with ``max_pending`` set, ``submit`` refuses (``Overloaded``) a request
+whose trips would take the trips waiting or being scored over that many, so memory and waiting
+time stay bounded whatever the load. A request whose caller gave up (its future cancelled) is
+dropped from its batch unscored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from speed.admission import Overloaded
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,20 +39,42 @@ class MicroBatcher(Generic[T, R]):
     """Merges ``submit`` calls from many threads into calls of ``run(items) -> (results, context)``."""
 
     def __init__(self, run: Callable[[list[T]], tuple[Sequence[R], object]], max_size: int, max_wait_s: float,
-                 on_batch: Callable[[int, int], None] | None = None, name: str = "micro-batcher"):
+                 on_batch: Callable[[int, int], None] | None = None, name: str = "micro-batcher",
+                 max_pending: int | None = None):
         self._run = run
         self.max_size = max_size
         self.max_wait_s = max_wait_s
+        self.max_pending = max_pending
         self._on_batch = on_batch
+        self._pending_lock = threading.Lock()
+        self._pending = 0
         self._queue: queue.SimpleQueue[_Pending[T] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, items: Sequence[T]) -> Future:
-        """A future of ``(results for items, context)``; context is what ``run`` returned with them."""
+        """A future of ``(results for items, context)``; context is what ``run`` returned with them.
+
+        Raises ``Overloaded`` when ``max_pending`` is set and these items would go over it.
+        """
+        n = len(items)
+        with self._pending_lock:
+            if self.max_pending is not None and self._pending + n > self.max_pending:
+                raise Overloaded("queue", f"{self._pending} trips are waiting to be scored; {n} more would go "
+                                          f"over the limit of {self.max_pending}")
+            self._pending += n
         fut: Future = Future()
         self._queue.put(_Pending(items, fut))
         return fut
+
+    @property
+    def pending(self) -> int:
+        """Trips submitted and not yet answered (queued or in a forward pass)."""
+        return self._pending
+
+    def _done(self, n: int) -> None:
+        with self._pending_lock:
+            self._pending -= n
 
     def close(self) -> None:
         self._queue.put(None)
@@ -77,6 +106,15 @@ class MicroBatcher(Generic[T, R]):
             self._execute(batch, size)
 
     def _execute(self, batch: list[_Pending[T]], size: int) -> None:
+        live = [p for p in batch if p.future.set_running_or_notify_cancel()]  # callers that gave up: unscored
+        live_size = sum(len(p.items) for p in live)
+        try:
+            if live:
+                self._score(live, live_size)
+        finally:
+            self._done(size)
+
+    def _score(self, batch: list[_Pending[T]], size: int) -> None:
         items = [item for p in batch for item in p.items]
         try:
             results, context = self._run(items)

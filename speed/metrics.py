@@ -25,6 +25,10 @@ MODEL_INFO = Gauge("lambdaml_model_info", "1 for the model version a worker serv
                    multiprocess_mode="livemax")
 MODEL_SWAPS = Counter("lambdaml_model_swaps_total", "Model versions swapped in")
 MODEL_REFUSED = Counter("lambdaml_model_refused_total", "Model artifacts refused, by reason", ["reason"])
+REJECTED = Counter("lambdaml_requests_rejected_total",
+                   "Requests refused with 503 by admission control, by reason (in_flight, queue)", ["reason"])
+IN_FLIGHT = Gauge("lambdaml_requests_in_flight", "Prediction requests being worked on, all workers",
+                  multiprocess_mode="livesum")
 
 
 def observe_batch(requests: int, trips: int) -> None:
