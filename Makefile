@@ -52,12 +52,8 @@ test: install  ## Run every test: unit, integration and end-to-end on the real s
 test-unit: venv  ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit
 
-bench: stack-up  ## Run the benchmarks on the running stack; JSON results go to bench/results/
-	@$(PY) -m bench.preprocess_engines
-	@$(PY) -m bench.train_throughput
-	@$(PY) -m bench.mysql_sync
-	@$(PY) -m bench.endpoint
-	@$(PY) -m bench.stream
+bench: stack-up  ## Every benchmark beside its baseline; a dated JSON + table in bench/results/ (BENCH_ARGS="--help")
+	@$(PY) -m bench $(BENCH_ARGS)
 
 clean:  ## Stop the stack and delete the runtime folder (keeps caches)
 	-@test -x $(LAMBDAML) && $(LAMBDAML) stack down

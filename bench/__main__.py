@@ -1,12 +1,6 @@
-"""``python -m bench``: the batch-layer benchmarks with their defaults (``make bench`` runs them all)."""
+"""``python -m bench``: every registered benchmark beside its baseline, one dated result and table (``make bench``)."""
 
-from bench import preprocess_engines, train_throughput
-
-
-def main() -> None:
-    preprocess_engines.main()
-    train_throughput.main()
-
+from bench.runner import app
 
 if __name__ == "__main__":
-    main()
+    app(prog_name="python -m bench")

@@ -46,6 +46,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+OUT_HELP = "Folder for the JSON result (default: bench/results)."
+
+
 def _first_line(path: str, prefix: str) -> str | None:
     try:
         with open(path) as f:
@@ -92,9 +95,35 @@ def git_sha() -> str | None:
     return out.stdout.strip()
 
 
+def comparison(measured: str, measured_value: float | None, baseline: str, baseline_value: float | None,
+               unit: str, higher_is_better: bool, target: str | None = None,
+               met: bool | None = None) -> dict[str, Any]:
+    """One line of the summary table: a measured line against its baseline.
+
+    ``ratio`` is always measured / baseline; ``higher_is_better`` says which direction of the
+    ratio is the better one (True for rates, False for seconds and latencies). ``target`` is the
+    goal in words (``"ratio >= 0.8"``, ``"p99 <= floor + 3 ms"``), ``met`` whether it was reached;
+    both are None where the benchmark only reports.
+    """
+    ratio = (measured_value / baseline_value
+             if measured_value is not None and baseline_value not in (None, 0) else None)
+    return {"measured": measured, "measured_value": _round(measured_value), "baseline": baseline,
+            "baseline_value": _round(baseline_value), "unit": unit,
+            "ratio": None if ratio is None else round(ratio, 4), "higher_is_better": higher_is_better,
+            "target": target, "met": met}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
 def write_result(name: str, parameters: dict[str, Any], measurements: dict[str, Any],
-                 ratios: dict[str, float], echo: Callable[[str], None] = print) -> Path:
-    """Write ``bench/results/<name>.json`` and print a short summary."""
+                 ratios: dict[str, float], echo: Callable[[str], None] = print,
+                 summary: list[dict[str, Any]] | None = None, out: Path | None = None) -> Path:
+    """Write ``<out>/<name>.json`` (default ``bench/results/``) and print a short summary.
+
+    ``summary`` holds the ``comparison`` lines that ``python -m bench`` puts in its table.
+    """
     host = machine()
     result = {
         "name": name,
@@ -104,9 +133,11 @@ def write_result(name: str, parameters: dict[str, Any], measurements: dict[str, 
         "parameters": parameters,
         "measurements": measurements,
         "ratios": ratios,
+        "summary": summary or [],
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    out = out or RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     echo(f"\n== {name} ==")
     echo(f"machine: {host['cpu_count']} CPUs ({host['cpu_model']}), {host['memory_gib']} GiB, "
@@ -115,5 +146,9 @@ def write_result(name: str, parameters: dict[str, Any], measurements: dict[str, 
         echo(f"  {key}: {json.dumps(value)}")
     for key, value in ratios.items():
         echo(f"  {key}: {value:.3f}")
+    for line in summary or []:
+        ratio = "-" if line["ratio"] is None else f"{line['ratio']:.3f}"
+        echo(f"  {line['measured']} / {line['baseline']}: {ratio}"
+             + (f" (target {line['target']}: {'met' if line['met'] else 'not met'})" if line["target"] else ""))
     echo(f"written: {path}")
     return path

@@ -448,6 +448,7 @@ def main(
     targets: Annotated[int, typer.Option(help="Distinct request bodies vegeta cycles through.")] = 1000,
     port: Annotated[int, typer.Option(help="Private port of the servers under test.")] = 18200,
     seed: Annotated[int, typer.Option(help="Seed of the generated trips.")] = 7,
+    out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
     """Measure p50/p90/p99 of POST /v1/predict at fixed offered rates, and the max rate at p99 <= the limit."""
     overrides = {name: value for name, value in (("workers", workers), ("threads", threads),
@@ -508,6 +509,15 @@ def main(
         },
         ratios=ratios,
         echo=typer.echo,
+        summary=[
+            common.comparison(f"micro_batched p99 at {overhead_rate:g}/s", micro.runs[overhead_rate].p99_ms,
+                              f"floor p99 at {overhead_rate:g}/s", floor_p99, "ms", higher_is_better=False,
+                              target="p99 <= floor + 3 ms", met=overhead["micro_batched"] <= 3.0),
+            common.comparison(f"micro_batched max rate at p99 <= {p99_limit_ms:g} ms", best["micro_batched"],
+                              "naive max rate", best["naive"], "requests/s", higher_is_better=True,
+                              target="ratio >= 3", met=speedup is not None and speedup >= 3.0),
+        ],
+        out=out,
     )
 
 

@@ -118,6 +118,7 @@ def main(
     repeats: Annotated[int, typer.Option(help="Timed runs of each path after one warm-up; the median is reported.")]
     = 3,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
+    out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
     """Compare rows/s of the sync's bulk upsert, LOAD DATA LOCAL INFILE and single-row inserts on the real MariaDB."""
     data = prediction_rows(rows, seed)
@@ -182,6 +183,13 @@ def main(
                 "bulk_over_load_data_without_csv": rate["bulk_upsert"] / load_only,
                 "bulk_over_single_row": rate["bulk_upsert"] / rate["single_row"]},
         echo=typer.echo,
+        summary=[common.comparison("bulk_upsert", rate["bulk_upsert"], "load_data", rate["load_data"], "rows/s",
+                                   higher_is_better=True, target="ratio >= 0.65",
+                                   met=rate["bulk_upsert"] / rate["load_data"] >= 0.65),
+                 common.comparison("bulk_upsert", rate["bulk_upsert"], "single_row", rate["single_row"], "rows/s",
+                                   higher_is_better=True, target="ratio >= 10",
+                                   met=rate["bulk_upsert"] / rate["single_row"] >= 10)],
+        out=out,
     )
 
 

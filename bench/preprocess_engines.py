@@ -169,6 +169,7 @@ def main(
     repeats: Annotated[int, typer.Option(help="Timed rounds (each runs every line); medians are reported.")] = 3,
     warmup: Annotated[int, typer.Option(help="Untimed rounds before the timed ones.")] = 1,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
+    out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
     """Time Spark SQL, DuckDB SQL and the platform's Spark transform over the same raw Parquet."""
     raw = data.raw_trips(rows, seed, echo=typer.echo)
@@ -228,6 +229,11 @@ def main(
                 "spark_transform_s/duckdb_sql_s": medians["spark_transform"] / medians["duckdb_sql"],
                 "spark_transform_s/spark_sql_s": medians["spark_transform"] / medians["spark_sql"]},
         echo=typer.echo,
+        summary=[common.comparison("spark_transform", medians["spark_transform"], "duckdb_sql",
+                                   medians["duckdb_sql"], "s", higher_is_better=False),
+                 common.comparison("spark_sql", medians["spark_sql"], "duckdb_sql", medians["duckdb_sql"], "s",
+                                   higher_is_better=False)],
+        out=out,
     )
 
 

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -333,6 +334,7 @@ def main(
     timeout: Annotated[float, typer.Option(help="Longest wait for the predictions of one phase, seconds.")] = 240.0,
     port: Annotated[int, typer.Option(help="Private port of the prediction service.")] = 18210,
     seed: Annotated[int, typer.Option(help="Seed of the generated trips.")] = 7,
+    out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
     """Throughput and latency of the streaming job against a plain consumer loop; then the real-time trigger."""
     started = time.monotonic()
@@ -405,6 +407,16 @@ def main(
         measurements={"stream": stream, "loop": loop, "real_time_trigger": real_time, "targets": targets},
         ratios=ratios,
         echo=typer.echo,
+        summary=[
+            common.comparison("stream backlog", stream["backlog"].get("events_per_s"), "loop backlog",
+                              loop["backlog"].get("events_per_s"), "events/s", higher_is_better=True,
+                              target="ratio >= 0.5", met=targets["stream_over_loop_throughput"]["met"]),
+            common.comparison(f"stream p50 at {rate:g}/s", stream["fixed_rate"].get("latency_ms", {}).get("p50"),
+                              f"loop p50 at {rate:g}/s", loop["fixed_rate"].get("latency_ms", {}).get("p50"), "ms",
+                              higher_is_better=False, target="stream p50 <= 250 ms",
+                              met=targets["stream_p50_ms"]["met"]),
+        ],
+        out=out,
     )
 
 

@@ -105,6 +105,7 @@ def main(
     threads: Annotated[int | None, typer.Option(
         help="Torch intra-op threads; default: torch's own choice, as in batch.train. "
              "When set, results go to train_throughput-threads<N>.json.")] = None,
+    out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
     """Compare training samples/s through the Parquet input pipeline with the same loop over in-memory tensors."""
     if threads is not None:
@@ -152,6 +153,10 @@ def main(
                 "pipeline_io_share": common.median([(r["load_s"] + r["to_tensors_s"]) / r["total_s"]
                                                     for r in pipeline_runs])},
         echo=typer.echo,
+        summary=[common.comparison("pipeline", pipeline_rate, "in_memory", memory_rate, "samples/s",
+                                   higher_is_better=True, target="ratio >= 0.8",
+                                   met=pipeline_rate / memory_rate >= 0.8)],
+        out=out,
     )
 
 

@@ -1,0 +1,37 @@
+"""Every benchmark ``python -m bench`` runs, in this order: adding one is one line in ``BENCHMARKS``.
+
+An entry names a module ``bench.<name>`` whose typer CLI takes ``--out DIR`` and writes its JSON
+result there through ``bench.common.write_result`` (with ``summary=`` lines from
+``bench.common.comparison`` for the table). ``args`` are the options of a full run; ``smoke``
+shrinks it so that it only proves the benchmark runs end to end (``python -m bench --smoke``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str  # the module bench.<name>, and its rows in the table
+    args: tuple[str, ...] = ()  # options of a full run, besides --out
+    smoke: tuple[str, ...] = ()  # options of a smoke run: tiny sizes, no timing meaning
+    timeout_s: float = 1800.0  # a run still going after this is interrupted and reported as failed
+
+    @property
+    def module(self) -> str:
+        return f"bench.{self.name}"
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("preprocess_engines", smoke=("--rows", "20000", "--repeats", "1", "--warmup", "0")),
+    Benchmark("train_throughput", args=("--threads", "1"),
+              smoke=("--rows", "5000", "--epochs", "1", "--repeats", "1", "--warmup-rows", "1000", "--threads", "1")),
+    Benchmark("mysql_sync", smoke=("--rows", "2000", "--single-rows", "100", "--repeats", "1")),
+    Benchmark("kafka_producer", smoke=("--trips", "500", "--repeats", "1", "--warmup", "0")),
+    Benchmark("tune_pool", smoke=("--trials", "2", "--rows", "3000", "--epochs", "1", "--repeats", "1")),
+    Benchmark("endpoint", smoke=("--rates", "100", "--search-rates", "100", "--overhead-rate", "100",
+                                 "--duration", "1", "--warmup", "0.5", "--targets", "100")),
+    Benchmark("stream", smoke=("--backlog", "1000", "--rate", "100", "--rate-seconds", "2",
+                               "--real-time-trigger", "", "--timeout", "120")),
+)

@@ -1,0 +1,206 @@
+"""Wall time of a hyperparameter search: Ray Tune against a plain process pool running the same trials.
+
+Both lines train the same ``--trials`` configurations, drawn once (seeded) from the platform's
+search space (``batch.tune.search_space``), on the same generated train/validation split, for the
+same epochs, ``--concurrency`` trials at a time, one CPU and one torch thread per trial:
+
+- ``tune``: a new local Ray (``ray.init(address="local", num_cpus=concurrency)``), then a
+  ``tune.Tuner`` over the platform's trainable (``batch.tune._trainable``, which runs
+  ``batch.train.fit`` and reports each epoch) with the
+  resources ``batch.tune.run`` gives a trial (1 CPU; Ray then runs torch with one thread), the
+  configurations given as ``points_to_evaluate`` and no early-stopping scheduler, so every trial
+  runs every epoch; timed from ``ray.init`` to ``ray.shutdown``;
+- ``pool``: ``concurrent.futures.ProcessPoolExecutor(concurrency)`` (spawned workers, one torch
+  thread each, the splits handed over once per worker) mapping ``batch.train.fit`` over the same
+  configurations; timed from creating the pool to shutting it down.
+
+Each trial's last epoch and validation MAE are reported for both lines, so the table can show
+that the two did the same work (the same seed gives the same MAE up to float noise). Rounds
+alternate between the lines; medians are reported.
+
+Run: ``python -m bench.tune_pool`` (no service of the stack needed). Writes bench/results/tune_pool.json.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from bench import common
+
+NAME = "tune_pool"
+VAL_SHARE = 0.2
+
+_splits: tuple[Any, Any] | None = None  # (train, val) in a pool worker, set by _init_worker
+
+
+def draw_configs(trials: int, epochs: int, seed: int) -> list[dict[str, Any]]:
+    """``trials`` configurations drawn from ``batch.tune.search_space`` with a seeded generator."""
+    from batch.tune import search_space
+
+    rng = np.random.default_rng(seed)
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if hasattr(value, "sample"):  # a Tune domain: loguniform, choice, uniform
+            value = value.sample(random_state=rng)
+        return value.item() if isinstance(value, np.generic) else value
+
+    space = search_space(epochs, seed)
+    return [json.loads(json.dumps(resolve(space))) for _ in range(trials)]
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A trial's identity: its configuration as canonical JSON."""
+    return json.dumps(config, sort_keys=True)
+
+
+def splits(rows: int, seed: int):
+    """Generated trips with every feature (numpy forms), cut into train and validation splits."""
+    from batch.train import Split
+    from bench.train_throughput import feature_columns
+
+    columns = feature_columns(rows, seed)
+    cut = int(rows * (1 - VAL_SHARE))
+    return (Split({k: v[:cut] for k, v in columns.items()}), Split({k: v[cut:] for k, v in columns.items()}))
+
+
+def _init_worker(train: Any, val: Any, torch_threads: int) -> None:
+    import torch
+
+    global _splits
+    torch.set_num_threads(torch_threads)
+    _splits = (train, val)
+
+
+def _pool_trial(config: dict[str, Any]) -> dict[str, Any]:
+    from batch import train
+
+    assert _splits is not None, "the worker was not initialised"
+    _, history = train.fit(train.TrainConfig.from_dict(config), *_splits)
+    return {"epoch": history[-1]["epoch"], "val_mae_s": history[-1]["val_mae_s"]}
+
+
+def pool_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int) -> dict[str, dict[str, Any]]:
+    """Every configuration through ``batch.train.fit`` in a process pool; the last epoch of each."""
+    with ProcessPoolExecutor(max_workers=concurrency, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(train, val, 1)) as pool:
+        return {config_key(c): r for c, r in zip(configs, pool.map(_pool_trial, configs))}
+
+
+def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int, epochs: int,
+             seed: int) -> dict[str, dict[str, Any]]:
+    """The same configurations as a Ray Tune search over the platform's trainable; the last epoch of each."""
+    import ray
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from batch import tune as platform_tune
+
+    for attempt in (1, 2):
+        try:
+            ray.init(address="local", num_cpus=concurrency, num_gpus=0, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray gives its raylet 30 s to register, too short under load
+            ray.shutdown()
+            if attempt == 2:
+                raise
+            typer.echo(f"  Ray did not start ({str(exc).splitlines()[0]}); once more")
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(platform_tune._trainable, train_split=train, val_split=val), {"cpu": 1, "gpu": 0})
+        with tempfile.TemporaryDirectory(prefix="lambdaml-bench-tune-") as storage:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=platform_tune.search_space(epochs, seed),
+                tune_config=tune.TuneConfig(
+                    metric="val_mae_s", mode="min", num_samples=len(configs), max_concurrent_trials=concurrency,
+                    search_alg=BasicVariantGenerator(points_to_evaluate=configs)),
+                run_config=tune.RunConfig(storage_path=storage, name="tune", verbose=0),
+            )
+            results = tuner.fit()
+            out = {}
+            for result in results:
+                if result.error:
+                    raise RuntimeError(f"a Tune trial failed: {result.error}")
+                out[config_key(json.loads(json.dumps(result.config)))] = {
+                    "epoch": result.metrics["epoch"], "val_mae_s": result.metrics["val_mae_s"]}
+            return out
+    finally:
+        ray.shutdown()
+
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    trials: Annotated[int, typer.Option(help="Configurations trained by each line.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Trials at a time (Ray CPUs, pool workers).")] = 2,
+    rows: Annotated[int, typer.Option(help="Generated trips; the last 20% are the validation split.")] = 50_000,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial (every trial runs them all).")] = 3,
+    repeats: Annotated[int, typer.Option(help="Timed rounds (each runs both lines); medians are reported.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the data, the drawn configurations and the training.")] = 7,
+    out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
+) -> None:
+    """Compare the wall time of N trials under Ray Tune with the same trials in a ProcessPoolExecutor."""
+    started = time.monotonic()
+    configs = draw_configs(trials, epochs, seed)
+    typer.echo(f"data: {rows:,} generated trips, features computed (numpy forms)")
+    train, val = splits(rows, seed)
+    runs = {"tune": lambda: tune_run(configs, train, val, concurrency, epochs, seed),
+            "pool": lambda: pool_run(configs, train, val, concurrency)}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    trial_results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in runs}
+    typer.echo(f"{repeats} rounds of {trials} trials x {epochs} epochs, {concurrency} at a time, each runs "
+               f"{', '.join(runs)}")
+    for i in range(repeats):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            result = run()
+            elapsed = time.perf_counter() - t0
+            if sorted(result) != sorted(config_key(c) for c in configs):
+                raise RuntimeError(f"{name}: ran {len(result)} trials, not the {trials} configurations given")
+            if any(r["epoch"] != epochs for r in result.values()):
+                raise RuntimeError(f"{name}: a trial stopped before epoch {epochs}: {list(result.values())}")
+            seconds[name].append(elapsed)
+            trial_results[name].append(result)
+            typer.echo(f"  round {i + 1}/{repeats} {name}: {elapsed:.2f} s, val MAE "
+                       + ", ".join(f"{result[config_key(c)]['val_mae_s']:.1f}" for c in configs))
+
+    last = {name: results[-1] for name, results in trial_results.items()}
+    table = [{"config": c, **{f"{name}_val_mae_s": round(last[name][config_key(c)]["val_mae_s"], 3)
+                               for name in runs}} for c in configs]
+    max_diff = max(abs(r["tune_val_mae_s"] - r["pool_val_mae_s"]) for r in table)
+    median = {name: common.median(s) for name, s in seconds.items()}
+    common.write_result(
+        NAME,
+        parameters={"trials": trials, "concurrency": concurrency, "rows": rows, "val_share": VAL_SHARE,
+                    "epochs": epochs, "repeats": repeats, "seed": seed, "cpus_per_trial": 1, "torch_threads": 1,
+                    "tune": "ray.init(num_cpus=concurrency) + Tuner(batch.tune._trainable, points_to_evaluate, "
+                            "no scheduler) + ray.shutdown",
+                    "pool": "ProcessPoolExecutor(spawn) mapping batch.train.fit",
+                    "elapsed_s": round(time.monotonic() - started, 1)},
+        measurements={**{name: {"median_s": round(median[name], 3), "runs_s": [round(x, 3) for x in s],
+                                "trials_per_min": round(trials / median[name] * 60, 2)}
+                         for name, s in seconds.items()},
+                      "trials": table, "max_val_mae_difference_s": round(max_diff, 3)},
+        ratios={"tune_s/pool_s": median["tune"] / median["pool"]},
+        echo=typer.echo,
+        summary=[common.comparison("tune", median["tune"], "pool", median["pool"], "s", higher_is_better=False)],
+        out=out,
+    )
+
+
+if __name__ == "__main__":
+    app()
