@@ -63,6 +63,20 @@ def _error(status: int, message: str, field: str | None = None, details: list | 
     return resp
 
 
+def _discard_body() -> None:
+    """Read and drop the request body (at most ``max_body_bytes``) before an early answer.
+
+    gunicorn closes a keep-alive connection whose body was left unread, and a close with unread
+    data in the socket resets the connection, so the client would see a broken connection instead
+    of the answer. Reading a capped body costs little next to parsing and scoring it.
+    """
+    try:
+        while request.stream.read(65536):
+            pass
+    except (HTTPException, OSError, ValueError):  # over the size limit, or the client went away
+        pass
+
+
 def _field_path(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -255,6 +269,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         if api_key and request.path.startswith("/v1/"):
             given = request.headers.get("X-API-Key", "")
             if not hmac.compare_digest(given.encode(), api_key.encode()):
+                _discard_body()
                 resp = _error(401, "missing or wrong X-API-Key header", "X-API-Key")
                 resp.headers["WWW-Authenticate"] = "ApiKey"
                 return resp
@@ -289,6 +304,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     @app.errorhandler(Overloaded)
     def _overloaded(exc: Overloaded):
         metrics.REJECTED.labels(exc.reason).inc()
+        _discard_body()
         return _error(503, f"overloaded: {exc.message}; retry after {retry_after_s}s", retry_after_s=retry_after_s)
 
     @app.errorhandler(HTTPException)

@@ -1,0 +1,75 @@
+"""A prediction service of a test's own: gunicorn on a private port and runtime folder, its own
+topics, a small model published to the lake and announced, all removed afterwards. The
+developer's speed layer (``lambdaml speed up``) keeps running untouched beside it."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from core import kafka, lake
+from core.settings import Settings, SpeedSettings
+from deploy.local.speed import PredictionAPI, wait_for_model
+from deploy.local.stack import Stack
+from tests.model_factory import announcement, artifact_bytes
+
+NAME = "trip_duration"
+TOPIC_FIELDS = ("trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
+                "models_topic", "metrics_topic", "batch_events_topic")
+TRIP = {"pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID": 236, "passenger_count": 1,
+        "trip_distance": 2.1, "VendorID": 2}
+
+
+def private_settings(settings: Settings, runtime_dir: Path, unique: str, **speed) -> Settings:
+    """``settings`` with a private runtime folder, topics and these speed fields, all marked as set
+    (gunicorn re-reads the settings from the environment)."""
+    topics = {f: f"it.{unique}.{getattr(settings.kafka, f)}" for f in TOPIC_FIELDS}
+    validated = SpeedSettings.model_validate(settings.speed.model_dump() | speed)
+    s = settings.model_copy(update={
+        "runtime_dir": runtime_dir,
+        "kafka": settings.kafka.model_copy(update=topics),
+        "speed": settings.speed.model_copy(update={k: getattr(validated, k) for k in speed}),
+    })
+    s.kafka.model_fields_set.update(topics)
+    s.speed.model_fields_set.update(speed)
+    s.model_fields_set.update({"runtime_dir", "kafka", "speed"})
+    return s
+
+
+@contextlib.contextmanager
+def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Settings]:
+    """Start the service with ``speed`` fields (``port`` among them) serving model ``v1``; yield its settings."""
+    from confluent_kafka.admin import AdminClient
+
+    unique = uuid.uuid4().hex[:8]
+    s = private_settings(settings, runtime_dir, unique, **speed)
+    kafka.ensure_topics(s)
+    uri = s.s3.uri("tests", "speed", unique, "v1", "model.pt")
+    data = artifact_bytes(21)
+    fs, path = lake.filesystem(s, uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+    producer = kafka.producer(s)
+    producer.produce(s.kafka.models_topic, key=NAME.encode(), value=kafka.encode(announcement(NAME, "v1", uri, data)))
+    assert producer.flush(30) == 0
+    stack = Stack(s, ["speed-api"], catalog=(PredictionAPI,), with_dependencies=False)
+    try:
+        stack.up()
+        assert wait_for_model(s, 90) == "v1", PredictionAPI(s).proc.log_tail()
+        yield s
+    finally:
+        stack.down()
+        AdminClient(kafka.client_config(s)).delete_topics(list(s.kafka.topics))
+        fs.delete_dir(path.rsplit("/", 2)[0])
+
+
+def workers(s: Settings) -> list[psutil.Process]:
+    """The gunicorn workers (children of the master) of the service."""
+    master = PredictionAPI(s).proc.pid()
+    assert master is not None, "the prediction service is not running"
+    return psutil.Process(master).children()
