@@ -380,10 +380,31 @@ def models_rollback(name: ModelName = "trip_duration") -> None:
     typer.echo(f"rolled back: {v.version} is now in production")
 
 
+SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "credential")
+
+
+def _secret_name(name: str) -> bool:
+    name = name.lower()
+    return any(word in name for word in SECRET_WORDS) or name.endswith((".key", "_key", "__url"))
+
+
+def shown_settings(settings) -> dict:
+    """The settings as JSON data with every secret masked: SecretStr fields, the password of
+    ``mysql.url`` and the values of secret-looking ``spark.extra_conf`` keys."""
+    from sqlalchemy.engine import make_url
+
+    data = json.loads(settings.model_dump_json())  # SecretStr fields dump as "**********"
+    if settings.mysql.url:
+        data["mysql"]["url"] = make_url(settings.mysql.url).render_as_string(hide_password=True)
+    data["spark"]["extra_conf"] = {k: "**********" if _secret_name(k) else v
+                                  for k, v in settings.spark.extra_conf.items()}
+    return data
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as JSON (secrets masked)."""
-    typer.echo(get_settings().model_dump_json(indent=2))
+    typer.echo(json.dumps(shown_settings(get_settings()), indent=2))
 
 
 def main() -> None:
@@ -398,7 +419,10 @@ def main() -> None:
 
         for err in exc.errors():
             var = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
-            typer.secho(f"error: invalid setting {var}: {err['msg']} (got {err.get('input')!r})",
+            value = err.get("input")
+            # A section's input holds its secrets; a secret's value is never echoed.
+            got = "" if isinstance(value, dict | list) or _secret_name(var) else f" (got {value!r})"
+            typer.secho(f"error: invalid setting {var}: {err['msg']}{got}",
                         fg=typer.colors.RED, err=True)
         sys.exit(2)
     except ValueError as exc:  # e.g. a missing LAMBDAML_CONFIG_FILE

@@ -10,6 +10,7 @@ the code base reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,13 @@ from pydantic_settings import (
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "LAMBDAML_"
 CONFIG_FILE_VAR = f"{ENV_PREFIX}CONFIG_FILE"
+
+
+def sql_identifier(value: str) -> str:
+    """A database name that SQL text may carry unquoted (names cannot be bound like values)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+        raise ValueError(f"{value!r} is not a plain SQL name: use letters, digits and _ (not first)")
+    return value
 
 
 class KafkaSettings(BaseModel):
@@ -89,6 +97,11 @@ class MySQLSettings(BaseModel):
     analyst_user: str = "analyst"
     analyst_password: SecretStr = SecretStr("analyst-dev")
     buffer_pool: str = "256M"
+
+    @field_validator("database", "metastore_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return sql_identifier(value)
 
     @property
     def external(self) -> bool:
@@ -167,6 +180,11 @@ class SparkSettings(BaseModel):
     thrift_driver_memory: str = "1g"
     ui_enabled: bool = False
     extra_conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("hive_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return sql_identifier(value)
 
 
 class AirflowSettings(BaseModel):

@@ -47,6 +47,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     extra_cp = jars.classpath(settings, "spark")
     conf = {
         "spark.master": spark.master,
+        # The driver's RPC and block-manager ports on the bind host (loopback), not on every interface.
+        "spark.driver.host": settings.bind_host,
+        "spark.driver.bindAddress": settings.bind_host,
         "spark.driver.memory": spark.driver_memory,
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",

@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.events import TripRequest
 from core.settings import Settings, get_settings
@@ -75,6 +75,19 @@ def _discard_body() -> None:
             pass
     except (HTTPException, OSError, ValueError):  # over the size limit, or the client went away
         pass
+
+
+def _request_body() -> bytes:
+    """The body, at most ``max_body_bytes``; 413 (``RequestEntityTooLarge``) past it.
+
+    A body with Content-Length over the limit is refused before it is read. A chunked body is read
+    up to the limit only: reaching the limit means it did not fit.
+    """
+    raw = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def _field_path(loc: tuple) -> str:
@@ -155,7 +168,7 @@ def parse_trips(raw: bytes, max_batch: int) -> tuple[list[TripRequest], bool]:
 @predict_bp.post("/v1/predict")
 def predict_route():
     svc = _service()
-    trips, batch = parse_trips(request.get_data(cache=False), svc.settings.speed.max_batch_trips)
+    trips, batch = parse_trips(_request_body(), svc.settings.speed.max_batch_trips)
     durations, model = svc.score(trips)
     if not batch:
         return jsonify(trip_id=trips[0].trip_id, predicted_duration_s=round(durations[0], 3),
@@ -170,7 +183,7 @@ def predict_features_route():
     """Scores feature rows computed elsewhere (the stream's Spark form): one batch, one forward pass."""
     svc = _service()
     try:
-        body = json.loads(request.get_data(cache=False))
+        body = json.loads(_request_body())
     except (ValueError, RecursionError):
         raise ApiError(400, "body is not valid JSON", "body") from None
     try:

@@ -433,7 +433,10 @@ class Airflow(Service):
 
     def describe(self) -> str:
         a = self.settings.airflow
-        return f"{a.url}  (login {a.admin_user} / {a.admin_password.get_secret_value()})"
+        # The documented local default is shown; a password set in the settings never is.
+        default = type(a).model_fields["admin_password"].default.get_secret_value()
+        shown = default if a.admin_password.get_secret_value() == default else "<LAMBDAML_AIRFLOW__ADMIN_PASSWORD>"
+        return f"{a.url}  (login {a.admin_user} / {shown})"
 
     @property
     def passwords_file(self) -> Path:
