@@ -6,10 +6,10 @@ same epochs, ``--concurrency`` trials at a time, one CPU and one torch thread pe
 
 - ``tune``: a new local Ray (``ray.init(address="local", num_cpus=concurrency)``), then a
   ``tune.Tuner`` over the platform's trainable (``batch.tune._trainable``, which runs
-  ``batch.train.fit`` and reports each epoch) with the
-  resources ``batch.tune.run`` gives a trial (1 CPU; Ray then runs torch with one thread), the
-  configurations given as ``points_to_evaluate`` and no early-stopping scheduler, so every trial
-  runs every epoch; timed from ``ray.init`` to ``ray.shutdown``;
+  ``batch.train.fit`` and reports each epoch) with the resources ``batch.tune.run`` gives a trial
+  (1 CPU; Ray then runs torch with one thread), a ``grid_search`` over the configurations (one
+  trial each) and no early-stopping scheduler, so every trial runs every epoch; timed from
+  ``ray.init`` to ``ray.shutdown``;
 - ``pool``: ``concurrent.futures.ProcessPoolExecutor(concurrency)`` (spawned workers, one torch
   thread each, the splits handed over once per worker) mapping ``batch.train.fit`` over the same
   configurations; timed from creating the pool to shutting it down.
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import psutil
 import typer
 
 from bench import common
@@ -90,6 +91,23 @@ def _pool_trial(config: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": history[-1]["epoch"], "val_mae_s": history[-1]["val_mae_s"]}
 
 
+def _stop_new_children(before: set[int]) -> None:
+    """Terminate the processes this one started since ``before`` was taken (by pid), kill any that stay."""
+    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    for proc in new:
+        proc.terminate()
+    _, alive = psutil.wait_procs(new, timeout=10)
+    for proc in alive:
+        proc.kill()
+
+
+def _tune_trial(config: dict[str, Any], train_split: Any, val_split: Any) -> None:
+    """The platform's trainable on the configuration of this grid point."""
+    from batch import tune as platform_tune
+
+    platform_tune._trainable(config["trial"], train_split, val_split)
+
+
 def pool_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int) -> dict[str, dict[str, Any]]:
     """Every configuration through ``batch.train.fit`` in a process pool; the last epoch of each."""
     with ProcessPoolExecutor(max_workers=concurrency, mp_context=multiprocessing.get_context("spawn"),
@@ -102,30 +120,27 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
     """The same configurations as a Ray Tune search over the platform's trainable; the last epoch of each."""
     import ray
     from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from batch import tune as platform_tune
-
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:
             ray.init(address="local", num_cpus=concurrency, num_gpus=0, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
             break
         except Exception as exc:  # noqa: BLE001 - Ray gives its raylet 30 s to register, too short under load
             ray.shutdown()
-            if attempt == 2:
+            _stop_new_children(before)  # a failed start leaves its GCS and dashboard running
+            if attempt == 3:
                 raise
-            typer.echo(f"  Ray did not start ({str(exc).splitlines()[0]}); once more")
+            typer.echo(f"  Ray did not start ({str(exc).splitlines()[0]}); trying again")
     try:
         trainable = tune.with_resources(
-            tune.with_parameters(platform_tune._trainable, train_split=train, val_split=val), {"cpu": 1, "gpu": 0})
+            tune.with_parameters(_tune_trial, train_split=train, val_split=val), {"cpu": 1, "gpu": 0})
         with tempfile.TemporaryDirectory(prefix="lambdaml-bench-tune-") as storage:
             tuner = tune.Tuner(
                 trainable,
-                param_space=platform_tune.search_space(epochs, seed),
-                tune_config=tune.TuneConfig(
-                    metric="val_mae_s", mode="min", num_samples=len(configs), max_concurrent_trials=concurrency,
-                    search_alg=BasicVariantGenerator(points_to_evaluate=configs)),
+                param_space={"trial": tune.grid_search(configs)},
+                tune_config=tune.TuneConfig(metric="val_mae_s", mode="min", max_concurrent_trials=concurrency),
                 run_config=tune.RunConfig(storage_path=storage, name="tune", verbose=0),
             )
             results = tuner.fit()
@@ -133,7 +148,7 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
             for result in results:
                 if result.error:
                     raise RuntimeError(f"a Tune trial failed: {result.error}")
-                out[config_key(json.loads(json.dumps(result.config)))] = {
+                out[config_key(json.loads(json.dumps(result.config["trial"])))] = {
                     "epoch": result.metrics["epoch"], "val_mae_s": result.metrics["val_mae_s"]}
             return out
     finally:
@@ -147,8 +162,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     trials: Annotated[int, typer.Option(help="Configurations trained by each line.")] = 4,
     concurrency: Annotated[int, typer.Option(help="Trials at a time (Ray CPUs, pool workers).")] = 2,
-    rows: Annotated[int, typer.Option(help="Generated trips; the last 20% are the validation split.")] = 50_000,
-    epochs: Annotated[int, typer.Option(help="Epochs per trial (every trial runs them all).")] = 3,
+    rows: Annotated[int, typer.Option(help="Generated trips; the last 20% are the validation split.")] = 20_000,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial (every trial runs them all).")] = 2,
     repeats: Annotated[int, typer.Option(help="Timed rounds (each runs both lines); medians are reported.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the data, the drawn configurations and the training.")] = 7,
     out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
@@ -187,8 +202,8 @@ def main(
         NAME,
         parameters={"trials": trials, "concurrency": concurrency, "rows": rows, "val_share": VAL_SHARE,
                     "epochs": epochs, "repeats": repeats, "seed": seed, "cpus_per_trial": 1, "torch_threads": 1,
-                    "tune": "ray.init(num_cpus=concurrency) + Tuner(batch.tune._trainable, points_to_evaluate, "
-                            "no scheduler) + ray.shutdown",
+                    "tune": "ray.init(address=local, num_cpus=concurrency) + Tuner(batch.tune._trainable, "
+                            "grid_search over the configurations, no scheduler) + ray.shutdown",
                     "pool": "ProcessPoolExecutor(spawn) mapping batch.train.fit",
                     "elapsed_s": round(time.monotonic() - started, 1)},
         measurements={**{name: {"median_s": round(median[name], 3), "runs_s": [round(x, 3) for x in s],
