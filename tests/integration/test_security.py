@@ -33,7 +33,9 @@ from tests.integration.private_speed import TRIP, private_speed
 pytestmark = pytest.mark.integration
 
 API_KEY = f"it-key-{secrets.token_hex(16)}"
-WRONG_KEYS = ("", API_KEY[:-1] + ("0" if API_KEY[-1] != "0" else "1"), API_KEY + "x", f"it-wrong-{secrets.token_hex(8)}")
+# empty, one character off (same length), one longer, unrelated
+WRONG_KEYS = ("", API_KEY[:-1] + ("0" if API_KEY[-1] != "0" else "1"), API_KEY + "x",
+              f"it-wrong-{secrets.token_hex(8)}")
 CLI = [sys.executable, "-m", "core.cli"]
 
 
@@ -148,9 +150,10 @@ def test_a_bad_configuration_error_names_the_setting_but_not_the_secrets():
 
 
 def test_stack_status_does_not_print_a_configured_password(stack):
-    r = run_cli("stack", "status", env={"LAMBDAML_AIRFLOW__ADMIN_PASSWORD": SECRET_ENV["LAMBDAML_AIRFLOW__ADMIN_PASSWORD"]})
+    password = SECRET_ENV["LAMBDAML_AIRFLOW__ADMIN_PASSWORD"]
+    r = run_cli("stack", "status", env={"LAMBDAML_AIRFLOW__ADMIN_PASSWORD": password})
     assert "airflow" in r.stdout, r.stdout + r.stderr
-    assert SECRET_ENV["LAMBDAML_AIRFLOW__ADMIN_PASSWORD"] not in r.stdout + r.stderr
+    assert password not in r.stdout + r.stderr
 
 
 # --------------------------------------------------------------------------------------------- lambdaml query
