@@ -563,8 +563,6 @@ def test_every_service_selects_pods_and_targets_their_ports(manifests):
         pods = service_pods(manifests, svc)
         assert pods, f"Service {svc['metadata']['name']} selects no Deployment/StatefulSet"
         for port in svc["spec"]["ports"]:
-            resolve_k8s_host(manifests, svc["metadata"]["name"], port["port"]) if svc["spec"].get(
-                "clusterIP") != "None" else None
             target = port.get("targetPort", port["port"])
             for w in pods:
                 ports = container_ports(w)
@@ -590,12 +588,14 @@ def test_workload_selectors_match_their_templates_and_statefulsets_have_headless
 def test_probes_and_config_references_exist(manifests):
     configmaps = {cm["metadata"]["name"] for cm in manifests.of_kind("ConfigMap")}
     for w, c in containers(manifests):
-        names = {p["name"] for p in c.get("ports", []) if "name" in p} | {p["containerPort"] for p in c.get("ports", [])}
+        ports = c.get("ports", [])
+        names = {p["name"] for p in ports if "name" in p} | {p["containerPort"] for p in ports}
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = c.get(kind, {})
             for action in ("httpGet", "tcpSocket"):
                 if action in probe:
-                    assert probe[action]["port"] in names, f"{w['metadata']['name']} {kind}: port {probe[action]['port']}"
+                    port = probe[action]["port"]
+                    assert port in names, f"{w['metadata']['name']} {kind}: no container port {port}"
         for source in c.get("envFrom", []):
             if "configMapRef" in source:
                 assert source["configMapRef"]["name"] in configmaps
@@ -638,7 +638,8 @@ def test_prediction_service_probes_are_its_health_and_readiness_endpoints(manife
     # compose: the healthcheck asks the same readiness endpoint, on the port the settings name.
     health = " ".join(compose["services"]["speed-api"]["healthcheck"]["test"])
     url = urlsplit(health.split()[-1])
-    assert url.path == "/readyz" and url.port == build_settings(compose_env(compose["services"]["speed-api"])).speed.port
+    compose_port = build_settings(compose_env(compose["services"]["speed-api"])).speed.port
+    assert url.path == "/readyz" and url.port == compose_port
 
 
 def test_dashboard_probes_and_port(manifests, compose):
@@ -688,7 +689,8 @@ def test_clients_reach_the_servers_in_k8s(manifests):
         assert host == f"kafka-{i}.{kafka['spec']['serviceName']}"
         raw = {e["name"]: e for e in pod_spec(kafka)["containers"][0]["env"]}
         assert raw["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-        assert raw["KAFKA_ADVERTISED_LISTENERS"]["value"] == f"PLAINTEXT://$(POD_NAME).{kafka['spec']['serviceName']}:{port}"
+        advertised = f"PLAINTEXT://$(POD_NAME).{kafka['spec']['serviceName']}:{port}"
+        assert raw["KAFKA_ADVERTISED_LISTENERS"]["value"] == advertised
     voters = kenv["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
     assert [v.split("@")[0] for v in voters] == [str(i) for i in range(replicas)]
     listeners = dict(item.split("://") for item in kenv["KAFKA_LISTENERS"].split(","))
