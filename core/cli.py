@@ -27,8 +27,26 @@ ModelName = Annotated[str, typer.Option("--name", "-n", help="Model name.")]
 Only = Annotated[
     list[str] | None,
     typer.Option("--only", "-s", help="Limit to these services (and what they depend on): "
-                 "mariadb, s3, kafka, thrift, airflow."),
+                 "mariadb, s3, kafka, thrift, airflow (cluster profile: kafka-N, spark-master, spark-worker-N, "
+                 "ray-head, ray-worker)."),
 ]
+Profile = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="local (one process per service) or cluster (Spark standalone "
+                 "master + workers, a 3-broker Kafka cluster, a Ray head + worker). Default: LAMBDAML_PROFILE, "
+                 "else local. Child processes inherit it."),
+]
+
+
+def _stack_settings(profile: str | None):
+    """The settings, with the profile of the command line if one was given."""
+    if profile is None:
+        return get_settings()
+    from core.settings import Settings
+
+    if profile not in ("local", "cluster"):
+        _fail(f"--profile {profile}: choose local or cluster")
+    return Settings(profile=profile)
 
 
 def _fail(message: str) -> None:
@@ -37,13 +55,13 @@ def _fail(message: str) -> None:
 
 
 @stack_app.command("up")
-def stack_up(only: Only = None) -> None:
+def stack_up(only: Only = None, profile: Profile = None) -> None:
     """Start every service (idempotent), wait until each answers a real client call."""
     from deploy.local.process import StackError
     from deploy.local.stack import Stack
 
-    settings = get_settings()
-    typer.echo(f"bringing the stack up under {settings.runtime_dir}")
+    settings = _stack_settings(profile)
+    typer.echo(f"bringing the {settings.profile} stack up under {settings.runtime_dir}")
     try:
         Stack(settings, only).up()
     except StackError as exc:
@@ -55,20 +73,21 @@ def stack_up(only: Only = None) -> None:
 def stack_status(
     only: Only = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    profile: Profile = None,
 ) -> None:
     """Show each service's state, endpoint and log. Exit 1 if any is not healthy."""
     from deploy.local.stack import Stack
 
-    healthy = _print_status(Stack(get_settings(), only), as_json=as_json)
+    healthy = _print_status(Stack(_stack_settings(profile), only), as_json=as_json)
     raise typer.Exit(code=0 if healthy else 1)
 
 
 @stack_app.command("down")
-def stack_down(only: Only = None) -> None:
+def stack_down(only: Only = None, profile: Profile = None) -> None:
     """Stop the services this stack started (by their pid files). Data is kept."""
     from deploy.local.stack import Stack
 
-    stopped = Stack(get_settings(), only, with_dependencies=False).down()
+    stopped = Stack(_stack_settings(profile), only, with_dependencies=False).down()
     typer.echo(f"stack down: stopped {len(stopped)} service(s)")
 
 
@@ -77,11 +96,11 @@ def _print_status(stack, as_json: bool = False) -> bool:
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
     else:
-        typer.echo(f"{'service':12s} {'state':10s} {'pid':>7s}  endpoint")
+        typer.echo(f"{'service':14s} {'state':10s} {'pid':>7s}  endpoint")
         for r in rows:
             colour = typer.colors.GREEN if r.healthy else typer.colors.RED
             pid = str(r.pid) if r.pid else "-"
-            line = f"{r.name:12s} {typer.style(f'{r.state:10s}', fg=colour)} {pid:>7s}  {r.endpoint}"
+            line = f"{r.name:14s} {typer.style(f'{r.state:10s}', fg=colour)} {pid:>7s}  {r.endpoint}"
             typer.echo(line + (f"  ({r.detail})" if r.detail else ""))
         typer.echo(f"logs: {stack.settings.log_dir}")
     return all(r.healthy for r in rows)

@@ -35,10 +35,13 @@ def consumer(settings: Settings, group_id: str, **extra: Any):
 
 
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
-    if topic in settings.kafka.compacted_topics:
+    k = settings.kafka
+    # With acks=all, a write is acknowledged once this many replicas hold it.
+    durability = {"min.insync.replicas": str(k.min_insync_replicas)} if k.min_insync_replicas > 1 else {}
+    if topic in k.compacted_topics:
         # Latest announcement per model name survives forever.
-        return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
-    return {}
+        return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000", **durability}
+    return durability
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -46,6 +46,9 @@ class KafkaSettings(BaseModel):
     )
     partitions: int = 3
     replication_factor: int = 1
+    brokers: int = Field(default=1, ge=1, description="Local brokers; broker i listens on port + 2*i "
+                         "(controller on controller_port + 2*i).")
+    min_insync_replicas: int = Field(default=1, ge=1, description="min.insync.replicas of the platform's topics.")
     heap: str = "512m"
     trip_requests_topic: str = "trips.requests"
     trip_predictions_topic: str = "trips.predictions"
@@ -61,7 +64,14 @@ class KafkaSettings(BaseModel):
 
     @property
     def bootstrap(self) -> str:
-        return self.bootstrap_servers or f"{self.host}:{self.port}"
+        return self.bootstrap_servers or ",".join(f"{self.host}:{self.broker_port(i)}" for i in range(self.brokers))
+
+    def broker_port(self, index: int) -> int:
+        """Client port of local broker ``index`` (0-based)."""
+        return self.port + 2 * index
+
+    def broker_controller_port(self, index: int) -> int:
+        return self.controller_port + 2 * index
 
     @property
     def compacted_topics(self) -> set[str]:
@@ -178,6 +188,8 @@ class SparkSettings(BaseModel):
         default=False, description="True: an existing Thrift Server/HiveServer2 at thrift_host:thrift_port."
     )
     thrift_driver_memory: str = "1g"
+    thrift_master: str | None = Field(
+        default=None, description="Master of the Thrift Server's own Spark application. Unset: `master`.")
     ui_enabled: bool = False
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
@@ -269,6 +281,34 @@ class MonitoringSettings(BaseModel):
     dashboard_port: int = Field(default=18050, description="Port of the dashboard (started by `lambdaml speed up`).")
 
 
+class ClusterSettings(BaseModel):
+    """The `cluster` profile: a Spark standalone cluster, a Kafka cluster and a Ray cluster on this machine."""
+
+    spark_master_port: int = 17077
+    spark_master_webui_port: int = 17080
+    spark_workers: int = Field(default=2, ge=1, description="Spark standalone workers.")
+    spark_worker_port: int = Field(default=17090, description="Worker i listens on this + 2*i (web UI on + 2*i + 1).")
+    spark_worker_cores: int = Field(default=2, ge=1, description="Cores each worker offers (two applications, "
+                                    "e.g. the stream and a batch job, then fit side by side).")
+    spark_worker_memory: str = "3g"
+    spark_executor_cores: int = 1
+    spark_executor_memory: str = "1g"
+    spark_cores_max: int = Field(default=2, ge=1, description="Most cores one application takes from the cluster.")
+    kafka_brokers: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = 3
+    kafka_min_insync_replicas: int = 2
+    kafka_heap: str = "384m"
+    ray_port: int = Field(default=16379, description="Ray head (GCS) port; the other Ray ports are this + 1..+17, "
+                          "worker processes this + 100..+299.")
+    ray_head_cpus: int = 1
+    ray_worker_cpus: int = 1
+    ray_object_store_bytes: int = 300_000_000
+
+    @property
+    def spark_master_url(self) -> str:
+        return f"spark://127.0.0.1:{self.spark_master_port}"
+
+
 class ServingSettings(BaseModel):
     """The serving layer: the Hive archive and MySQL retention."""
 
@@ -286,6 +326,11 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    profile: Literal["local", "cluster"] = Field(
+        default="local",
+        description="local: single-process services. cluster: a Spark standalone cluster, a Kafka cluster and a "
+        "Ray cluster on this machine (the `cluster` section sizes them); only settings change.",
+    )
     runtime_dir: Path = Field(
         default=PROJECT_ROOT / ".runtime",
         description="All local-stack state: data, logs, pid files, checkpoints.",
@@ -305,11 +350,41 @@ class Settings(BaseSettings):
     speed: SpeedSettings = SpeedSettings()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @field_validator("runtime_dir", "cache_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _derive_profile(self) -> Settings:
+        """The cluster profile as plain settings; a value set explicitly always wins."""
+        if self.profile != "cluster":
+            return self
+        c, k, sp, r = self.cluster, self.kafka, self.spark, self.ray
+
+        def default(section: BaseModel, name: str, value: Any) -> None:
+            if name not in section.model_fields_set:
+                setattr(section, name, value)
+
+        default(sp, "master", c.spark_master_url)
+        default(sp, "thrift_master", "local[1]")  # analyst queries must not hold cluster cores
+        for key, value in {
+            "spark.executor.cores": str(c.spark_executor_cores),
+            "spark.executor.memory": c.spark_executor_memory,
+            "spark.cores.max": str(c.spark_cores_max),
+            "spark.driver.host": self.bind_host,
+            "spark.driver.bindAddress": self.bind_host,
+        }.items():
+            sp.extra_conf.setdefault(key, value)
+        if not k.external:
+            default(k, "brokers", c.kafka_brokers)
+            default(k, "heap", c.kafka_heap)
+        default(k, "replication_factor", c.kafka_replication_factor)
+        default(k, "min_insync_replicas", c.kafka_min_insync_replicas)
+        default(r, "address", f"{self.bind_host}:{c.ray_port}")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -381,6 +381,7 @@ class ThriftServer(Service):
         home = spark_home()
         conf = spark_conf(self.settings)
         conf["spark.driver.memory"] = self.settings.spark.thrift_driver_memory
+        conf["spark.master"] = self.settings.spark.thrift_master or conf["spark.master"]
         argv = [str(home / "bin" / "spark-submit"), "--class",
                 "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "lambdaml-thrift-server"]
         for key, value in conf.items():
@@ -502,3 +503,336 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 
 ALL_SERVICES: tuple[type[Service], ...] = (MariaDB, S3Server, Kafka, ThriftServer, Airflow)
+
+
+# =========================================================================== the cluster profile
+# `LAMBDAML_PROFILE=cluster`: the same platform on real multi-process clusters on this machine.
+# Each node is one service (its own pid file and log), so `stack status` shows every node and a
+# broker can be stopped by its pid. The settings object derives the addresses the jobs use.
+
+
+class KafkaBroker(Kafka):
+    """One node of a KRaft cluster: broker and controller in one process; the controllers form a quorum."""
+
+    index: int = 0
+
+    @property
+    def node_id(self) -> int:
+        return self.index + 1
+
+    @property
+    def home(self) -> Path:
+        return self.settings.runtime_dir / "kafka-cluster" / f"node-{self.node_id}"
+
+    def endpoints(self) -> list[Endpoint]:
+        k = self.settings.kafka
+        return [
+            Endpoint("LAMBDAML_KAFKA__PORT (broker i on PORT + 2*i)", k.host, k.broker_port(self.index)),
+            Endpoint("LAMBDAML_KAFKA__CONTROLLER_PORT (node i on PORT + 2*i)", k.host,
+                     k.broker_controller_port(self.index)),
+        ]
+
+    def describe(self) -> str:
+        return f"{self.settings.kafka.host}:{self.settings.kafka.broker_port(self.index)} (node {self.node_id})"
+
+    @property
+    def cluster_id_file(self) -> Path:
+        return self.settings.runtime_dir / "kafka-cluster" / "cluster.id"
+
+    def prepare(self) -> None:
+        k = self.settings.kafka
+        host = self.settings.bind_host
+        n = k.brokers
+        voters = ",".join(f"{i + 1}@{host}:{k.broker_controller_port(i)}" for i in range(n))
+        rf = min(k.replication_factor, n)
+        isr = min(k.min_insync_replicas, rf)
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            textwrap.dedent(
+                f"""\
+                process.roles=broker,controller
+                node.id={self.node_id}
+                listeners=PLAINTEXT://{host}:{k.broker_port(self.index)},CONTROLLER://{host}:{k.broker_controller_port(self.index)}
+                advertised.listeners=PLAINTEXT://{k.host}:{k.broker_port(self.index)}
+                controller.listener.names=CONTROLLER
+                inter.broker.listener.name=PLAINTEXT
+                listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+                controller.quorum.voters={voters}
+                log.dirs={self.home / 'data'}
+                num.partitions={k.partitions}
+                default.replication.factor={rf}
+                min.insync.replicas={isr}
+                offsets.topic.replication.factor={rf}
+                transaction.state.log.replication.factor={rf}
+                transaction.state.log.min.isr={isr}
+                share.coordinator.state.topic.replication.factor={rf}
+                share.coordinator.state.topic.min.isr={isr}
+                unclean.leader.election.enable=false
+                group.initial.rebalance.delay.ms=0
+                auto.create.topics.enable=false
+                log.retention.hours=168
+                """
+            )
+        )
+        (self.home / "log4j2.properties").write_text(_KAFKA_LOG4J2)
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        # Every node of one cluster is formatted with the same id.
+        self.cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
+        if not self.cluster_id_file.exists():
+            self.cluster_id_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id = self.cluster_id_file.read_text().strip()
+        argv = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file))
+        result = subprocess.run(argv, capture_output=True, text=True, env=self.settings.child_env())
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage of node {self.node_id} failed:\n"
+                             f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def check(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        k = self.settings.kafka
+        admin = AdminClient({"bootstrap.servers": f"{k.host}:{k.broker_port(self.index)}", "log_level": 0})
+        meta = admin.list_topics(timeout=3)
+        if self.node_id not in meta.brokers:
+            raise RuntimeError(f"broker {self.node_id} is not registered in the cluster yet")
+        if meta.controller_id < 0:
+            raise RuntimeError("no active controller yet")
+
+    def after_ready(self) -> None:
+        # Topics need every replica's broker registered: the last node creates them.
+        if self.index == self.settings.kafka.brokers - 1:
+            from core.kafka import ensure_topics
+
+            ensure_topics(self.settings)
+
+
+_KAFKA_LOG4J2 = textwrap.dedent(
+    """\
+    status = warn
+    appender.console.type = Console
+    appender.console.name = STDOUT
+    appender.console.layout.type = PatternLayout
+    appender.console.layout.pattern = [%d] %p %m (%c)%n
+    rootLogger.level = INFO
+    rootLogger.appenderRef.stdout.ref = STDOUT
+    logger.kafka.name = kafka
+    logger.kafka.level = WARN
+    logger.apache.name = org.apache.kafka
+    logger.apache.level = WARN
+    """
+)
+
+
+def _spark_daemon_env(settings: Settings, home: Path) -> dict[str, str]:
+    import sys
+
+    from core.spark import spark_home
+
+    return settings.child_env(
+        SPARK_HOME=str(spark_home()),
+        SPARK_DAEMON_MEMORY="256m",
+        SPARK_LOG_DIR=str(home / "logs"),
+        SPARK_LOCAL_DIRS=str(home / "tmp"),
+        # Executors run the platform's Python functions: the same interpreter, the project importable.
+        PYSPARK_PYTHON=sys.executable,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+
+
+def _get_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return json.load(resp)
+
+
+class SparkMaster(Service):
+    """Spark standalone master (org.apache.spark.deploy.master.Master from pyspark's own jars)."""
+
+    name = "spark-master"
+    ready_timeout = 90.0
+
+    def endpoints(self) -> list[Endpoint]:
+        c = self.settings.cluster
+        return [Endpoint("LAMBDAML_CLUSTER__SPARK_MASTER_PORT", "127.0.0.1", c.spark_master_port),
+                Endpoint("LAMBDAML_CLUSTER__SPARK_MASTER_WEBUI_PORT", "127.0.0.1", c.spark_master_webui_port)]
+
+    def describe(self) -> str:
+        c = self.settings.cluster
+        return f"{c.spark_master_url}  (UI http://127.0.0.1:{c.spark_master_webui_port})"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        from core.spark import spark_home
+
+        c = self.settings.cluster
+        argv = [str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master",
+                "--host", self.settings.bind_host, "--port", str(c.spark_master_port),
+                "--webui-port", str(c.spark_master_webui_port)]
+        return argv, _spark_daemon_env(self.settings, self.home)
+
+    def state(self) -> dict:
+        return _get_json(f"http://127.0.0.1:{self.settings.cluster.spark_master_webui_port}/json/")
+
+    def check(self) -> None:
+        status = self.state().get("status")
+        if status != "ALIVE":
+            raise RuntimeError(f"master status {status}")
+
+
+class SparkWorker(Service):
+    """One Spark standalone worker, registered with the master."""
+
+    index: int = 0
+    depends_on = ("spark-master",)
+    ready_timeout = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.cluster.spark_worker_port + 2 * self.index
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint("LAMBDAML_CLUSTER__SPARK_WORKER_PORT (worker i on PORT + 2*i)", "127.0.0.1", self.port),
+                Endpoint("LAMBDAML_CLUSTER__SPARK_WORKER_PORT (worker i UI on PORT + 2*i + 1)", "127.0.0.1",
+                         self.port + 1)]
+
+    def describe(self) -> str:
+        c = self.settings.cluster
+        return f"127.0.0.1:{self.port}  ({c.spark_worker_cores} cores, {c.spark_worker_memory})"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        from core.spark import spark_home
+
+        c = self.settings.cluster
+        argv = [str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker",
+                "--host", self.settings.bind_host, "--port", str(self.port), "--webui-port", str(self.port + 1),
+                "--cores", str(c.spark_worker_cores), "--memory", c.spark_worker_memory,
+                "--work-dir", str(self.home / "work"), c.spark_master_url]
+        return argv, _spark_daemon_env(self.settings, self.home)
+
+    def check(self) -> None:
+        workers = SparkMaster(self.settings).state().get("workers", [])
+        if not any(w.get("port") == self.port and w.get("state") == "ALIVE" for w in workers):
+            raise RuntimeError(f"worker on port {self.port} is not registered with the master")
+
+
+_RAY_START_NICE = -15 if os.geteuid() == 0 else 0
+
+
+def _ray_bin() -> str:
+    import sys
+
+    return str(Path(sys.executable).parent / "ray")
+
+
+class RayNode(Service):
+    """One Ray node started with `ray start --block` (head or worker)."""
+
+    index: int = 0  # 0: the head
+    ready_timeout = 900.0
+
+    @property
+    def _base(self) -> int:
+        return self.settings.cluster.ray_port + 10 * self.index
+
+    def endpoints(self) -> list[Endpoint]:
+        c = self.settings.cluster
+        ports = [c.ray_port, c.ray_port + 1] if self.index == 0 else []
+        ports += [self._base + 2 + i for i in range(6)]
+        return [Endpoint("LAMBDAML_CLUSTER__RAY_PORT", "127.0.0.1", p) for p in ports]
+
+    def describe(self) -> str:
+        c = self.settings.cluster
+        cpus = c.ray_head_cpus if self.index == 0 else c.ray_worker_cpus
+        return f"{self.settings.bind_host}:{c.ray_port} ({'head' if self.index == 0 else 'worker'}, {cpus} CPU)"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        c = self.settings.cluster
+        host = self.settings.bind_host
+        b = self._base
+        # The raylet gives its agents ~15 s to come up, too short for their imports on a busy 2-core machine:
+        # the node starts at a raised priority (lowered once it is ready, in after_ready) under a supervisor
+        # that starts it again if it fails while starting.
+        import sys
+
+        argv = ["nice", "-n", str(_RAY_START_NICE), sys.executable, "-m", "deploy.local.ray_node", "--",
+                "--disable-usage-stats", f"--node-ip-address={host}",
+                f"--object-store-memory={c.ray_object_store_bytes}",
+                f"--node-manager-port={b + 2}", f"--object-manager-port={b + 3}",
+                f"--metrics-export-port={b + 4}", f"--dashboard-agent-listen-port={b + 5}",
+                f"--dashboard-agent-grpc-port={b + 6}", f"--runtime-env-agent-port={b + 7}",
+                # Worker processes take ports from a range of their own, clear of the other services.
+                f"--min-worker-port={c.ray_port + 100 * (self.index + 1)}",
+                f"--max-worker-port={c.ray_port + 100 * (self.index + 1) + 99}"]
+        if self.index == 0:
+            argv += ["--head", f"--port={c.ray_port}", f"--ray-client-server-port={c.ray_port + 1}",
+                     f"--dashboard-port={c.ray_port + 8}",
+                     "--include-dashboard=false", f"--num-cpus={c.ray_head_cpus}", "--num-gpus=0",
+                     f"--temp-dir={self.settings.runtime_dir / 'ray'}"]
+        else:
+            argv += [f"--address={host}:{c.ray_port}", f"--num-cpus={c.ray_worker_cpus}", "--num-gpus=0"]
+        env = self.settings.child_env(
+            # Trials import the platform's modules.
+            PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_AUTH_MODE="disabled",  # local nodes on one machine, bound to the loopback address
+            # On a busy machine the node agents take long to start; the raylet waits for them.
+            RAY_agent_register_timeout_ms="300000",
+            RAY_raylet_start_wait_time_s="300",
+        )
+        return argv, env
+
+    def after_ready(self) -> None:
+        pid = self.proc.pid()
+        if pid is None:
+            return
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit():
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError, ValueError):
+                continue
+        tree, grew = {pid}, True
+        while grew:
+            more = {p for p, parent in parents.items() if parent in tree} - tree
+            tree |= more
+            grew = bool(more)
+        for member in tree:  # the node and every process it started, back to normal priority
+            try:
+                os.setpriority(os.PRIO_PROCESS, member, 0)
+            except (ProcessLookupError, PermissionError):
+                continue
+
+    def nodes(self) -> int:
+        """Alive nodes in the cluster, as the GCS reports them."""
+        result = subprocess.run([_ray_bin(), "status", f"--address={self.settings.ray.address}"],
+                                capture_output=True, text=True, timeout=60,
+                                env=self.settings.child_env(RAY_AUTH_MODE="disabled"))
+        if result.returncode != 0:
+            raise RuntimeError((result.stderr or result.stdout).strip().splitlines()[-1:] or "ray status failed")
+        if "Active:" not in result.stdout:
+            raise RuntimeError(result.stdout.strip()[:200] or "no cluster status yet")
+        active = result.stdout.split("Active:", 1)[1].split("Pending:", 1)[0]
+        return sum(1 for line in active.splitlines() if "node_" in line)
+
+    def check(self) -> None:
+        if self.nodes() < self.index + 1:
+            raise RuntimeError("the node has not joined the cluster yet")
+
+
+def _node(base: type[Service], name: str, index: int, **attrs) -> type[Service]:
+    return type(f"{base.__name__}{index}", (base,), {"name": name, "index": index, **attrs})
+
+
+def services_for(settings: Settings) -> tuple[type[Service], ...]:
+    """The services of the stack these settings describe: one process each."""
+    if settings.profile != "cluster":
+        return ALL_SERVICES
+    c = settings.cluster
+    kafka = (Kafka,) if settings.kafka.external else tuple(
+        _node(KafkaBroker, f"kafka-{i + 1}", i) for i in range(settings.kafka.brokers))
+    spark = (SparkMaster,) + tuple(_node(SparkWorker, f"spark-worker-{i + 1}", i) for i in range(c.spark_workers))
+    ray = (_node(RayNode, "ray-head", 0),
+           _node(RayNode, "ray-worker", 1, depends_on=("ray-head",)))
+    return (MariaDB, S3Server, *kafka, *spark, *ray, ThriftServer, Airflow)

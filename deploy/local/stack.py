@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from core import jars, s3server
 from core.settings import Settings
 from deploy.local.process import StackError, port_open
-from deploy.local.services import ALL_SERVICES, Service
+from deploy.local.services import Service, services_for
 
 Printer = Callable[[str], None]
 
@@ -55,11 +55,11 @@ class Stack:
         only: Iterable[str] | None = None,
         echo: Printer = _print,
         with_dependencies: bool = True,
-        catalog: tuple[type[Service], ...] = ALL_SERVICES,
+        catalog: tuple[type[Service], ...] | None = None,
     ):
         self.settings = settings
         self.echo = echo
-        services = [cls(settings) for cls in catalog]
+        services = [cls(settings) for cls in (catalog or services_for(settings))]
         if only:
             wanted = set(only)
             unknown = wanted - {s.name for s in services}
@@ -104,9 +104,9 @@ class Stack:
         return {s.name for s in self.services}
 
     def _ensure_binaries(self) -> None:
-        needed = {"kafka": "kafka", "thrift": "spark"}
+        needed = {"kafka": "kafka", "thrift": "spark", "spark-master": "spark"}
         for svc in self.services:
-            name = needed.get(svc.name)
+            name = needed.get(svc.name.split("-")[0] if svc.name.startswith("kafka-") else svc.name)
             if name and not svc.external and not jars.is_resolved(self.settings, name):
                 self.echo(f"  resolving {name} jars from Maven Central (cached in {self.settings.jar_dir}) ...")
                 jars.resolve(self.settings, name)
