@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # Import what the node's helpers import once, so they find compiled bytecode (PYTHONPYCACHEPREFIX).
+    subprocess.run([sys.executable, "-c", "import ray.dashboard.agent, ray.dashboard.dashboard, "
+                    "ray._private.runtime_env.agent.main, ray._private.log_monitor, ray.util.client.server"],
+                   check=False)
     rc = 1
     for attempt in range(1, args.attempts + 1):
         started = time.monotonic()

@@ -775,6 +775,10 @@ class RayNode(Service):
             # Trials import the platform's modules.
             PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
             RAY_USAGE_STATS_ENABLED="0",
+            # Ray starts several Python helpers per node; compiled once into a bytecode cache outside the
+            # clone, they import in a third of the time (this matters for the agents' deadline).
+            PYTHONPYCACHEPREFIX=str(self.settings.cache_dir / "pycache"),
+            PYTHONDONTWRITEBYTECODE="",
             RAY_AUTH_MODE="disabled",  # local nodes on one machine, bound to the loopback address
             # On a busy machine the node agents take long to start; the raylet waits for them.
             RAY_agent_register_timeout_ms="300000",
