@@ -3,7 +3,8 @@
 - Kubernetes manifests against the Kubernetes JSON schemas (kubernetes-validate, bundled, strict: an
   unknown field fails), the compose file against the Compose specification's schema (the copy that
   check-jsonschema vendors) and through compose-go, the loader of ``docker compose`` (deploy/compose/check,
-  built with Go, which the local S3 server needs too). The Dockerfile passes hadolint.
+  built with Go, which the local S3 server needs too); the kustomization built by kustomize's library
+  (deploy/k8s/check) and its output validated. The Dockerfile passes hadolint.
 - Every LAMBDAML_* variable the files set is a field of ``core.settings.Settings``, and the environment
   each platform container gets builds a valid ``Settings``.
 - Cross-references: Services select pods, ports and probes exist, clients' addresses point at the
@@ -417,27 +418,29 @@ def test_compose_uses_every_secret_it_documents_and_documents_every_one_it_uses(
         assert (COMPOSE_DIR / f"{secret['file']}.example").is_file()
 
 
-# The Compose specification's reference loader (compose-go, what `docker compose` uses), as a small Go command.
-@pytest.fixture(scope="module")
-def compose_check() -> Path:
-    """deploy/compose/check built once into the cache; Go's module cache keeps its dependencies."""
+def go_command(src: Path) -> Path:
+    """A Go command of this repository, built once into the cache; Go's module cache keeps its dependencies."""
     import hashlib
     import shutil
-    import subprocess
 
-    src = COMPOSE_DIR / "check"
     go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin:/usr/lib/go/bin")
-    assert go, "Go 1.24+ is missing: it builds deploy/compose/check (and the local S3 server)"
+    assert go, f"Go is missing: it builds {src.relative_to(PROJECT_ROOT)} (and the local S3 server)"
     digest = hashlib.sha256(b"".join((src / n).read_bytes() for n in ("go.mod", "go.sum", "main.go"))).hexdigest()
-    binary = Settings().cache_dir / "bin" / f"compose-check-{digest[:12]}"
+    binary = Settings().cache_dir / "bin" / f"{src.parent.name}-check-{digest[:12]}"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
         partial = binary.with_suffix(".partial")
         result = subprocess.run([go, "build", "-o", str(partial), "."], cwd=src, capture_output=True, text=True,
                                 timeout=900, env={**os.environ, "CGO_ENABLED": "0"})
-        assert result.returncode == 0, f"building deploy/compose/check failed:\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, f"building {src} failed:\n{result.stderr[-3000:]}"
         partial.rename(binary)
     return binary
+
+
+# The Compose specification's reference loader (compose-go, what `docker compose` uses), as a small Go command.
+@pytest.fixture(scope="module")
+def compose_check() -> Path:
+    return go_command(COMPOSE_DIR / "check")
 
 
 def run_compose_check(binary: Path, tmp_path: Path, compose_text: str | None = None,
@@ -474,6 +477,56 @@ def test_compose_reference_loader_rejects_a_broken_file(compose_check, tmp_path)
                     if not line.startswith("MYSQL_PASSWORD="))
     result = run_compose_check(compose_check, tmp_path / "b", env_text=env)
     assert result.returncode != 0 and "MYSQL_PASSWORD" in result.stderr
+
+
+# kustomize's own library (what `kubectl apply -k` runs), as a small Go command.
+def kustomize_build(tmp_path: Path, kustomization_text: str | None = None) -> subprocess.CompletedProcess:
+    """Build a copy of deploy/k8s with the secret examples in place of the secrets."""
+    import shutil
+
+    work = tmp_path / "k8s"
+    shutil.copytree(K8S, work, ignore=shutil.ignore_patterns("check"))
+    for example in (work / "secrets").glob("*.example"):
+        shutil.copy(example, example.with_suffix(""))
+    if kustomization_text is not None:
+        (work / "kustomization.yaml").write_text(kustomization_text)
+    return subprocess.run([str(go_command(K8S / "check")), str(work)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> list[dict[str, Any]]:
+    result = kustomize_build(tmp_path_factory.mktemp("kustomize"))
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_kustomize_builds_what_the_checks_read(built, manifests):
+    from kubernetes_validate import utils as kv
+
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in built if d["kind"] != "Secret") == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in manifests.docs if d["kind"] != "Secret")
+    for doc in built:
+        kv.validate(doc, kv.latest_version(), strict=True)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "lambdaml", doc["metadata"]
+            assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lambdaml"
+    # Generated Secrets get a content hash in their name; every reference must follow it.
+    secrets = {d["metadata"]["name"] for d in built if d["kind"] == "Secret"}
+    assert {name.rsplit("-", 1)[0] for name in secrets} == set(manifests.secrets_from_examples)
+    refs = set()
+    for w in (d for d in built if d["kind"] in ("Deployment", "StatefulSet", "Job")):
+        for c in pod_spec(w)["containers"]:
+            refs |= {src["secretRef"]["name"] for src in c.get("envFrom", []) if "secretRef" in src}
+            refs |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
+                     if "secretKeyRef" in e.get("valueFrom", {})}
+        refs |= {v["secret"]["secretName"] for v in pod_spec(w).get("volumes", []) if "secret" in v}
+    assert refs and refs <= secrets, refs - secrets
+
+
+def test_kustomize_build_fails_on_a_broken_kustomization(tmp_path):
+    text = (K8S / "kustomization.yaml").read_text()
+    result = kustomize_build(tmp_path, text.replace("  - speed.yaml\n", "  - speeds.yaml\n"))
+    assert result.returncode != 0 and "speeds.yaml" in result.stderr
 
 
 # =================================================================================================== settings
