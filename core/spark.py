@@ -47,9 +47,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     extra_cp = jars.classpath(settings, "spark")
     conf = {
         "spark.master": spark.master,
-        # The driver's RPC and block-manager ports on the bind host (loopback), not on every interface.
-        "spark.driver.host": settings.bind_host,
-        "spark.driver.bindAddress": settings.bind_host,
         "spark.driver.memory": spark.driver_memory,
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
@@ -80,6 +77,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # not every S3-compatible server implements.
         "spark.hadoop.fs.s3a.multiobjectdelete.enable": "false",
     }
+    if spark.master.startswith("local") and settings.bind_host not in ("0.0.0.0", "::"):
+        # A local-mode driver talks only to itself: its RPC and block-manager ports stay on the bind host
+        # (loopback) instead of every interface. A cluster's driver keeps the address its executors reach.
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = settings.bind_host
     conf.update(spark.extra_conf)
     return conf
 
