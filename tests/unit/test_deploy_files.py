@@ -788,6 +788,14 @@ def test_airflow_probe_path_is_in_airflows_api():
     assert urlsplit(load_compose()["services"]["airflow-api-server"]["healthcheck"]["test"][-1]).path in paths
 
 
+def kafka_topic_configs(s: Settings) -> dict[str, str]:
+    """The configs the bootstrap step creates every platform topic with (each must have the same)."""
+    from core.kafka import topic_configs
+
+    per_topic = [topic_configs(s, t) for t in s.kafka.topics]
+    return {k: v for k, v in per_topic[0].items() if all(c.get(k) == v for c in per_topic)}
+
+
 def test_clients_reach_the_servers_in_k8s(manifests):
     s = build_settings({**manifests.configmap_data("lambdaml-config"), **manifests.secret_data("lambdaml-secrets")})
     # Kafka: one bootstrap address per broker pod, at the port the brokers listen and advertise on.
@@ -814,7 +822,8 @@ def test_clients_reach_the_servers_in_k8s(manifests):
         assert listeners["CONTROLLER"] == f":{port}", voter
         resolve_k8s_host(manifests, host, int(port))
     assert s.kafka.replication_factor == 3 <= replicas
-    assert int(kenv["KAFKA_MIN_INSYNC_REPLICAS"]) == 2 < s.kafka.replication_factor
+    assert int(kenv["KAFKA_MIN_INSYNC_REPLICAS"]) == s.kafka.min_insync_replicas == 2 < s.kafka.replication_factor
+    assert kafka_topic_configs(s)["min.insync.replicas"] == "2"
     assert int(kenv["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == s.kafka.replication_factor
     # S3: the endpoint is the versitygw Service, at the port and region versitygw is started with.
     endpoint = urlsplit(s.s3.endpoint)
@@ -914,7 +923,9 @@ def test_clients_reach_the_servers_in_compose(compose):
         assert set(voters) == ids and {v.split(":")[0] for v in voters.values()} == set(kafka)
         listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
         assert all(b.endswith(listeners["PLAINTEXT"]) for b in brokers)
-        assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == 2 < s.kafka.replication_factor <= len(kafka)
+        assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == s.kafka.min_insync_replicas == 2
+        assert s.kafka.min_insync_replicas < s.kafka.replication_factor <= len(kafka)
+    assert kafka_topic_configs(s)["min.insync.replicas"] == "2"
     endpoint = urlsplit(s.s3.endpoint)
     gw = command_of(services[endpoint.hostname])
     assert gw[gw.index("--port") + 1] == f":{endpoint.port}" and gw[gw.index("--region") + 1] == s.s3.region
