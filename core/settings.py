@@ -256,6 +256,8 @@ class SpeedSettings(BaseModel):
                                           description="Checkpoint location. Unset: <runtime_dir>/checkpoints/speed.")
     stream_http_batch: int = Field(default=500, ge=1, description="Trips per call to the prediction service.")
     stream_max_offsets_per_trigger: int = 50_000
+    stream_progress_interval_ms: int = Field(default=1000, ge=0, description="How often the stream writes its "
+                                             "offset and commit logs (asynchronously, off the latency path).")
     stream_retry_max_s: float = Field(default=300.0, description="Longest the stream retries an unreachable service.")
 
     @property

@@ -4,13 +4,17 @@ Spark Structured Streaming reads the request topic. Each event is parsed as
 a VARIANT and checked by named rules that mirror ``core.events.TripRequest``;
 a failing event goes to ``trips.dlq`` with the rule, the raw payload and its
 source topic/partition/offset, and the stream carries on. Valid events get
-their features from the Spark form of ``core.features``; each micro-batch
-is scored by the prediction service in batches over one kept-alive HTTP
-connection, and the predictions (keyed by ``trip_id``, with the model
-version) and the batch's run-time metrics are produced to Kafka.
+their features from the Spark form of ``core.features`` and are scored by the
+prediction service from Spark's Python workers (``mapInArrow``), in calls of
+``stream_http_batch`` trips over one kept-alive connection per worker. Spark
+builds the output JSON and its Kafka sink writes predictions (keyed by
+``trip_id``, with the model version) and dead letters in the same job. A
+query listener turns each batch's progress and observed metrics into
+``metrics`` events and the status file.
 
-Delivery is at least once: a batch counts as done only after its outputs are
-flushed, so a job killed mid-batch redoes that batch from the checkpoint.
+Delivery is at least once: offsets are committed only after the sink wrote a
+batch, so a job killed mid-batch redoes it from the checkpoint (with
+asynchronous progress tracking, the batches of up to one progress interval).
 Redelivered predictions carry the same key, and keyed upserts downstream
 absorb them. An unreachable service is retried with backoff (up to
 ``stream_retry_max_s``); after that the query fails without committing the
@@ -31,6 +35,7 @@ from core.events import PICKUP_YEARS, REQUEST_LIMITS, MetricEvent
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import Column, DataFrame
 
 log = logging.getLogger("lambdaml.speed.stream")
@@ -109,8 +114,8 @@ def parse(kafka_rows: "DataFrame") -> "DataFrame":
 
 
 def batch_rows(parsed: "DataFrame") -> "DataFrame":
-    """Every event of a micro-batch with its features (Spark form of ``core.features``), so one Spark action
-    per batch brings back both what is scored and what is dead-lettered (features of invalid rows are unused)."""
+    """Every event of a micro-batch with its features (Spark form of ``core.features``); features of invalid
+    rows are computed but never sent."""
     from core import features
 
     return features.with_features(parsed).select(*INPUTS, *features.FEATURE_NAMES, *SOURCE)
@@ -118,28 +123,51 @@ def batch_rows(parsed: "DataFrame") -> "DataFrame":
 
 INPUTS = ("trip_id", "event_ts", "pickup_ts", "PULocationID", "DOLocationID", "passenger_count", "trip_distance")
 SOURCE = ("error", "payload", "source_topic", "source_partition", "source_offset")
+SCORED_FIELDS = "predicted_duration_s double, model_version string, scored_ts timestamp, service_retries int"
+JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "false"}
+OBSERVED = "batch"
 
 
-def dead_letter(row: dict[str, Any], now: dt.datetime) -> tuple[str, dict[str, Any]]:
-    """Key and value for ``trips.dlq``: keyed by source offset, carrying the raw payload and the broken rule."""
-    key = f"{row['source_topic']}/{row['source_partition']}/{row['source_offset']}"
-    return key, {"schema_version": 1, "payload": row["payload"], "error": row["error"],
-                 "source_topic": row["source_topic"], "source_partition": row["source_partition"],
-                 "source_offset": row["source_offset"], "ts": now.isoformat()}
+def outputs(scored: "DataFrame", settings: Settings) -> "DataFrame":
+    """Scored rows to Kafka sink rows (``topic``, ``key``, ``value``): a valid event becomes its prediction on
+    ``trips.predictions`` keyed by ``trip_id`` (``core.events.Prediction``); an invalid one its dead letter on
+    ``trips.dlq`` keyed by source offset, carrying the raw payload and the broken rule. JSON built by Spark."""
+    from pyspark.sql import functions as F
+
+    k = settings.kafka
+    ok = F.col("error").isNull()
+    value = F.to_json(F.struct(
+        F.lit(1).alias("schema_version"), "trip_id", "model_version", "predicted_duration_s", "event_ts",
+        "scored_ts", "pickup_ts", F.col("PULocationID").cast("int").alias("PULocationID"),
+        F.col("DOLocationID").cast("int").alias("DOLocationID"),
+        F.col("passenger_count").cast("int").alias("passenger_count"), "trip_distance"), JSON_OPTIONS)
+    dead = F.to_json(F.struct(
+        F.lit(1).alias("schema_version"), "payload", "error", "source_topic", "source_partition", "source_offset",
+        F.current_timestamp().alias("ts")), JSON_OPTIONS)
+    source_key = F.concat_ws("/", "source_topic", "source_partition", "source_offset")
+    return scored.select(
+        F.when(ok, F.lit(k.trip_predictions_topic)).otherwise(F.lit(k.dead_letter_topic)).alias("topic"),
+        F.when(ok, F.col("trip_id")).otherwise(source_key).alias("key"),
+        F.when(ok, value).otherwise(dead).alias("value"),
+    )
 
 
-def prediction(row: dict[str, Any], predicted_s: float, version: str, scored: dt.datetime) -> dict[str, Any]:
-    """The ``trips.predictions`` value (``core.events.Prediction``) for one scored event."""
-    pax = row["passenger_count"]
-    return {"schema_version": 1, "trip_id": row["trip_id"], "model_version": version,
-            "predicted_duration_s": predicted_s, "event_ts": _utc(row["event_ts"]).isoformat(),
-            "scored_ts": scored.isoformat(), "pickup_ts": _utc(row["pickup_ts"]).isoformat(),
-            "PULocationID": int(row["PULocationID"]), "DOLocationID": int(row["DOLocationID"]),
-            "passenger_count": None if pax is None else int(pax), "trip_distance": row["trip_distance"]}
+def observed(scored: "DataFrame") -> "DataFrame":
+    """Per-batch metrics computed by the same job (``observe``), read back from the query's progress."""
+    from pyspark.sql import functions as F
 
-
-def _utc(ts: dt.datetime) -> dt.datetime:
-    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts
+    ok = F.col("error").isNull()
+    latency_ms = F.when(ok, (F.unix_micros("scored_ts") - F.unix_micros("event_ts")) / 1000.0)
+    return scored.observe(
+        OBSERVED,
+        F.count(F.lit(1)).alias("events"),
+        F.coalesce(F.sum(ok.cast("int")), F.lit(0)).alias("rows"),
+        F.coalesce(F.sum((~ok).cast("int")), F.lit(0)).alias("dead_letters"),
+        F.percentile_approx(latency_ms, 0.5).alias("latency_ms_p50"),
+        F.max(latency_ms).alias("latency_ms_max"),
+        F.coalesce(F.max("service_retries"), F.lit(0)).alias("service_retries"),
+        F.collect_set("model_version").alias("model_versions"),
+    )
 
 
 def trigger_kwargs(spec: str) -> dict[str, Any]:
@@ -205,92 +233,153 @@ class PredictionClient:
                     state.attempt_number, state.next_action.sleep if state.next_action else 0)
 
 
-class PredictionSink:
-    """``foreachBatch`` body: dead letters, scoring, predictions and metrics for one micro-batch."""
+_CLIENT: "PredictionClient | None" = None
+
+
+def _client(settings: Settings) -> PredictionClient:
+    """One client per Python worker; Spark reuses its workers, so the connection stays open across batches."""
+    global _CLIENT
+    if _CLIENT is None or _CLIENT.settings != settings:
+        _CLIENT = PredictionClient(settings)
+    return _CLIENT
+
+
+def score_batch(client: PredictionClient, batch: "pa.RecordBatch", chunk: int) -> "pa.RecordBatch":
+    """Append the service's prediction, model version, scoring time and retry count to each valid row of an
+    Arrow batch (``batch_rows`` columns); invalid rows get nulls. Calls carry up to ``chunk`` trips each."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from core import features
+
+    n = batch.num_rows
+    predicted: list[float | None] = [None] * n
+    versions: list[str | None] = [None] * n
+    scored: list[dt.datetime | None] = [None] * n
+    retries: list[int | None] = [None] * n
+    valid = pc.is_null(batch.column("error")).to_numpy(zero_copy_only=False).nonzero()[0]
+    for start in range(0, len(valid), chunk):
+        idx = valid[start:start + chunk]
+        part = batch.take(pa.array(idx))
+        before = client.retries
+        reply = client.score(part.column("trip_id").to_pylist(),
+                             {f: part.column(f).to_pylist() for f in features.FEATURE_NAMES})
+        now = dt.datetime.now(dt.UTC)
+        for i, p in zip(idx, reply["predictions"]):
+            predicted[i], versions[i], scored[i], retries[i] = (p["predicted_duration_s"], reply["model_version"],
+                                                                now, client.retries - before)
+    columns = {"predicted_duration_s": pa.array(predicted, pa.float64()),
+               "model_version": pa.array(versions, pa.string()),
+               "scored_ts": pa.array(scored, pa.timestamp("us", tz="UTC")),
+               "service_retries": pa.array(retries, pa.int32())}
+    out = batch
+    for name, array in columns.items():
+        out = out.append_column(name, array)
+    return out
+
+
+def scorer(settings: Settings):
+    """The ``mapInArrow`` function: runs in Spark's Python workers, one service call per ``stream_http_batch``."""
+    chunk = settings.speed.stream_http_batch
+
+    def run(batches):
+        client = _client(settings)
+        for batch in batches:
+            yield score_batch(client, batch, chunk)
+
+    return run
+
+
+def scored_schema(rows: "DataFrame") -> str:
+    return ", ".join([f"`{f.name}` {f.dataType.simpleString()}" for f in rows.schema.fields] + [SCORED_FIELDS])
+
+
+class StatusFile:
+    """``<runtime>/speed/stream-status.json``: what ``lambdaml speed status`` and the tests read."""
 
     def __init__(self, settings: Settings):
-        from core import kafka
+        self.path = settings.runtime_dir / "speed" / "stream-status.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
-        self.settings = settings
-        self.client = PredictionClient(settings)
-        self.producer = kafka.producer(settings, **{"linger.ms": 5})
-        self.status_file = settings.runtime_dir / "speed" / "stream-status.json"
-        self.status_file.parent.mkdir(parents=True, exist_ok=True)
-        self.batches = 0
-
-    def write_status(self, status: dict[str, Any]) -> None:
-        tmp = self.status_file.with_suffix(".tmp")
+    def write(self, status: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(status | {"ts": dt.datetime.now(dt.UTC).isoformat()}, default=str))
-        tmp.replace(self.status_file)
+        tmp.replace(self.path)
 
-    def __call__(self, batch: "DataFrame", batch_id: int) -> None:
-        import pyarrow.compute as pc
 
-        from core import features, kafka
+def batch_summary(progress: dict[str, Any]) -> dict[str, Any] | None:
+    """A micro-batch's summary from its query progress (``StreamingQueryProgress.jsonValue()``) and the metrics
+    the job observed; None for a batch that read nothing."""
+    metrics = (progress.get("observedMetrics") or {}).get(OBSERVED)
+    if not metrics or not metrics.get("events"):
+        return None
+    summary = {"batch_id": progress["batchId"], "rows": metrics["rows"], "dead_letters": metrics["dead_letters"],
+               "seconds": round(progress.get("batchDuration", 0) / 1000, 3),
+               "duration_ms": progress.get("durationMs", {}), "service_retries": metrics["service_retries"],
+               "model_versions": sorted(metrics.get("model_versions") or [])}
+    for name in ("latency_ms_p50", "latency_ms_max"):
+        if metrics.get(name) is not None:
+            summary[name] = round(float(metrics[name]), 1)
+    return summary
 
-        k = self.settings.kafka
-        t0 = time.perf_counter()
-        table = batch_rows(batch).toArrow()  # the batch's only Spark job
-        t_spark = time.perf_counter() - t0
-        bad = pc.is_valid(table.column("error"))
-        now = dt.datetime.now(dt.UTC)
-        dead = table.filter(bad).select(list(SOURCE)).to_pylist()
-        for row in dead:
-            key, value = dead_letter(row, now)
-            self._produce(k.dead_letter_topic, key, kafka.encode(value))
-        n_dlq = len(dead)
-        table = table.filter(pc.invert(bad))
-        n = table.num_rows
-        versions: dict[str, int] = {}
-        lat_ms: list[float] = []
-        t_score = 0.0
-        chunk = self.settings.speed.stream_http_batch
-        for start in range(0, n, chunk):
-            part = table.slice(start, chunk)
-            ids = part.column("trip_id").to_pylist()
-            t1 = time.perf_counter()
-            reply = self.client.score(ids, {f: part.column(f).to_pylist() for f in features.FEATURE_NAMES})
-            t_score += time.perf_counter() - t1
-            version = reply["model_version"]
-            versions[version] = versions.get(version, 0) + len(ids)
-            scored = dt.datetime.now(dt.UTC)
-            for p, row in zip(reply["predictions"], part.select(list(INPUTS)).to_pylist()):
-                lat_ms.append((scored - _utc(row["event_ts"])).total_seconds() * 1000)
-                self._produce(k.trip_predictions_topic, p["trip_id"],
-                              kafka.encode(prediction(row, p["predicted_duration_s"], version, scored)))
-        took = time.perf_counter() - t0
-        summary = {"batch_id": batch_id, "rows": n, "dead_letters": n_dlq, "seconds": round(took, 3),
-                   "spark_seconds": round(t_spark, 3), "scoring_seconds": round(t_score, 3),
-                   "service_calls": self.client.calls, "service_retries": self.client.retries,
-                   "model_versions": versions}
-        if lat_ms:
-            lat_ms.sort()
-            summary["latency_ms_p50"] = round(lat_ms[len(lat_ms) // 2], 1)
-            summary["latency_ms_max"] = round(lat_ms[-1], 1)
-        for name in ("rows", "dead_letters", "seconds", "latency_ms_p50"):
-            if name in summary:
-                metric = MetricEvent(source="speed.stream", name=f"stream.{name}", value=summary[name],
-                                     tags={"batch_id": str(batch_id)})
-                self._produce(k.metrics_topic, metric.source, metric.model_dump_json().encode())
-        if self.producer.flush(60) != 0:
-            raise RuntimeError("could not deliver predictions to Kafka; the batch will be redone")
-        self.batches += 1
-        self.write_status({"state": "running", "batches": self.batches, "last": summary})
-        if n or n_dlq:
-            log.info("batch %d: %d predicted, %d dead-lettered in %.2fs (Spark %.2fs, service %.2fs) %s", batch_id,
-                     n, n_dlq, took, t_spark, t_score, versions)
 
-    def _produce(self, topic: str, key: str, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key.encode(), value=value)
+def metric_events(summary: dict[str, Any]) -> list[MetricEvent]:
+    """The run-time metrics one batch sends to the ``metrics`` topic."""
+    return [MetricEvent(source="speed.stream", name=f"stream.{name}", value=summary[name],
+                        tags={"batch_id": str(summary["batch_id"])})
+            for name in ("rows", "dead_letters", "seconds", "latency_ms_p50") if name in summary]
+
+
+def progress_listener(settings: Settings, status: StatusFile):
+    """A ``StreamingQueryListener`` that turns each batch's progress into metrics, the status file and a log
+    line. It runs on the driver, after the batch; the rows themselves never pass through it."""
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    from core import kafka
+
+    class ProgressListener(StreamingQueryListener):
+        def __init__(self) -> None:
+            self.producer = kafka.producer(settings, **{"linger.ms": 5})
+            self.batches = 0
+            self.retries = 0
+
+        def onQueryStarted(self, event) -> None:
+            status.write({"state": "started", "batches": 0, "query_id": str(event.id)})
+
+        def onQueryProgress(self, event) -> None:
+            summary = batch_summary(json.loads(event.progress.json))
+            self.batches += 1
+            if summary is None:
                 return
-            except BufferError:
-                self.producer.poll(0.1)
+            self.retries += summary["service_retries"]
+            summary["service_retries"] = self.retries
+            for metric in metric_events(summary):
+                self.producer.produce(settings.kafka.metrics_topic, key=metric.source.encode(),
+                                      value=metric.model_dump_json().encode())
+            self.producer.poll(0)
+            status.write({"state": "running", "batches": self.batches, "last": summary})
+            log.info("batch %d: %d predicted, %d dead-lettered in %.2fs, p50 %s ms %s", summary["batch_id"],
+                     summary["rows"], summary["dead_letters"], summary["seconds"], summary.get("latency_ms_p50"),
+                     summary["model_versions"])
+
+        def onQueryIdle(self, event) -> None:
+            pass
+
+        def onQueryTerminated(self, event) -> None:
+            self.producer.flush(10)
+            status.write({"state": "failed" if event.exception else "stopped", "batches": self.batches,
+                          "error": (event.exception or "")[:2000]})
+
+    return ProgressListener()
 
 
 def start(spark, settings: Settings, checkpoint: str | None = None):
-    """Start the query; returns the ``StreamingQuery``."""
+    """Start the query; returns the ``StreamingQuery``.
+
+    One Spark job per micro-batch does everything: read Kafka, parse, compute features, score in the Python
+    workers (``mapInArrow``), build the JSON and write predictions and dead letters to Kafka (the sink picks
+    each row's topic). Progress is tracked asynchronously, so offset and commit logs stay off the latency path.
+    """
     k, s = settings.kafka, settings.speed
     source = (
         spark.readStream.format("kafka")
@@ -301,15 +390,28 @@ def start(spark, settings: Settings, checkpoint: str | None = None):
         .option("maxOffsetsPerTrigger", s.stream_max_offsets_per_trigger)
         .load()
     )
-    sink = PredictionSink(settings)
-    query = (
-        parse(source).writeStream.queryName(QUERY_NAME)
-        .foreachBatch(sink)
+    rows = batch_rows(parse(source))
+    scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
+    status = StatusFile(settings)
+    spark.streams.addListener(progress_listener(settings, status))
+    trigger = trigger_kwargs(s.stream_trigger)
+    writer = (
+        outputs(scored, settings).writeStream.queryName(QUERY_NAME).format("kafka")
+        .option("kafka.bootstrap.servers", k.bootstrap)
+        .option("kafka.acks", "all")
+        .option("kafka.enable.idempotence", "true")
+        .option("kafka.linger.ms", "5")
+        .option("kafka.compression.type", "lz4")
         .option("checkpointLocation", checkpoint or settings.stream_checkpoint)
-        .trigger(**trigger_kwargs(s.stream_trigger))
-        .start()
+        .trigger(**trigger)
     )
-    sink.write_status({"state": "started", "batches": 0})  # only once Spark accepted the query
+    if "realTime" in trigger:
+        writer = writer.outputMode("update")  # what real-time mode accepts; the same rows for a stateless query
+    if "processingTime" in trigger:
+        writer = writer.option("asyncProgressTrackingEnabled", "true").option(
+            "asyncProgressTrackingCheckpointIntervalMs", str(s.stream_progress_interval_ms))
+    query = writer.start()
+    status.write({"state": "started", "batches": 0})  # only once Spark accepted the query
     return query
 
 
@@ -325,14 +427,7 @@ def main() -> None:
     log.info("streaming %s -> %s via %s (trigger %s, checkpoint %s)", settings.kafka.trip_requests_topic,
              settings.kafka.trip_predictions_topic, settings.speed.url, settings.speed.stream_trigger,
              settings.stream_checkpoint)
-    last_batch = -1
-    while not query.awaitTermination(30):
-        progress = query.lastProgress
-        if progress and progress["batchId"] != last_batch:
-            last_batch = progress["batchId"]
-            log.info("progress: batch %d, %.0f rows/s in, durations ms %s", last_batch,
-                     progress.get("inputRowsPerSecond") or 0.0, json.dumps(progress.get("durationMs", {})))
-
+    query.awaitTermination()
 
 if __name__ == "__main__":
     main()

@@ -231,4 +231,8 @@ def test_stream_predicts_dead_letters_and_recovers_from_kill_and_outage(speed):
     speed.stack("speed-api").up()
     got = _drain(s, s.kafka.trip_predictions_topic, lambda g: set(third) <= _predicted_ids(g), 180)
     assert set(third) <= _predicted_ids(got)
-    assert job.status()["last"]["service_retries"] > 0
+    # The batch's progress (and so the status file) follows its output by a moment.
+    deadline = time.monotonic() + 30
+    while job.status().get("last", {}).get("service_retries", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job.status()["last"]["service_retries"] > 0, job.status()

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
@@ -65,16 +66,66 @@ def test_stream_rules_agree_with_the_api_schema(parsed):
 
 
 @pytest.fixture(scope="module")
-def rows(parsed) -> list[dict]:
-    return stream.batch_rows(parsed).toArrow().to_pylist()
+def rows_df(parsed):
+    return stream.batch_rows(parsed)
 
 
-def test_dead_letters_carry_payload_reason_and_source(rows):
-    now = dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC)
-    dlq = [stream.dead_letter(r, now) for r in rows if r["error"] is not None]
+@pytest.fixture(scope="module")
+def rows(rows_df) -> list[dict]:
+    return rows_df.toArrow().to_pylist()
+
+
+class FixedService:
+    """Stands in for the HTTP client in ``score_batch``: a pure function of the features, no I/O."""
+
+    settings = None
+
+    def __init__(self, fail_first: int = 0):
+        self.retries = 0
+        self.calls: list[list[str]] = []
+        self.fail_first = fail_first
+
+    def score(self, trip_ids, columns):
+        self.retries += self.fail_first
+        self.fail_first = 0
+        self.calls.append(trip_ids)
+        return {"model_version": "m:1",
+                "predictions": [{"trip_id": t, "predicted_duration_s": 100.0 + d}
+                                for t, d in zip(trip_ids, columns["log_distance"])]}
+
+
+def test_score_batch_scores_valid_rows_only_in_chunks(rows_df):
+    batch = rows_df.toArrow().to_batches()[0]
+    service = FixedService(fail_first=2)
+    out = stream.score_batch(service, batch, chunk=2).to_pylist()
+    assert [len(c) for c in service.calls] == [2, 1]
+    for r in out:
+        if r["error"] is None:
+            assert r["predicted_duration_s"] == pytest.approx(100.0 + r["log_distance"])
+            assert r["model_version"] == "m:1" and r["scored_ts"] is not None
+        else:
+            assert r["predicted_duration_s"] is None and r["model_version"] is None
+    assert {r["service_retries"] for r in out if r["trip_id"] in service.calls[0]} == {2}
+
+
+@pytest.fixture(scope="module")
+def sink_rows(local_spark, rows_df) -> list[dict]:
+    from core.settings import Settings
+
+    settings = Settings()
+    service = FixedService()
+    table = rows_df.toArrow()
+    scored = pa.Table.from_batches([stream.score_batch(service, b, chunk=500) for b in table.to_batches()])
+    df = local_spark.createDataFrame(scored.to_pandas(), stream.scored_schema(rows_df))
+    return [r.asDict() for r in stream.outputs(df, settings).collect()]
+
+
+def test_dead_letters_carry_payload_reason_and_source(sink_rows):
+    dlq = [r for r in sink_rows if r["topic"] == "trips.dlq"]
     assert len(dlq) == sum(1 for _, rule in CASES if rule)
-    key, value = next(d for d in dlq if d[1]["payload"] == "not json at all")
-    assert key == "trips.requests/0/3" and value["error"] == "not_a_json_object"
+    row = next(r for r in dlq if json.loads(r["value"])["payload"] == "not json at all")
+    value = json.loads(row["value"])
+    assert row["key"] == "trips.requests/0/3" and value["error"] == "not_a_json_object"
     assert value["source_topic"] == "trips.requests" and value["source_offset"] == 3 and value["ts"]
 
 
@@ -88,12 +139,31 @@ def test_spark_features_match_the_in_process_form(rows):
         np.testing.assert_allclose([r[name] for r in valid], expected[name], rtol=1e-9, err_msg=name)
 
 
-def test_prediction_values_follow_the_contract(rows):
-    row = next(r for r in rows if r["trip_id"] == "ok-2")
-    value = stream.prediction(row, 812.5, "m:1", dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC))
-    p = Prediction.model_validate(value)
+def test_prediction_values_follow_the_contract(sink_rows):
+    preds = {r["key"]: r for r in sink_rows if r["topic"] == "trips.predictions"}
+    assert sorted(preds) == ["ok-1", "ok-2", "ok-3"]
+    p = Prediction.model_validate_json(preds["ok-2"]["value"])
     assert p.trip_id == "ok-2" and p.PULocationID == 161 and p.passenger_count is None
+    assert p.model_version == "m:1" and p.predicted_duration_s > 100.0
     assert p.pickup_ts == dt.datetime(2026, 1, 10, 18, 59, tzinfo=dt.UTC)
+    assert p.event_ts == dt.datetime(2026, 1, 5, 9, 0, 1, tzinfo=dt.UTC)
+    assert "passenger_count" in json.loads(preds["ok-2"]["value"])  # nulls are written, not dropped
+
+
+def test_batch_summary_and_metrics_from_progress():
+    progress = {"batchId": 7, "batchDuration": 412, "durationMs": {"addBatch": 300},
+                "observedMetrics": {"batch": {"events": 12, "rows": 10, "dead_letters": 2, "latency_ms_p50": 180.26,
+                                              "latency_ms_max": 300.0, "service_retries": 1,
+                                              "model_versions": ["m:2", "m:1"]}}}
+    summary = stream.batch_summary(progress)
+    assert summary["rows"] == 10 and summary["dead_letters"] == 2 and summary["seconds"] == 0.412
+    assert summary["latency_ms_p50"] == 180.3 and summary["model_versions"] == ["m:1", "m:2"]
+    names = {m.name: m.value for m in stream.metric_events(summary)}
+    assert names == {"stream.rows": 10, "stream.dead_letters": 2, "stream.seconds": 0.412,
+                     "stream.latency_ms_p50": 180.3}
+    assert all(m.tags == {"batch_id": "7"} for m in stream.metric_events(summary))
+    empty = {"batchId": 8, "observedMetrics": {"batch": {"events": 0}}}
+    assert stream.batch_summary(empty) is None and stream.batch_summary({"batchId": 9}) is None
 
 
 @pytest.mark.parametrize(("spec", "kwargs"), [
