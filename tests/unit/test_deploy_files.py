@@ -871,22 +871,26 @@ def test_the_thrift_server_listens_where_the_clients_look(manifests):
     cmd, _ = ThriftServer(s).command()
     assert f"hive.server2.thrift.bind.host={s.bind_host}" in cmd and s.bind_host == "0.0.0.0"
     assert f"hive.server2.thrift.port={s.spark.thrift_port}" in cmd
+    assert f"spark.master={s.spark.thrift_master}" in cmd and s.spark.thrift_master.startswith("local[")
     assert container_ports(w)["hive"] == s.spark.thrift_port
 
 
 def test_spark_drivers_on_the_cluster_advertise_an_address_the_executors_reach(manifests, compose):
     """A driver's default address is its host name; a Deployment pod's name resolves nowhere else."""
-    drivers = {"thrift-server", "airflow-scheduler"}  # the Thrift Server; Airflow tasks' Spark jobs
+    drivers = {"airflow-scheduler"}  # Airflow tasks' Spark jobs
     for name in drivers:
         w, c = k8s_container(manifests, name)
         env = {e["name"]: e for e in c.get("env", [])}
         assert env["SPARK_LOCAL_HOSTNAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP", name
         assert build_settings(container_env(manifests, c)).spark.master.startswith("spark://")
         assert compose["services"][name].get("hostname") == name
-    # The streaming job keeps its Spark in its own pod.
+    # The streaming job and the Thrift Server keep their Spark in their own pods.
     _, stream = k8s_container(manifests, "speed-stream")
     assert build_settings(container_env(manifests, stream)).spark.master.startswith("local[")
     assert build_settings(compose_env(compose["services"]["speed-stream"])).spark.master.startswith("local[")
+    for s in (build_settings(container_env(manifests, k8s_container(manifests, "thrift-server")[1])),
+              build_settings(compose_env(compose["services"]["thrift-server"]))):
+        assert s.spark.thrift_master.startswith("local[")
 
 
 def test_airflow_components_agree_on_the_api_and_the_database(manifests):
