@@ -84,7 +84,9 @@ def normalize_spark(df):
     for field in RAW_SCHEMA:
         typ = spark_types[field.type]
         col = F.col(field.name) if field.name in df.columns else F.lit(None)
-        cols.append(col.cast(typ).alias(field.name))
+        # try_cast: a value of the wrong type ("Midtown" as a zone) becomes null, and validation quarantines
+        # the row (null_required_field) instead of failing the whole partition.
+        cols.append(col.try_cast(typ).alias(field.name))
     return df.select(*cols)
 
 
@@ -108,11 +110,21 @@ def read_partition_spark(spark, settings, uri: str):
         raise FileNotFoundError(f"no Parquet files under {uri}")
     groups: dict[str, list[str]] = {}
     for info in sorted(infos, key=lambda i: i.path):
-        with fs.open_input_file(info.path) as f:
-            schema = pq.read_schema(f)
+        file_uri = f"{uri.rstrip('/')}/{info.path[len(path.rstrip('/')) + 1:]}"
+        try:
+            with fs.open_input_file(info.path) as f:
+                schema = pq.read_schema(f)
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"{file_uri}: not a Parquet file ({exc}). Raw data is never rewritten here: move the "
+                             "file out of the partition or replace it with a readable copy, then run again.") from None
         key = ",".join(f"{fld.name}:{fld.type}" for fld in schema)
-        groups.setdefault(key, []).append(f"{uri.rstrip('/')}/{info.path[len(path.rstrip('/')) + 1:]}")
-    frames = [normalize_spark(spark.read.parquet(*files)) for files in groups.values()]
+        groups.setdefault(key, []).append(file_uri)
+    frames = []
+    for files in groups.values():
+        try:
+            frames.append(normalize_spark(spark.read.parquet(*files)))
+        except ValueError as exc:  # a required column is missing: name the files
+            raise ValueError(f"{', '.join(files)}: {exc}") from None
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
