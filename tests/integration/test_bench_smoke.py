@@ -34,7 +34,7 @@ def test_every_benchmark_runs_and_is_tabled(stack, tmp_path: Path) -> None:
     assert report["smoke"] is True
     assert report["machine"]["cpu_count"] and len(report["load_average_after"]) == 3
     entries = {entry["name"]: entry for entry in report["benchmarks"]}
-    assert list(entries) == [b.name for b in BENCHMARKS]
+    assert list(entries) == [b.name for b in BENCHMARKS], list(entries)
 
     table = tables[0].read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
