@@ -112,7 +112,7 @@ def image_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for c in dockerfile_instructions():
         if c.cmd == "ENV":
-            env.update(zip(c.value[::2], c.value[1::2]))
+            env.update(zip(c.value[::2], c.value[1::2], strict=True))
     return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
