@@ -361,16 +361,24 @@ def _num(value: Any, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def shown_secret(model: Any, field: str, variable: str) -> str:
+    """A documented local default is printed; a password set in the settings never is."""
+    default = type(model).model_fields[field].default.get_secret_value()
+    return default if getattr(model, field).get_secret_value() == default else f"${variable}"
+
+
 def where_to_look(settings: Settings) -> str:
     a, m, sp, s3, k, s = settings.airflow, settings.mysql, settings.spark, settings.s3, settings.kafka, settings.speed
     host, port = m.server_host_port()
+    airflow_pw = shown_secret(a, "admin_password", "LAMBDAML_AIRFLOW__ADMIN_PASSWORD")
+    analyst_pw = shown_secret(m, "analyst_password", "LAMBDAML_MYSQL__ANALYST_PASSWORD")
     return f"""
 Where to look next
-  Airflow UI      {a.url}   login {a.admin_user} / {a.admin_password.get_secret_value()}
+  Airflow UI      {a.url}   login {a.admin_user} / {airflow_pw}
   Predict (curl)  curl -s -X POST {s.url}/v1/predict -H 'Content-Type: application/json' \\
                     -d '{{"trip_id":"t1","pickup_ts":"2026-01-05T08:30:00Z","PULocationID":161,"DOLocationID":236,"trip_distance":2.1}}'
   Service         {s.url}/v1/models/current   {s.url}/metrics   {s.url}/openapi.json
-  MySQL (analyst) mariadb -h {host} -P {port} -u {m.analyst_user} -p{m.analyst_password.get_secret_value()} {m.database} \\
+  MySQL (analyst) mariadb -h {host} -P {port} -u {m.analyst_user} -p{analyst_pw} {m.database} \\
                     -e 'SELECT pu_location_id, hour_start, trips, sum_abs_error_s/NULLIF(completed,0) AS mae_s
                         FROM zone_hour_stats ORDER BY hour_start DESC LIMIT 10'
   Hive (PyHive)   .venv/bin/python -c "from pyhive import hive; c=hive.connect('{sp.thrift_host}', {sp.thrift_port}, \\
