@@ -7,12 +7,10 @@ the sinks, and fails if anything is missing or duplicated.
 | prediction service SIGKILLed (gunicorn master and workers, by pid), then restarted | the stream backs off and retries; nothing dropped | acknowledged = predicted + dead-lettered |
 | Kafka broker stopped and restarted while traffic is produced | producers retry until acknowledged; the stream resumes | acknowledged = predicted + dead-lettered |
 | a valid but terrible model promoted | `lambdaml models rollback` restores the previous version in every worker, no restart | worker pids unchanged; served version and predictions are the old ones |
-| MariaDB stopped while `serving_sync` runs through Airflow | the task fails with a clear error; Airflow's retry finishes it | MySQL rows = distinct Kafka keys, none twice |
-| S3 stopped during preprocessing | a clear error; the retry after S3 is back succeeds | raw objects (keys, ETags, sizes) unchanged; splits = validated rows |
-| raw partitions with a wrong schema, garbage bytes, an empty file, wrongly typed columns | a clear error naming the file, or rows in quarantine; never a crash | rows in = valid + quarantined |
 
-The streaming job killed by SIGKILL and restarted from its checkpoint, and a corrupt artifact refused with the
-old model still serving and a rollback, are covered by ``test_speed_layer.py``.
+MariaDB, S3, raw-file faults and reprocessing are in ``tests/e2e/test_faults.py``. The streaming job killed by
+SIGKILL and restarted from its checkpoint, and a corrupt artifact refused with the old model still serving and a
+rollback, are covered by ``test_speed_layer.py``.
 
 The speed-layer tests run a prediction service and a streaming job of their own (private topics, port, model
 name and runtime folder). The outage tests stop a service of the stack the suite runs on and start it again in
