@@ -35,4 +35,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("load", smoke=("--rates", "50,200", "--duration", "1", "--warmup", "0.5", "--targets", "100")),
     Benchmark("stream", smoke=("--backlog", "1000", "--rate", "100", "--rate-seconds", "2",
                                "--real-time-trigger", "", "--timeout", "120")),
+    Benchmark("scaling", args=("--events", "100000"),
+              smoke=("--events", "2000", "--repeats", "1", "--workers", "1,2", "--partitions", "1,3")),
 )

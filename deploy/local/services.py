@@ -546,13 +546,14 @@ class KafkaBroker(Kafka):
         voters = ",".join(f"{i + 1}@{host}:{k.broker_controller_port(i)}" for i in range(n))
         rf = min(k.replication_factor, n)
         isr = min(k.min_insync_replicas, rf)
+        port, controller = k.broker_port(self.index), k.broker_controller_port(self.index)
         (self.home / "data").mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(
             textwrap.dedent(
                 f"""\
                 process.roles=broker,controller
                 node.id={self.node_id}
-                listeners=PLAINTEXT://{host}:{k.broker_port(self.index)},CONTROLLER://{host}:{k.broker_controller_port(self.index)}
+                listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}
                 advertised.listeners=PLAINTEXT://{k.host}:{k.broker_port(self.index)}
                 controller.listener.names=CONTROLLER
                 inter.broker.listener.name=PLAINTEXT
