@@ -116,7 +116,8 @@ def set_workers(settings, count: int, echo) -> list[str]:
     if count > len(workers):
         raise typer.BadParameter(f"{count} workers asked, the cluster has {len(workers)} "
                                  "(LAMBDAML_CLUSTER__SPARK_WORKERS)")
-    Stack(settings, only=workers[count:], with_dependencies=False, echo=echo).down()
+    if workers[count:]:  # (an empty `only` means every service)
+        Stack(settings, only=workers[count:], with_dependencies=False, echo=echo).down()
     up = Stack(settings, only=workers[:count], echo=echo)
     before = {s.name for s in up.status() if s.healthy}
     up.up()
