@@ -7,6 +7,8 @@ Sessions are built on demand, never at import.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +52,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": spark.driver_memory,
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # Python workers (mapInArrow) run in this interpreter, with the platform's packages.
+        "spark.pyspark.python": sys.executable,
+        "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
         "spark.ui.enabled": str(spark.ui_enabled).lower(),
         "spark.driver.extraClassPath": extra_cp,
         "spark.executor.extraClassPath": extra_cp,
@@ -89,6 +94,8 @@ def build_session(settings: Settings, app_name: str) -> "SparkSession":
     """A Hive-enabled session wired to the platform's S3, Kafka jars and metastore."""
     from pyspark.sql import SparkSession
 
+    # PySpark picks the Python of its workers from the environment when the context starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
