@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from bench.registry import BENCHMARKS, Benchmark
 
 INTERRUPT_GRACE_S = 90.0  # after SIGINT, time for a benchmark to remove its processes, topics and files
 ERROR_LINES = 20
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*)?(Error|Exception|Exit|Interrupt)\b.*:")
 
 
 # ------------------------------------------------------------------------------------------------ pure logic
@@ -89,11 +91,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def failure_reason(lines: list[str]) -> str:
+    """The exception a benchmark died of, from the last lines it printed (wrapped lines joined)."""
+    starts = [i for i, line in enumerate(lines) if EXCEPTION_LINE.match(line.strip())]
+    return " ".join(line.strip() for line in lines[starts[-1]:]) if starts else lines[-1].strip()
+
+
 def summary_rows(entry: dict[str, Any]) -> list[list[str]]:
     """The table rows of one benchmark: a row per comparison, or one row saying it failed."""
     name = entry["name"]
     if entry["status"] != "ok":
-        reason = (entry.get("error") or ["no output"])[-1]
+        reason = failure_reason(entry.get("error") or ["no output"])
         return [[name, _cell(f"**failed** ({entry['status']}, {entry['elapsed_s']:.0f} s): {reason}"),
                  "", "", "", "", ""]]
     lines = entry["result"].get("summary") or []

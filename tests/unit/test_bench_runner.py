@@ -67,3 +67,11 @@ def test_table_lists_every_comparison_and_failures() -> None:
     assert rows[2].startswith("| stream | **failed** (exit 1, 12 s): RuntimeError: no Kafka |")
     assert "Failed: stream" in table
     assert "before 1.0 / 2.0 / 3.0, after 4.0 / 5.0 / 6.0" in table
+
+
+def test_failure_reason_is_the_exception_with_its_wrapped_lines() -> None:
+    lines = ["  round 1/2 tune: 335.20 s", "╰────╯", "Exception: The current node timed out during startup. This could",
+             "some of the raylet failed to startup."]
+    assert runner.failure_reason(lines) == ("Exception: The current node timed out during startup. This could "
+                                            "some of the raylet failed to startup.")
+    assert runner.failure_reason(["last words"]) == "last words"
