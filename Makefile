@@ -8,7 +8,7 @@ LAMBDAML := $(VENV)/bin/lambdaml
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help install venv system jars demo test test-unit bench test-integration test-e2e stack-up stack-status stack-down clean
+.PHONY: help install venv system jars demo test test-unit test-cluster bench test-integration test-e2e stack-up stack-status stack-down clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,9 +45,12 @@ stack-down: venv  ## Stop the local stack
 demo: install  ## The whole loop on generated data, then a report (DEMO_ARGS="--help" for a bigger run)
 	@$(VENV)/bin/python -m deploy.local.demo $(DEMO_ARGS)
 
-test: install  ## Run every test: unit, integration and end-to-end on the real stack
+test: install  ## Run every test: unit, integration and end-to-end on the real stack (the cluster profile: test-cluster)
 	@$(PY) -m pytest tests/unit
-	@$(PY) -m pytest tests/integration tests/e2e
+	@$(PY) -m pytest tests/integration tests/e2e -m "not cluster"
+
+test-cluster: install  ## The cluster-profile end-to-end test (Spark standalone, 3 Kafka brokers, Ray cluster; long)
+	@$(PY) -m pytest tests/e2e -m cluster
 
 test-unit: venv  ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit
