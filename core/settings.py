@@ -250,7 +250,7 @@ class SpeedSettings(BaseModel):
                                    "(waiting or being scored); more get 503 with Retry-After. At least "
                                    "max_batch_trips.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After (seconds) sent with a 503 for overload.")
-    stream_trigger: str = Field(default="processingTime:500 milliseconds",
+    stream_trigger: str = Field(default="processingTime:100 milliseconds",
                                 description="processingTime:<interval>, availableNow, or realTime:<interval>.")
     stream_checkpoint: str | None = Field(default=None,
                                           description="Checkpoint location. Unset: <runtime_dir>/checkpoints/speed.")
