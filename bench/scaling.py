@@ -29,29 +29,12 @@ from typing import Annotated
 import typer
 
 from bench.common import OUT_HELP, comparison, write_result
+from deploy.local.cluster_env import cluster_env
 
 app = typer.Typer(add_completion=False, help=__doc__)
-PORT_SHIFT = 200
 DAY = dt.date(2026, 3, 2)
 
 
-def cluster_env(base) -> dict[str, str]:
-    """Variables that turn the default settings into a cluster stack beside the default stack."""
-    if base.profile == "cluster":
-        return {}
-    ports = {
-        "KAFKA__PORT": base.kafka.port, "KAFKA__CONTROLLER_PORT": base.kafka.controller_port,
-        "MYSQL__PORT": base.mysql.port, "S3__PORT": base.s3.port, "SPARK__THRIFT_PORT": base.spark.thrift_port,
-        "AIRFLOW__PORT": base.airflow.port, "AIRFLOW__WORKER_LOG_PORT": base.airflow.worker_log_port,
-        "AIRFLOW__TRIGGER_LOG_PORT": base.airflow.trigger_log_port, "SPEED__PORT": base.speed.port,
-        "MONITORING__DASHBOARD_PORT": base.monitoring.dashboard_port,
-        "CLUSTER__SPARK_MASTER_PORT": base.cluster.spark_master_port,
-        "CLUSTER__SPARK_MASTER_WEBUI_PORT": base.cluster.spark_master_webui_port,
-        "CLUSTER__SPARK_WORKER_PORT": base.cluster.spark_worker_port, "CLUSTER__RAY_PORT": base.cluster.ray_port,
-    }
-    env = {f"LAMBDAML_{name}": str(port + PORT_SHIFT) for name, port in ports.items()}
-    env.update(LAMBDAML_PROFILE="cluster", LAMBDAML_RUNTIME_DIR=str(base.runtime_dir / "cluster"))
-    return env
 
 
 def _ints(text: str) -> list[int]:

@@ -2,9 +2,9 @@
 (master + 2 workers), a 3-broker Kafka cluster and a Ray cluster (head + worker), and a broker lost during
 live replay without losing an acknowledged event.
 
-The cluster stack runs beside the default one: its own runtime folder and every port shifted by
-``PORT_SHIFT``. With ``LAMBDAML_PROFILE=cluster`` already in the environment, the configured cluster stack
-is used as it is. Services the test starts are stopped at the end; running ones are reused and left alone.
+The cluster stack runs beside the default one: its own runtime folder and every port shifted
+(``deploy.local.cluster_env``). With ``LAMBDAML_PROFILE=cluster`` already in the environment, the configured
+cluster stack is used as it is. Services the test starts are stopped at the end; running ones are reused and left alone.
 Tiny data and a tiny search keep it inside a few minutes of a 2-core machine.
 """
 
@@ -25,33 +25,16 @@ from sqlalchemy import bindparam, text
 
 from core import kafka as k
 from core.settings import Settings, get_settings
+from deploy.local.cluster_env import cluster_env
 
 pytestmark = pytest.mark.cluster
 
 START, DAYS, ROWS = dt.date(2026, 9, 1), 3, 1500
 END = START + dt.timedelta(days=DAYS - 1)
 REPLAY_COUNT, REPLAY_RATE, MALFORMED_SHARE = 600, 40.0, 0.02
-PORT_SHIFT = 200
 TINY = {"LAMBDAML_RAY__NUM_SAMPLES": "2", "LAMBDAML_RAY__MAX_EPOCHS": "3", "LAMBDAML_RAY__GRACE_PERIOD": "1"}
 
 
-def cluster_env(base: Settings) -> dict[str, str]:
-    """Variables that turn the default settings into a cluster stack beside the default stack."""
-    if base.profile == "cluster":
-        return {}
-    ports = {
-        "KAFKA__PORT": base.kafka.port, "KAFKA__CONTROLLER_PORT": base.kafka.controller_port,
-        "MYSQL__PORT": base.mysql.port, "S3__PORT": base.s3.port, "SPARK__THRIFT_PORT": base.spark.thrift_port,
-        "AIRFLOW__PORT": base.airflow.port, "AIRFLOW__WORKER_LOG_PORT": base.airflow.worker_log_port,
-        "AIRFLOW__TRIGGER_LOG_PORT": base.airflow.trigger_log_port, "SPEED__PORT": base.speed.port,
-        "MONITORING__DASHBOARD_PORT": base.monitoring.dashboard_port,
-        "CLUSTER__SPARK_MASTER_PORT": base.cluster.spark_master_port,
-        "CLUSTER__SPARK_MASTER_WEBUI_PORT": base.cluster.spark_master_webui_port,
-        "CLUSTER__SPARK_WORKER_PORT": base.cluster.spark_worker_port, "CLUSTER__RAY_PORT": base.cluster.ray_port,
-    }
-    env = {f"LAMBDAML_{name}": str(port + PORT_SHIFT) for name, port in ports.items()}
-    env.update(LAMBDAML_PROFILE="cluster", LAMBDAML_RUNTIME_DIR=str(base.runtime_dir / "cluster"))
-    return env
 
 
 def _progress(msg: str) -> None:
