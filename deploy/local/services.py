@@ -306,23 +306,7 @@ class Kafka(Service):
                 """
             )
         )
-        (self.home / "log4j2.properties").write_text(
-            textwrap.dedent(
-                """\
-                status = warn
-                appender.console.type = Console
-                appender.console.name = STDOUT
-                appender.console.layout.type = PatternLayout
-                appender.console.layout.pattern = [%d] %p %m (%c)%n
-                rootLogger.level = INFO
-                rootLogger.appenderRef.stdout.ref = STDOUT
-                logger.kafka.name = kafka
-                logger.kafka.level = WARN
-                logger.apache.name = org.apache.kafka
-                logger.apache.level = WARN
-                """
-            )
-        )
+        (self.home / "log4j2.properties").write_text(_KAFKA_LOG4J2)
         if (self.home / "data" / "meta.properties").exists():
             return
         cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
