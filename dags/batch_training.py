@@ -19,7 +19,6 @@ DRIFT_ASSET = Asset(DRIFT_ASSET_URI)
 
 @dag(
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=[DRIFT_ASSET]),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["batch", "training"],

@@ -15,7 +15,6 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 @dag(
     schedule=CronTriggerTimetable("0 7 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["serving", "archive"],

@@ -17,7 +17,6 @@ from core.assets import DRIFT_ASSET_URI
 
 @dag(
     schedule=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["serving", "monitoring"],

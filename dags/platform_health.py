@@ -14,7 +14,6 @@ SERVICES = ["mariadb", "s3", "kafka", "thrift"]
 
 @dag(
     schedule="@hourly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["platform"],
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},

@@ -14,7 +14,6 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 @dag(
     schedule=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["serving", "mysql"],

@@ -38,11 +38,37 @@ def test_no_connection_while_parsing(dagbag):
     assert dagbag.connection_attempts == []
 
 
-def test_dags_have_fixed_start_and_retries(dagbag):
+def test_dags_never_catch_up_and_every_task_retries(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.catchup is False, dag_id
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_unpausing_a_new_dag_runs_no_missed_slot(dagbag):
+    """A DAG's first scheduled run is its next slot, not one missed hours ago.
+
+    With a ``start_date`` in the past and ``catchup=False``, Airflow schedules the latest missed slot as
+    soon as the DAG is unpaused: ``batch_training`` then ran at once over days with no raw data, failed
+    three times and, with ``max_active_runs=1``, held back the run the user had just triggered. Without a
+    ``start_date`` a slot is run at once only if it was missed by at most five minutes (Airflow's rule).
+    """
+    import pendulum
+    from airflow.timetables.base import TimeRestriction
+
+    now = pendulum.now("UTC")
+    scheduled = 0
+    for dag_id, dag in dagbag.dags.items():
+        if not hasattr(dag.timetable, "next_dagrun_info"):  # "@hourly": the scheduler's own timetable
+            continue
+        info = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                              restriction=TimeRestriction(dag.start_date, None, dag.catchup))
+        if info is None:
+            continue
+        scheduled += 1
+        assert now - info.run_after <= pendulum.duration(minutes=5), \
+            f"{dag_id} would run its slot of {info.run_after} when unpaused"
+    assert scheduled >= 4
 
 
 def test_hive_archive_runs_daily_for_yesterday_then_applies_retention(dagbag):
