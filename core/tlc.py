@@ -104,10 +104,12 @@ def read_partition_spark(spark, settings, uri: str):
     from core import lake
 
     fs, path = lake.filesystem(settings, uri)
-    infos = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    infos = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
              if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")]
     if not infos:
-        raise FileNotFoundError(f"no Parquet files under {uri}")
+        raise FileNotFoundError(f"no raw data for this day: no Parquet files under {uri}. Load the day's TLC files "
+                                "there (or `lambdaml generate` test data), or run batch_training with an end_date "
+                                "and days_back that cover days with data.")
     groups: dict[str, list[str]] = {}
     for info in sorted(infos, key=lambda i: i.path):
         file_uri = f"{uri.rstrip('/')}/{info.path[len(path.rstrip('/')) + 1:]}"

@@ -78,3 +78,16 @@ def test_a_partition_mixing_file_variants_reads_as_one_schema(local_spark, tmp_p
     assert len(rows) == 4
     assert sorted(r["Airport_fee"] for r in rows) == [0.0, 0.0, 1.75, 1.75]
     assert sorted((r["passenger_count"] for r in rows), key=lambda v: (v is None, v)) == [2, 2, None, None]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_a_day_without_raw_data_says_so_and_what_to_do(tmp_path, make):
+    """A scheduled run over days nobody loaded yet must say that, not fail deep inside the filesystem."""
+    from core.settings import Settings
+
+    part = tmp_path / "raw" / "trips" / "pickup_date=2024-01-02"
+    if make == "empty":
+        part.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no raw data for this day: no Parquet files under .*"
+                                                r"pickup_date=2024-01-02.*end_date"):
+        tlc.read_partition_spark(None, Settings(), f"file://{part}")
