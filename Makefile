@@ -45,9 +45,10 @@ stack-down: venv  ## Stop the local stack
 demo: install  ## The whole loop on generated data, then a report (DEMO_ARGS="--help" for a bigger run)
 	@$(VENV)/bin/python -m deploy.local.demo $(DEMO_ARGS)
 
-test: install  ## Run every test: unit, integration and end-to-end on the real stack (the cluster profile: test-cluster)
+test: install  ## Run every test: unit, integration and end-to-end on the real stack, then on the cluster profile
 	@$(PY) -m pytest tests/unit
 	@$(PY) -m pytest tests/integration tests/e2e -m "not cluster"
+	@$(PY) -m pytest tests/e2e -m cluster
 
 test-cluster: install  ## The cluster-profile end-to-end test (Spark standalone, 3 Kafka brokers, Ray cluster; long)
 	@$(PY) -m pytest tests/e2e -m cluster
