@@ -145,7 +145,8 @@ def test_a_backfill_rebuilds_the_splits_and_the_model_from_unchanged_raw_data(da
     from tests.e2e.test_faults import raw_listing
 
     days = pipeline.partition_days(END.isoformat(), DAYS)
-    def raw() -> dict:
+
+    def raw() -> dict:  # the raw objects of the trained days: key -> (ETag, size)
         return {key: obj for key, obj in raw_listing(settings, settings.s3.uri()).items()
                 if any(f"pickup_date={d}/" in key for d in days)}
 
