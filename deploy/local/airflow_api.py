@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+# Calls that can be repeated without changing the outcome; triggering a run (POST) is not one of them.
+IDEMPOTENT = frozenset({"GET", "PATCH", "PUT", "DELETE"})
+
+
+def _transient(exc: BaseException) -> bool:
+    """A 5xx, or a connection refused or reset: the API server is busy or restarting, not refusing."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500
+    return isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError))
 
 
 class AirflowAPI:
@@ -16,12 +29,24 @@ class AirflowAPI:
         with urllib.request.urlopen(req, timeout=10) as resp:
             self.token = json.load(resp)["access_token"]
 
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def call(self, method: str, path: str, body: dict | None = None, retry_for: float = 90.0) -> dict:
+        """One REST call. Idempotent ones are retried for up to ``retry_for`` seconds on a 5xx or a dropped
+        connection (e.g. the metadata database busy); a 4xx, or any error of a POST, is raised at once."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.load(resp)
+
+        def once() -> dict:
+            req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
+                "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.load(resp)
+
+        if method.upper() not in IDEMPOTENT or retry_for <= 0:
+            return once()
+        for attempt in Retrying(retry=retry_if_exception(_transient), stop=stop_after_delay(retry_for),
+                                wait=wait_exponential_jitter(initial=1, max=10), reraise=True):
+            with attempt:
+                return once()
+        raise AssertionError("unreachable")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

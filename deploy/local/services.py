@@ -483,6 +483,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
         LAMBDAML_RUNTIME_DIR=str(settings.runtime_dir),
     )
+    if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
+        # The default SQLite file: wait for its one writer instead of failing after 5 s (see airflow_db).
+        env.update(AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="deploy.local.airflow_db.SYNC",
+                   AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC="deploy.local.airflow_db.ASYNC")
     return env
 
 
