@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from core.settings import Settings, get_settings
+from core.spark import storage_errors
 
 MODEL_NAME = "trip_duration"
 
@@ -45,7 +46,8 @@ def validate_day(day: str, lake_root: str | None = None, settings: Settings | No
     from batch import validate
 
     s = _settings(settings)
-    r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root)
+    with storage_errors(s, "validate"):
+        r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root)
     return {"day": day, "rows_in": r.rows_in, "valid": r.valid, "quarantined": r.quarantined, "by_rule": r.by_rule}
 
 
@@ -55,7 +57,8 @@ def preprocess(days: list[str], dataset: str, dag_id: str, run_id: str, lake_roo
     from core.events import BatchEvent, publish_batch_event
 
     s = _settings(settings)
-    result = pre.run(_spark(s, "preprocess"), s, [dt.date.fromisoformat(d) for d in days], dataset, lake_root)
+    with storage_errors(s, "preprocess"):
+        result = pre.run(_spark(s, "preprocess"), s, [dt.date.fromisoformat(d) for d in days], dataset, lake_root)
     publish_batch_event(s, BatchEvent(dag_id=dag_id, run_id=run_id, step="preprocess", status="success",
                                       rows=sum(result.rows.values()), uri=result.uri))
     return {"uri": result.uri, "rows": result.rows, "feature_spec": result.feature_spec, "days": days}

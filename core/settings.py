@@ -157,6 +157,13 @@ class S3Settings(BaseModel):
     region: str = "us-east-1"
     access_key: str = "lambdaml"
     secret_key: SecretStr = SecretStr("lambdaml-secret")
+    retry_limit: int = Field(
+        default=7, ge=0,
+        description="S3A retries of a request that failed to connect (fs.s3a.retry.limit), with exponential backoff. "
+                    "With the defaults a Spark step rides out about 5 minutes without S3, then fails and Airflow "
+                    "retries its task; lower it to fail sooner.")
+    sdk_attempts: int = Field(
+        default=5, ge=0, description="AWS SDK retries inside each S3A attempt (fs.s3a.attempts.maximum).")
 
     @property
     def external(self) -> bool:

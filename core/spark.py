@@ -8,7 +8,10 @@ Sessions are built on demand, never at import.
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +84,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Single-object deletes: bulk DeleteObjects needs checksum headers that
         # not every S3-compatible server implements.
         "spark.hadoop.fs.s3a.multiobjectdelete.enable": "false",
+        # How long a step waits for an unreachable S3 before it fails (and Airflow retries the task).
+        "spark.hadoop.fs.s3a.retry.limit": str(s3.retry_limit),
+        "spark.hadoop.fs.s3a.attempts.maximum": str(s3.sdk_attempts),
     }
     if spark.master.startswith("local") and settings.bind_host not in ("0.0.0.0", "::"):
         # A local-mode driver talks only to itself: its RPC and block-manager ports stay on the bind host
@@ -100,3 +106,35 @@ def build_session(settings: Settings, app_name: str) -> "SparkSession":
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     return builder.enableHiveSupport().getOrCreate()
+
+
+class StorageUnavailable(RuntimeError):
+    """S3 did not answer a Spark step within S3A's retry budget."""
+
+
+# The AWS SDK's words for a request that never reached the server (S3A wraps them in its own exceptions).
+_SDK_UNREACHABLE = re.compile(r"SdkClientException: Unable to execute HTTP request: (?P<cause>[^\n]*?)(?: \(SDK Attempt|\n|$)")
+
+
+def storage_unreachable_cause(message: str) -> str | None:
+    """The connection failure in a Spark error's text when S3 could not be reached, else ``None``."""
+    found = _SDK_UNREACHABLE.search(message)
+    return found.group("cause").strip() if found else None
+
+
+@contextmanager
+def storage_errors(settings: Settings, step: str) -> Iterator[None]:
+    """Turn the JVM's stack trace for an unreachable S3 into an error that says what happened and what to do."""
+    try:
+        yield
+    except Exception as exc:
+        cause = storage_unreachable_cause(str(exc))
+        if cause is None:
+            raise
+        s3 = settings.s3
+        raise StorageUnavailable(
+            f"{step}: the S3 server at {s3.endpoint} did not answer ({cause}) after S3A's retries "
+            f"(LAMBDAML_S3__RETRY_LIMIT={s3.retry_limit}, LAMBDAML_S3__SDK_ATTEMPTS={s3.sdk_attempts}). "
+            "This step only reads raw data, and it rewrites its own output whole when it runs again. "
+            "Check the S3 server (`lambdaml stack status`); Airflow retries the task, or clear it once S3 is back."
+        ) from exc

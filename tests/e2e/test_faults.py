@@ -5,6 +5,7 @@ source (Kafka, raw objects on S3) to the sink (MySQL rows, validated/quarantined
 |---|---|---|
 | MariaDB stopped while `serving_sync` runs through Airflow | the task fails with a clear error; Airflow's retry finishes it once MariaDB is back | MySQL rows = distinct trips sent to Kafka, the last delivery of each, none twice |
 | S3 stopped for 30 s during the `preprocess` step | the step waits (S3A retries) and completes once S3 is back | raw objects (keys, ETags, sizes) unchanged; split rows = validated rows |
+| S3 stopped for longer than the step's S3A retry budget | the try fails with an error naming S3 and what to do; the next try succeeds | raw objects unchanged; split rows = validated rows |
 | raw partition with a file of the wrong schema, garbage bytes or an empty file | `validate_day` fails with an error naming the file; nothing written | raw objects unchanged |
 | raw file with wrongly typed columns (strings where numbers belong) | unparseable values go to quarantine (`null_required_field`), the rest is validated | rows in = valid + quarantined |
 | reprocessing past days from immutable raw data (the same steps as a backfill run) | validated partitions and splits overwritten in place | split rows = validated rows, no row twice; raw unchanged |
@@ -17,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import urllib.error
 import urllib.parse
 
 import pyarrow as pa
@@ -48,18 +48,6 @@ def raw_listing(settings, root: str) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _api(api: AirflowAPI, method: str, path: str, body: dict | None = None, attempts: int = 4) -> dict:
-    """An idempotent call to Airflow's API, tried again when the loaded API server is slow to answer."""
-    for attempt in range(attempts):
-        try:
-            return api.call(method, path, body)
-        except (TimeoutError, urllib.error.URLError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(5)
-    raise AssertionError("unreachable")
-
-
 def put_raw(settings, root: str, day: dt.date, name: str, data: bytes) -> str:
     uri = f"{lake.partition(root, 'raw/trips', day)}/{name}"
     bucket, key = split_uri(uri)
@@ -86,7 +74,7 @@ def test_mariadb_outage_during_serving_sync_is_retried_by_airflow_without_duplic
     api = AirflowAPI(settings)
     dag, task = "serving_sync", "sync_to_mysql"
     api.wait_for_dag(dag)
-    _api(api, "PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})
+    api.call("PATCH", f"/api/v2/dags/{dag}", {"is_paused": False})
     try:
         assert mariadb.down() == ["mariadb"]
         run_id = api.call("POST", f"/api/v2/dags/{dag}/dagRuns",
@@ -94,7 +82,7 @@ def test_mariadb_outage_during_serving_sync_is_retried_by_airflow_without_duplic
         quoted = urllib.parse.quote(run_id, safe="")
         deadline = time.monotonic() + 300
         tis = f"/api/v2/dags/{dag}/dagRuns/{quoted}/taskInstances/{task}"
-        while (ti := _api(api, "GET", tis))["state"] != "up_for_retry":
+        while (ti := api.call("GET", tis))["state"] != "up_for_retry":
             assert time.monotonic() < deadline, f"{task} never failed while MariaDB was down"
             assert ti["state"] not in ("success", "failed"), ti["state"]
             time.sleep(2)
@@ -103,12 +91,12 @@ def test_mariadb_outage_during_serving_sync_is_retried_by_airflow_without_duplic
         mariadb.up()
     try:
         deadline = time.monotonic() + 300
-        while (run := _api(api, "GET", f"/api/v2/dags/{dag}/dagRuns/{quoted}"))["state"] not in ("success", "failed"):
+        while (run := api.call("GET", f"/api/v2/dags/{dag}/dagRuns/{quoted}"))["state"] not in ("success", "failed"):
             assert time.monotonic() < deadline, f"{dag} run {run_id} did not finish after MariaDB came back"
             time.sleep(3)
         assert run["state"] == "success", api.failed_tasks(dag, run_id)
-        assert _api(api, "GET", tis)["try_number"] >= 2  # it is the retry that finished it
-        first_try = _api(api, "GET", f"{tis}/logs/1?full_content=true")
+        assert api.call("GET", tis)["try_number"] >= 2  # it is the retry that finished it
+        first_try = api.call("GET", f"{tis}/logs/1?full_content=true")
         log = json.dumps(first_try)  # structured entries: the exception is in their error_detail
         assert "OperationalError" in log and "Can't connect to MySQL server" in log, log[-2000:]
 
@@ -165,6 +153,55 @@ def test_s3_outage_during_preprocess_is_ridden_out_and_raw_data_is_untouched(spa
     assert sum(outcome["result"]["rows"].values()) == valid
     assert spark.read.parquet(outcome["result"]["uri"]).count() == valid
     assert raw_listing(settings, root) == before
+
+
+def _step_in_a_task_process(settings, day: dt.date, dataset: str, run_id: str, root: str, **env: str):
+    """Run ``preprocess`` the way an Airflow try does: a fresh process that reads the settings from its environment."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from batch import pipeline; "
+            "print(json.dumps(pipeline.preprocess([sys.argv[1]], sys.argv[2], 'batch_training', sys.argv[3], "
+            "lake_root=sys.argv[4])))")
+    return subprocess.run([sys.executable, "-c", code, day.isoformat(), dataset, run_id, root],
+                          env=settings.child_env(**env), capture_output=True, text=True, timeout=600)
+
+
+def test_s3_outage_longer_than_the_retry_budget_fails_the_try_clearly_and_the_retry_succeeds(spark, settings, unique):
+    """S3 stays away longer than the step's S3A retry budget (set low here, as an operator may): the try fails
+    with an error that names S3 and what to do, not a JVM stack trace; once S3 is back, the next try (same
+    configuration, a fresh process, as Airflow runs it) writes every validated row once. Raw data is unchanged."""
+    root = settings.s3.uri("it", f"faults-s3-budget-{unique}")
+    generate.generate(settings, DAY, 1, 400, seed=15, lake_root=root, echo=_quiet)
+    valid = pipeline.validate_day(DAY.isoformat(), lake_root=root)["valid"]
+    before = raw_listing(settings, root)
+    run_id = f"it_faults_budget_{unique}"
+    dataset = pipeline.dataset_key("batch_training", run_id)
+    budget = {"LAMBDAML_S3__RETRY_LIMIT": "1", "LAMBDAML_S3__SDK_ATTEMPTS": "1"}
+
+    s3 = Stack(settings, ["s3"], with_dependencies=False, echo=_quiet)
+    try:
+        assert s3.down() == ["s3"]
+        started = time.monotonic()
+        first = _step_in_a_task_process(settings, DAY, dataset, run_id, root, **budget)
+        failed_after = time.monotonic() - started
+    finally:
+        s3.up()
+    assert first.returncode != 0, first.stdout
+    said = [line for line in first.stderr.splitlines() if line.startswith("core.spark.StorageUnavailable: ")]
+    assert said, first.stderr[-3000:]
+    print(f"try 1 failed after {failed_after:.1f}s: {said[-1]}")
+    assert said[-1].startswith("core.spark.StorageUnavailable: preprocess: the S3 server at "
+                               f"{settings.s3.endpoint} did not answer"), said[-1]
+    assert "Connection refused" in said[-1] and "LAMBDAML_S3__RETRY_LIMIT=1" in said[-1], said[-1]
+
+    second = _step_in_a_task_process(settings, DAY, dataset, run_id, root, **budget)
+    assert second.returncode == 0, second.stderr[-3000:]
+    result = json.loads(second.stdout.strip().splitlines()[-1])
+    assert sum(result["rows"].values()) == valid
+    assert spark.read.parquet(result["uri"]).count() == valid
+    assert raw_listing(settings, root) == before
+    print(f"try 2: {valid} validated rows written once; raw objects unchanged ({len(before)})")
 
 
 # -------------------------------------------------------------------------------------------------- bad raw partitions
