@@ -44,7 +44,8 @@ import typer
 from bench import common
 from core import kafka, lake
 from core.settings import PROJECT_ROOT, Settings, SpeedSettings, get_settings
-from deploy.local.speed import SPEED_SERVICES, PredictionAPI, wait_for_model
+from deploy.local.services import Service
+from deploy.local.speed import SPEED_SERVICES, FrontProxy, PredictionAPI, wait_for_model
 from deploy.local.stack import Stack
 
 NAME = "endpoint"
@@ -92,14 +93,15 @@ class PrivateSpeedLayer:
     A developer's speed layer (``lambdaml speed up``) keeps running untouched beside it.
     """
 
-    def __init__(self, base: Settings, port: int, label: str, extra_topics: tuple[str, ...] = ()):
+    def __init__(self, base: Settings, port: int, label: str, extra_topics: tuple[str, ...] = (),
+                 front_proxy: bool = False):
         self.unique = uuid.uuid4().hex[:8]
         self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"lambdaml-bench-{label}-"))
         topics = {f: f"bench.{self.unique}.{getattr(base.kafka, f)}" for f in TOPIC_FIELDS}
         self.extra_topics = {name: f"bench.{self.unique}.{name}" for name in extra_topics}
         self.settings = with_speed(base.model_copy(update={"runtime_dir": self.runtime_dir,
                                                            "kafka": base.kafka.model_copy(update=topics)}),
-                                   port=port)
+                                   port=port, front_proxy=front_proxy)
         self.model_uri = self.settings.s3.uri("bench", "speed", self.unique, MODEL_VERSION, "model.pt")
 
     @property
@@ -161,9 +163,14 @@ class PrivateSpeedLayer:
             raise RuntimeError("could not announce the benchmark model")
 
 
+def service_catalog(settings: Settings) -> tuple[type[Service], ...]:
+    """The processes of the service under test: gunicorn, and haproxy in front of it when configured."""
+    return (PredictionAPI, FrontProxy) if settings.speed.front_proxy else (PredictionAPI,)
+
+
 def serve_model(settings: Settings, timeout: float = 90.0) -> None:
     """Start the prediction service with ``settings`` and wait until every worker serves the model."""
-    Stack(settings, catalog=(PredictionAPI,), echo=typer.echo).up()
+    Stack(settings, catalog=service_catalog(settings), echo=typer.echo).up()
     if wait_for_model(settings, timeout) != MODEL_VERSION:
         raise RuntimeError(f"the service did not load {MODEL_VERSION} within {timeout:.0f}s")
     # /readyz lands on any worker: wait until many answers in a row say ready.
@@ -207,7 +214,8 @@ class Server:
             Stack(self.settings, catalog=(self.api,), echo=typer.echo).up()
 
     def down(self) -> None:
-        Stack(self.settings, catalog=(self.api,), echo=typer.echo).down()
+        catalog = service_catalog(self.settings) if self.real else (self.api,)
+        Stack(self.settings, catalog=catalog, echo=typer.echo).down()
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by the gunicorn master and its live workers."""

@@ -1,7 +1,8 @@
 """Load test of ``POST /v1/predict``: rising offered load until admission control sheds, and past it.
 
 The real prediction service (``speed.wsgi:app`` under ``speed/gunicorn_conf.py``, the settings'
-workers, threads and admission limits) serves a production-size model on a private port, runtime
+workers, threads and admission limits, behind its haproxy front unless ``--no-front``) serves a
+production-size model on a private port, runtime
 folder and topics of its own (``bench.endpoint.PrivateSpeedLayer``); a developer's speed layer keeps
 running beside it. vegeta (built from its Go module into ``~/.cache/lambdaml/bin``) sends varied
 single-trip bodies (generated trips, as ``lambdaml replay`` sends) at constant rates, open loop, on
@@ -199,6 +200,8 @@ def main(
     = None,
     targets: Annotated[int, typer.Option(help="Distinct request bodies vegeta cycles through.")] = 1000,
     port: Annotated[int, typer.Option(help="Private port of the service under test.")] = 18300,
+    front: Annotated[bool, typer.Option(help="Through the service's front (haproxy, as `lambdaml speed up` runs "
+                                             "it), or straight at gunicorn.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the generated trips.")] = 11,
     out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
@@ -209,7 +212,7 @@ def main(
     started = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     steps: list[Step] = []
-    with PrivateSpeedLayer(get_settings(), port, NAME) as layer, \
+    with PrivateSpeedLayer(get_settings(), port, NAME, front_proxy=front) as layer, \
             tempfile.TemporaryDirectory(prefix="lambdaml-bench-load-") as workdir:
         settings = with_speed(layer.settings, **overrides)
         attack = Attack(vegeta_binary(settings), Path(workdir) / "targets.json", Path(workdir))
@@ -217,7 +220,9 @@ def main(
         layer.publish_model()
         server = Server("service", settings)
         s = settings.speed
-        typer.echo(f"== {s.workers} workers x {s.threads} threads, max_in_flight {s.max_in_flight}, "
+        front_line = (f"through the front (haproxy: queue {s.front_max_queue} for {s.front_queue_timeout_ms} ms)"
+                      if s.front_proxy else "straight at gunicorn")
+        typer.echo(f"== {front_line}; {s.workers} workers x {s.threads} threads, max_in_flight {s.max_in_flight}, "
                    f"max_pending_trips {s.max_pending_trips}; {len(steps_rps)} steps of {duration:g}s "
                    f"(+{warmup:g}s warm-up)")
         try:
@@ -237,7 +242,10 @@ def main(
         NAME,
         parameters={"rates": steps_rps, "duration_s": duration, "warmup_s": warmup, "p99_limit_ms": p99_limit_ms,
                     "targets": targets, "seed": seed,
-                    "service": {"config": "speed/gunicorn_conf.py", "workers": s.workers, "threads": s.threads,
+                    "service": {"config": "speed/gunicorn_conf.py", "front_proxy": s.front_proxy,
+                                "front_max_queue": s.front_max_queue,
+                                "front_queue_timeout_ms": s.front_queue_timeout_ms,
+                                "workers": s.workers, "threads": s.threads,
                                 "torch_threads": s.torch_threads, "max_in_flight": s.max_in_flight,
                                 "max_pending_trips": s.max_pending_trips, "retry_after_s": s.retry_after_s,
                                 "batch_max_size": s.batch_max_size, "batch_max_wait_ms": s.batch_max_wait_ms},

@@ -111,7 +111,7 @@ speed_app = typer.Typer(help="The speed layer: prediction service (gunicorn + Fl
 app.add_typer(speed_app, name="speed")
 SpeedOnly = Annotated[
     list[str] | None,
-    typer.Option("--only", "-s", help="Limit to these: speed-api, speed-stream, dashboard "
+    typer.Option("--only", "-s", help="Limit to these: speed-api, speed-front, speed-stream, dashboard "
                  "(up also starts what they need)."),
 ]
 

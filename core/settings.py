@@ -266,10 +266,29 @@ class SpeedSettings(BaseModel):
     stream_progress_interval_ms: int = Field(default=1000, ge=0, description="How often the stream writes its "
                                              "offset and commit logs (asynchronously, off the latency path).")
     stream_retry_max_s: float = Field(default=300.0, description="Longest the stream retries an unreachable service.")
+    front_proxy: bool = Field(
+        default=True, description="Serve `port` through haproxy in front of gunicorn (on `app_port`). It lets at most "
+        "workers x threads requests into gunicorn, queues `front_max_queue` more for up to `front_queue_timeout_ms`, "
+        "and answers 503 with Retry-After past that, so overload never turns into client timeouts.")
+    app_port: int | None = Field(default=None, description="gunicorn's own port behind the front. Unset: `port` + 1.")
+    front_max_queue: int = Field(default=128, ge=0, description="Requests the front holds waiting for gunicorn.")
+    front_queue_timeout_ms: int = Field(default=1000, ge=1, description="Longest a request waits in the front's queue.")
 
     @property
     def url(self) -> str:
+        """The service's public address: the front when there is one, else gunicorn."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def gunicorn_port(self) -> int:
+        if not self.front_proxy:
+            return self.port
+        return self.app_port if self.app_port is not None else self.port + 1
+
+    @property
+    def app_url(self) -> str:
+        """gunicorn itself, for the platform's own callers (the streaming job, readiness checks)."""
+        return f"http://{self.host}:{self.gunicorn_port}"
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> SpeedSettings:

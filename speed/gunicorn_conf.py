@@ -31,7 +31,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
-bind = f"{_s.host}:{_s.port}"
+bind = f"{_s.host}:{_s.gunicorn_port}"  # behind the front (haproxy) unless speed.front_proxy is off
 workers = _s.workers
 worker_class = "gthread"
 threads = _s.threads

@@ -196,7 +196,7 @@ class PredictionClient:
         self.session = requests.Session()
         if settings.speed.api_key:
             self.session.headers["X-API-Key"] = settings.speed.api_key.get_secret_value()
-        self.url = f"{settings.speed.url}/v1/predict/features"
+        self.url = f"{settings.speed.app_url}/v1/predict/features"  # gunicorn itself: this client sheds its own load
         self.calls = 0
         self.retries = 0
 
@@ -425,7 +425,7 @@ def main() -> None:
     spark.sparkContext.setLogLevel("WARN")
     query = start(spark, settings)
     log.info("streaming %s -> %s via %s (trigger %s, checkpoint %s)", settings.kafka.trip_requests_topic,
-             settings.kafka.trip_predictions_topic, settings.speed.url, settings.speed.stream_trigger,
+             settings.kafka.trip_predictions_topic, settings.speed.app_url, settings.speed.stream_trigger,
              settings.stream_checkpoint)
     query.awaitTermination()
 

@@ -30,6 +30,7 @@ SYSTEM_NEEDS: dict[str, str] = {
     "mvn": "maven",
     "npm": "npm",
     "chromium": "chromium",
+    "haproxy": "haproxy",  # the front of the prediction service
 }
 
 

@@ -24,10 +24,13 @@ class PredictionAPI(Service):
 
     def endpoints(self) -> list[Endpoint]:
         s = self.settings.speed
-        return [Endpoint("LAMBDAML_SPEED__PORT", s.host, s.port)]
+        setting = "LAMBDAML_SPEED__APP_PORT (unset: PORT + 1)" if s.front_proxy else "LAMBDAML_SPEED__PORT"
+        return [Endpoint(setting, s.host, s.gunicorn_port)]
 
     def describe(self) -> str:
-        return f"{self.settings.speed.url}  ({self.settings.speed.workers} workers x {self.settings.speed.threads} threads)"
+        s = self.settings.speed
+        behind = "  behind speed-front" if s.front_proxy else ""
+        return f"{s.app_url}  ({s.workers} workers x {s.threads} threads){behind}"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         gunicorn = Path(sys.executable).parent / "gunicorn"
@@ -38,7 +41,7 @@ class PredictionAPI(Service):
     def check(self) -> None:
         import urllib.request
 
-        with urllib.request.urlopen(f"{self.settings.speed.url}/healthz", timeout=3) as resp:
+        with urllib.request.urlopen(f"{self.settings.speed.app_url}/healthz", timeout=3) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"/healthz answered {resp.status}")
 
@@ -48,12 +51,106 @@ class PredictionAPI(Service):
         import urllib.request
 
         try:
-            with urllib.request.urlopen(f"{self.settings.speed.url}/readyz", timeout=3) as resp:
+            with urllib.request.urlopen(f"{self.settings.speed.app_url}/readyz", timeout=3) as resp:
                 return json.load(resp)["model_version"]
         except urllib.error.HTTPError as exc:
             return f"not ready: {json.load(exc).get('reason', exc.code)}"
         except OSError as exc:
             return f"unreachable: {exc}"
+
+
+# ------------------------------------------------------------------------------------------------ the front
+def front_config(settings: Settings) -> str:
+    """haproxy's configuration for the front of the prediction service (pure: settings in, text out).
+
+    At most workers x threads requests are inside gunicorn at once (its threads, so the service's own
+    admission control still answers past ``max_in_flight``); up to ``front_max_queue`` more wait here for
+    at most ``front_queue_timeout_ms``; any other request gets a 503 with Retry-After at once. Without it,
+    requests past capacity wait in gunicorn's connection queue and the kernel's accept queue until the
+    client times out."""
+    s = settings.speed
+    refusal = json.dumps(front_refusal(settings), separators=(",", ":"))
+    return "\n".join([
+        "# Written by `lambdaml speed up` from the settings (deploy/local/speed.py: front_config); do not edit.",
+        "global",  # maxconn: derived from the open-files limit
+        "    nbthread 1",
+        "defaults",
+        "    mode http",
+        "    option http-keep-alive",
+        # A kept-alive connection to a gunicorn that went away: try a new one (scoring a trip is safe to repeat);
+        # refused three times, the request gets the 503 below.
+        "    retries 3",
+        "    retry-on conn-failure empty-response",
+        "    timeout connect 2s",
+        "    timeout client 60s",
+        f"    timeout server {int(s.request_timeout_s * 1000) + 5000}ms",
+        f"    timeout queue {s.front_queue_timeout_ms}ms",
+        "    timeout http-keep-alive 30s",
+        "frontend speed",
+        f"    bind {s.host}:{s.port}",
+        "    default_backend gunicorn",
+        # The front's own 503s (queue full or timed out, gunicorn down) read like the app's: JSON and Retry-After.
+        f"    http-request return status 503 content-type application/json hdr Retry-After {s.retry_after_s} "
+        f"string '{refusal}' if {{ queue(gunicorn) ge {s.front_max_queue} }}",
+        f"    http-error status 503 content-type application/json hdr Retry-After {s.retry_after_s} string '{refusal}'",
+        "backend gunicorn",
+        f"    server gunicorn {s.host}:{s.gunicorn_port} maxconn {s.workers * s.threads}",
+        "",
+    ])
+
+
+def front_refusal(settings: Settings) -> dict:
+    """The body of the front's 503, in the app's error shape."""
+    retry = settings.speed.retry_after_s
+    return {"error": f"overloaded: every slot and the queue of the service are full; retry after {retry}s", "retry_after_s": retry}
+
+
+def haproxy_bin() -> str:
+    import shutil
+
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        from deploy.local.process import StackError
+
+        raise StackError("haproxy is missing (the front of the prediction service): run `make install`, "
+                         "or set LAMBDAML_SPEED__FRONT_PROXY=false to serve gunicorn on LAMBDAML_SPEED__PORT directly")
+    return found
+
+
+class FrontProxy(Service):
+    """haproxy on the service's public port: a bounded queue in front of gunicorn that sheds with 503s."""
+
+    name = "speed-front"
+    ready_timeout = 30.0
+    depends_on = ("speed-api",)
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.runtime_dir / "speed" / "haproxy.cfg"
+
+    def endpoints(self) -> list[Endpoint]:
+        s = self.settings.speed
+        return [Endpoint("LAMBDAML_SPEED__PORT", s.host, s.port)]
+
+    def describe(self) -> str:
+        s = self.settings.speed
+        return (f"{s.url} -> {s.app_url}  (haproxy: {s.workers * s.threads} in gunicorn, queue {s.front_max_queue} "
+                f"for {s.front_queue_timeout_ms} ms, then 503)")
+
+    def prepare(self) -> None:
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(front_config(self.settings))
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        # -db: stay in the foreground (the pid file is ours), log to stderr (the service's log file).
+        return [haproxy_bin(), "-db", "-f", str(self.config_file)], self.settings.child_env()
+
+    def check(self) -> None:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.settings.speed.url}/healthz", timeout=3) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"/healthz through the front answered {resp.status}")
 
 
 class StreamJob(Service):
@@ -91,7 +188,7 @@ class StreamJob(Service):
             raise RuntimeError("the streaming query has not started yet")
 
 
-SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, StreamJob, Dashboard)
+SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, FrontProxy, StreamJob, Dashboard)
 
 
 def wait_for_model(settings: Settings, timeout: float = 60.0) -> str | None:

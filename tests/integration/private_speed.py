@@ -13,7 +13,7 @@ import psutil
 
 from core import kafka, lake
 from core.settings import Settings, SpeedSettings
-from deploy.local.speed import PredictionAPI, wait_for_model
+from deploy.local.speed import FrontProxy, PredictionAPI, wait_for_model
 from deploy.local.stack import Stack
 from tests.model_factory import announcement, artifact_bytes
 
@@ -42,10 +42,14 @@ def private_settings(settings: Settings, runtime_dir: Path, unique: str, **speed
 
 @contextlib.contextmanager
 def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Settings]:
-    """Start the service with ``speed`` fields (``port`` among them) serving model ``v1``; yield its settings."""
+    """Start the service with ``speed`` fields (``port`` among them) serving model ``v1``; yield its settings.
+
+    gunicorn listens on ``port`` itself unless ``front_proxy=True`` is among them: then the front (haproxy)
+    does, as under ``lambdaml speed up``."""
     from confluent_kafka.admin import AdminClient
 
     unique = uuid.uuid4().hex[:8]
+    speed.setdefault("front_proxy", False)
     s = private_settings(settings, runtime_dir, unique, **speed)
     kafka.ensure_topics(s)
     uri = s.s3.uri("tests", "speed", unique, "v1", "model.pt")
@@ -57,7 +61,8 @@ def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Se
     producer = kafka.producer(s)
     producer.produce(s.kafka.models_topic, key=NAME.encode(), value=kafka.encode(announcement(NAME, "v1", uri, data)))
     assert producer.flush(30) == 0
-    stack = Stack(s, ["speed-api"], catalog=(PredictionAPI,), with_dependencies=False)
+    catalog = (PredictionAPI, FrontProxy) if s.speed.front_proxy else (PredictionAPI,)
+    stack = Stack(s, catalog=catalog, with_dependencies=False)
     try:
         stack.up()
         assert wait_for_model(s, 90) == "v1", PredictionAPI(s).proc.log_tail()

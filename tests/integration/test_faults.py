@@ -197,7 +197,8 @@ def fault_speed(stack, settings, tmp_path_factory):
         "trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
         "models_topic", "metrics_topic", "batch_events_topic")}
     model_name = f"it_faults_{unique}"
-    speed = {"port": _free_port(), "workers": 2, "threads": 4, "stream_retry_max_s": 180.0, "model_name": model_name}
+    speed = {"port": _free_port(), "app_port": _free_port(), "workers": 2, "threads": 4, "stream_retry_max_s": 180.0,
+             "model_name": model_name}
     s = settings.model_copy(update={
         "runtime_dir": tmp_path_factory.mktemp("faults-runtime"),
         "kafka": settings.kafka.model_copy(update=topics),
@@ -216,7 +217,7 @@ def fault_speed(stack, settings, tmp_path_factory):
     registry.promote(model_name, good.version)
     env = FaultSpeed(s, settings, model_name)
     env.good, env.bad = good.version, bad.version
-    env.stack("speed-api", "speed-stream").up()
+    env.stack("speed-api", "speed-front", "speed-stream").up()
     assert wait_for_model(s, 60) == good.version
     yield env
     env.ledger.close()

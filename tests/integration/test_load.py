@@ -4,7 +4,9 @@ cannot take, and nothing else gives.
 A small in-flight limit and many concurrent clients, some sending big batches: every answer is a
 200 or a 503 with ``Retry-After`` and a JSON error, no request fails otherwise, the workers are the
 same processes at the end, their memory stays bounded, and ``/metrics`` counts every refusal the
-clients saw. No timing is asserted.
+clients saw. Behind its front (haproxy, as `lambdaml speed up` runs it), the front sheds what gunicorn
+has no slot or queue place for, with the same JSON 503 and ``Retry-After``, and answers so while
+gunicorn is down. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import collections
 import threading
 import time
 
+import psutil
 import pytest
 import requests
 
+from deploy.local.stack import Stack
 from tests.integration.private_speed import TRIP, private_speed, workers
 
 pytestmark = pytest.mark.integration
@@ -41,8 +45,10 @@ def rejected_total(url: str) -> float:
                for sample in family.samples if sample.name == "lambdaml_requests_rejected_total")
 
 
-def overload(url: str, seconds: float) -> tuple[collections.Counter, list[str]]:
-    """``CLIENTS`` closed-loop clients for ``seconds``; status counts and every contract breach seen."""
+def overload(url: str, seconds: float, messages: collections.Counter | None = None,
+             clients: int = CLIENTS) -> tuple[collections.Counter, list[str]]:
+    """``clients`` closed-loop clients for ``seconds``; status counts and every contract breach seen (and, into
+    ``messages``, the error text of each 503)."""
     codes: collections.Counter = collections.Counter()
     breaches: list[str] = []
     lock = threading.Lock()
@@ -71,6 +77,9 @@ def overload(url: str, seconds: float) -> tuple[collections.Counter, list[str]]:
                     problem = f"503 without Retry-After: {dict(r.headers)}"
                 elif not body.get("error") or body.get("retry_after_s") != int(r.headers["Retry-After"]):
                     problem = f"503 without a JSON error and retry_after_s: {body}"
+                elif messages is not None:
+                    with lock:
+                        messages[body["error"]] += 1
             else:
                 problem = f"{r.status_code}: {r.text[:200]}"
             with lock:
@@ -78,7 +87,7 @@ def overload(url: str, seconds: float) -> tuple[collections.Counter, list[str]]:
                 if problem:
                     breaches.append(problem)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     time.sleep(seconds)
@@ -108,3 +117,57 @@ def test_overload_is_refused_with_retry_after_and_nothing_else_gives(service):
     # Once the load is gone, every request is served again.
     assert all(requests.post(f"{url}/v1/predict", json=dict(TRIP, trip_id=f"after-{i}"), timeout=10).status_code
                == 200 for i in range(10))
+
+
+@pytest.fixture(scope="module")
+def fronted(stack, settings, tmp_path_factory):
+    """The service behind its front (haproxy), as `lambdaml speed up` runs it, with a small gunicorn and a short
+    queue in the front, so that the front sheds first."""
+    with private_speed(settings, tmp_path_factory.mktemp("front-runtime"), port=18112, app_port=18113, workers=1,
+                       threads=4, max_in_flight=4, front_proxy=True, front_max_queue=2, front_queue_timeout_ms=200,
+                       retry_after_s=2) as s:
+        yield s
+
+
+def test_the_front_sheds_past_gunicorn_with_the_same_contract(fronted):
+    from deploy.local.speed import front_refusal
+
+    url = fronted.speed.url
+    before = {p.pid for p in workers(fronted)}
+    rejected_before = rejected_total(fronted.speed.app_url)
+    messages: collections.Counter = collections.Counter()
+
+    codes, breaches = overload(url, SECONDS / 2, messages, clients=32)
+
+    assert breaches == [], breaches[:10]  # no transport error, and every 503 is JSON with Retry-After
+    assert set(codes) <= {200, 503}, codes
+    front_said = front_refusal(fronted)["error"]
+    by_gunicorn = rejected_total(fronted.speed.app_url) - rejected_before
+    print(f"front: {dict(codes)}; 503s by the front {messages[front_said]}, by gunicorn {by_gunicorn:.0f}")
+    assert codes[200] > 0 and messages[front_said] > 0, (codes, messages)
+    assert messages[front_said] + by_gunicorn == codes[503], (messages, by_gunicorn)
+    assert {p.pid for p in workers(fronted)} == before
+    assert all(requests.post(f"{url}/v1/predict", json=dict(TRIP, trip_id=f"front-after-{i}"), timeout=10).status_code
+               == 200 for i in range(10))
+
+
+def test_the_front_answers_503_with_retry_after_while_gunicorn_is_down(fronted):
+    import os
+    import signal
+
+    from deploy.local.speed import PredictionAPI, wait_for_model
+
+    api = PredictionAPI(fronted)
+    master = api.proc.pid()
+    procs = [psutil.Process(master), *psutil.Process(master).children(recursive=True)]
+    os.killpg(master, signal.SIGKILL)  # the master and its workers, by the pid we started
+    psutil.wait_procs(procs, timeout=10)
+    try:
+        r = requests.post(f"{fronted.speed.url}/v1/predict", json=dict(TRIP, trip_id="front-down"), timeout=10)
+        assert r.status_code == 503 and r.headers.get("Retry-After") == "2", (r.status_code, r.headers)
+        assert r.json()["retry_after_s"] == 2
+    finally:
+        Stack(fronted, ["speed-api"], catalog=(PredictionAPI,), with_dependencies=False).up()
+    assert wait_for_model(fronted, 90) == "v1"
+    assert requests.post(f"{fronted.speed.url}/v1/predict", json=dict(TRIP, trip_id="front-back"),
+                         timeout=10).status_code == 200

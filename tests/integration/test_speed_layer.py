@@ -78,7 +78,7 @@ def speed(stack, settings, tmp_path_factory):
     env = SpeedEnv(s, unique)
     env.v1 = artifact_bytes(11)
     env.publish_model("v1", env.v1)
-    env.stack("speed-api").up()
+    env.stack("speed-api", "speed-front").up()
     assert wait_for_model(s, 60) == "v1"
     yield env
     env.stack().down()
