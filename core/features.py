@@ -100,11 +100,20 @@ def _airport_lookup() -> np.ndarray:
     return table
 
 
+@lru_cache(maxsize=1)
+def _borough_digits() -> str:
+    """The borough table as one string, a digit a zone slot."""
+    table = _borough_table()
+    if max(table) > 9:
+        raise ValueError("a borough index over 9 does not fit one digit a zone")
+    return "".join(str(v) for v in table)
+
+
 def _borough_sp(col: str) -> "Column":
     from pyspark.sql import functions as F
 
-    table = F.array(*[F.lit(v) for v in _borough_table()])
-    return F.element_at(table, _zone_sp(col) + 1).cast("int")
+    # One string literal instead of an array of 266: the streaming job plans this again every micro-batch.
+    return F.substr(F.lit(_borough_digits()), _zone_sp(col) + 1, F.lit(1)).cast("int")
 
 
 def _borough_np(values: np.ndarray) -> np.ndarray:
