@@ -381,20 +381,21 @@ def start(spark, settings: Settings, checkpoint: str | None = None):
     each row's topic). Progress is tracked asynchronously, so offset and commit logs stay off the latency path.
     """
     k, s = settings.kafka, settings.speed
-    source = (
+    trigger = trigger_kwargs(s.stream_trigger)
+    reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", k.bootstrap)
         .option("subscribe", k.trip_requests_topic)
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "false")
-        .option("maxOffsetsPerTrigger", s.stream_max_offsets_per_trigger)
-        .load()
     )
+    if "realTime" not in trigger:  # real-time mode refuses a per-batch cap: its batches are bounded by time
+        reader = reader.option("maxOffsetsPerTrigger", s.stream_max_offsets_per_trigger)
+    source = reader.load()
     rows = batch_rows(parse(source))
     scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
     status = StatusFile(settings)
     spark.streams.addListener(progress_listener(settings, status))
-    trigger = trigger_kwargs(s.stream_trigger)
     writer = (
         outputs(scored, settings).writeStream.queryName(QUERY_NAME).format("kafka")
         .option("kafka.bootstrap.servers", k.bootstrap)
