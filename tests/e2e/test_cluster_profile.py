@@ -168,6 +168,30 @@ def _wait_for_stream(s: Settings, timeout: float = 300, quiet_s: float = 10.0) -
             return
 
 
+def _production_model(s: Settings, trained: dict) -> str:
+    """The version the speed layer will serve: the run's own if its gate promoted it, else the operator promotes it.
+
+    The cluster run trains a few steps on 3,000 rows (3 epochs), so whether it beats the baseline by the
+    gate's margin is a matter of the sampled learning rate; its quality is not what this module tests."""
+    from sqlalchemy import text as sql
+
+    from batch.pipeline import MODEL_NAME
+    from core.db import engine
+    from core.registry import Registry
+
+    registry = Registry(s)
+    current = registry.production(MODEL_NAME)
+    if current is not None:
+        return current.version
+    eng = engine(s)
+    with eng.connect() as conn:
+        version = conn.execute(sql("SELECT model_version FROM training_runs WHERE run_id = :r"),
+                               {"r": trained["run"]["dag_run_id"]}).scalar_one()
+    eng.dispose()
+    _progress(f"the gate kept {version} out of production; promoting it as an operator would")
+    return registry.promote(MODEL_NAME, version).version
+
+
 @pytest.fixture(scope="module")
 def replayed(cluster, trained):
     """Live replay with the stream running; one broker is killed (by its pid) half-way through."""
@@ -177,6 +201,7 @@ def replayed(cluster, trained):
     from deploy.local.stack import Stack
 
     s = cluster
+    _production_model(s, trained)
     Stack(s, catalog=SPEED_SERVICES, echo=_progress).up()
     assert wait_for_model(s, timeout=120), "the prediction service loaded no model"
     since_ms = int(time.time() * 1000) - 1000
