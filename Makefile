@@ -59,6 +59,7 @@ test-unit: venv  ## Unit tests only (no services)
 bench: stack-up  ## Every benchmark beside its baseline; a dated JSON + table in bench/results/ (BENCH_ARGS="--help")
 	@$(PY) -m bench $(BENCH_ARGS)
 
-clean:  ## Stop the stack and delete the runtime folder (keeps caches)
+clean:  ## Stop the speed layer and the stack, and delete the runtime folder (keeps caches)
+	-@test -x $(LAMBDAML) && $(LAMBDAML) speed down
 	-@test -x $(LAMBDAML) && $(LAMBDAML) stack down
 	rm -rf .runtime
