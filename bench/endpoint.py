@@ -44,8 +44,7 @@ import typer
 from bench import common
 from core import kafka, lake
 from core.settings import PROJECT_ROOT, Settings, SpeedSettings, get_settings
-from deploy.local.services import Service
-from deploy.local.speed import SPEED_SERVICES, FrontProxy, PredictionAPI, wait_for_model
+from deploy.local.speed import SPEED_SERVICES, PredictionAPI, service_processes, wait_for_model
 from deploy.local.stack import Stack
 
 NAME = "endpoint"
@@ -163,14 +162,9 @@ class PrivateSpeedLayer:
             raise RuntimeError("could not announce the benchmark model")
 
 
-def service_catalog(settings: Settings) -> tuple[type[Service], ...]:
-    """The processes of the service under test: gunicorn, and haproxy in front of it when configured."""
-    return (PredictionAPI, FrontProxy) if settings.speed.front_proxy else (PredictionAPI,)
-
-
 def serve_model(settings: Settings, timeout: float = 90.0) -> None:
     """Start the prediction service with ``settings`` and wait until every worker serves the model."""
-    Stack(settings, catalog=service_catalog(settings), echo=typer.echo).up()
+    Stack(settings, catalog=service_processes(settings), echo=typer.echo).up()
     if wait_for_model(settings, timeout) != MODEL_VERSION:
         raise RuntimeError(f"the service did not load {MODEL_VERSION} within {timeout:.0f}s")
     # /readyz lands on any worker: wait until many answers in a row say ready.
@@ -214,7 +208,7 @@ class Server:
             Stack(self.settings, catalog=(self.api,), echo=typer.echo).up()
 
     def down(self) -> None:
-        catalog = service_catalog(self.settings) if self.real else (self.api,)
+        catalog = service_processes(self.settings) if self.real else (self.api,)
         Stack(self.settings, catalog=catalog, echo=typer.echo).down()
 
     def cpu_seconds(self) -> float:

@@ -34,7 +34,8 @@ SYSTEM_NEEDS: dict[str, str] = {
 }
 
 
-def _which(binary: str) -> str | None:
+def which(binary: str) -> str | None:
+    """The path of ``binary`` on PATH or in the sbin folders (Debian puts daemons there)."""
     return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/local/sbin:/sbin")
 
 
@@ -48,8 +49,8 @@ def java_major(java: str) -> int:
 
 
 def missing_packages() -> list[str]:
-    missing = [pkg for binary, pkg in SYSTEM_NEEDS.items() if _which(binary) is None]
-    java = _which("java")
+    missing = [pkg for binary, pkg in SYSTEM_NEEDS.items() if which(binary) is None]
+    java = which("java")
     if java and java_major(java) < 17 and "openjdk-17-jre-headless" not in missing:
         missing.append("openjdk-17-jre-headless")
     return missing
@@ -102,7 +103,7 @@ def install_dashboard_assets(settings: Settings, echo: Callable[[str], None] = p
     if all((target / name).is_file() for name in dashboard.UPLOT_FILES):
         echo(f"  uPlot: cached at {target}")
         return
-    npm = _which("npm")
+    npm = which("npm")
     if npm is None:
         raise RuntimeError("npm is missing: run `lambdaml install` (it installs the Debian package npm).")
     spec = f"uplot@{dashboard.UPLOT_VERSION}"

@@ -72,6 +72,15 @@ class Service:
         """Create what the platform needs in the running service (idempotent)."""
 
 
+def kraft_cluster_id() -> str:
+    """A random KRaft cluster id (16 bytes, URL-safe base64) that does not start with '-': the storage tool
+    would read such an id as an option (``--cluster-id/-t: expected one argument``), as Kafka's own
+    ``random-uuid`` avoids too."""
+    while (cluster_id := urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 def java_bin(settings: Settings) -> str:
     if settings.java_home:
         candidate = settings.java_home / "bin" / "java"
@@ -309,7 +318,7 @@ class Kafka(Service):
         (self.home / "log4j2.properties").write_text(_KAFKA_LOG4J2)
         if (self.home / "data" / "meta.properties").exists():
             return
-        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kraft_cluster_id()
         argv = self._java(
             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file), "--standalone"
         )
@@ -568,8 +577,9 @@ class KafkaBroker(Kafka):
             return
         # Every node of one cluster is formatted with the same id.
         self.cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
-        if not self.cluster_id_file.exists():
-            self.cluster_id_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        # An id that starts with '-' (written before kraft_cluster_id guarded it) never formatted a node: replace it.
+        if not self.cluster_id_file.exists() or self.cluster_id_file.read_text().strip().startswith("-"):
+            self.cluster_id_file.write_text(kraft_cluster_id())
         cluster_id = self.cluster_id_file.read_text().strip()
         argv = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file))
         result = subprocess.run(argv, capture_output=True, text=True, env=self.settings.child_env())

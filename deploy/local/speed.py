@@ -18,6 +18,14 @@ from deploy.local.dashboard import Dashboard
 from deploy.local.services import Endpoint, Service
 
 
+def _healthz(base_url: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/healthz", timeout=3) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"{base_url}/healthz answered {resp.status}")
+
+
 class PredictionAPI(Service):
     name = "speed-api"
     ready_timeout = 90.0
@@ -39,11 +47,7 @@ class PredictionAPI(Service):
         return argv, self.settings.child_env(PYTHONPATH=str(PROJECT_ROOT))
 
     def check(self) -> None:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.settings.speed.app_url}/healthz", timeout=3) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"/healthz answered {resp.status}")
+        _healthz(self.settings.speed.app_url)
 
     def model(self) -> str:
         """The version the service answers with, or why there is none."""
@@ -65,7 +69,8 @@ def front_config(settings: Settings) -> str:
 
     At most workers x threads requests are inside gunicorn at once (its threads, so the service's own
     admission control still answers past ``max_in_flight``); up to ``front_max_queue`` more wait here for
-    at most ``front_queue_timeout_ms``; any other request gets a 503 with Retry-After at once. Without it,
+    at most ``front_queue_timeout_ms``. A request that finds the queue full gets a 503 with Retry-After at
+    once, one that waits longer gets it then. Without it,
     requests past capacity wait in gunicorn's connection queue and the kernel's accept queue until the
     client times out."""
     s = settings.speed
@@ -102,13 +107,14 @@ def front_config(settings: Settings) -> str:
 def front_refusal(settings: Settings) -> dict:
     """The body of the front's 503, in the app's error shape."""
     retry = settings.speed.retry_after_s
-    return {"error": f"overloaded: every slot and the queue of the service are full; retry after {retry}s", "retry_after_s": retry}
+    return {"error": f"overloaded: every slot and the queue of the service are full; retry after {retry}s",
+            "retry_after_s": retry}
 
 
 def haproxy_bin() -> str:
-    import shutil
+    from deploy.local.install import which
 
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    found = which("haproxy")
     if not found:
         from deploy.local.process import StackError
 
@@ -146,11 +152,7 @@ class FrontProxy(Service):
         return [haproxy_bin(), "-db", "-f", str(self.config_file)], self.settings.child_env()
 
     def check(self) -> None:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.settings.speed.url}/healthz", timeout=3) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"/healthz through the front answered {resp.status}")
+        _healthz(self.settings.speed.url)
 
 
 class StreamJob(Service):
@@ -189,6 +191,11 @@ class StreamJob(Service):
 
 
 SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, FrontProxy, StreamJob, Dashboard)
+
+
+def service_processes(settings: Settings) -> tuple[type[Service], ...]:
+    """The prediction service alone: gunicorn, and haproxy in front of it when ``speed.front_proxy`` is on."""
+    return (PredictionAPI, FrontProxy) if settings.speed.front_proxy else (PredictionAPI,)
 
 
 def wait_for_model(settings: Settings, timeout: float = 60.0) -> str | None:

@@ -13,7 +13,7 @@ import psutil
 
 from core import kafka, lake
 from core.settings import Settings, SpeedSettings
-from deploy.local.speed import FrontProxy, PredictionAPI, wait_for_model
+from deploy.local.speed import PredictionAPI, service_processes, wait_for_model
 from deploy.local.stack import Stack
 from tests.model_factory import announcement, artifact_bytes
 
@@ -61,8 +61,7 @@ def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Se
     producer = kafka.producer(s)
     producer.produce(s.kafka.models_topic, key=NAME.encode(), value=kafka.encode(announcement(NAME, "v1", uri, data)))
     assert producer.flush(30) == 0
-    catalog = (PredictionAPI, FrontProxy) if s.speed.front_proxy else (PredictionAPI,)
-    stack = Stack(s, catalog=catalog, with_dependencies=False)
+    stack = Stack(s, catalog=service_processes(s), with_dependencies=False)
     try:
         stack.up()
         assert wait_for_model(s, 90) == "v1", PredictionAPI(s).proc.log_tail()

@@ -48,10 +48,16 @@ from tests.model_factory import artifact_bytes
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free right now (held together while chosen, so no two are the same)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _lambdaml(settings, *args: str) -> subprocess.CompletedProcess:
@@ -197,7 +203,8 @@ def fault_speed(stack, settings, tmp_path_factory):
         "trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
         "models_topic", "metrics_topic", "batch_events_topic")}
     model_name = f"it_faults_{unique}"
-    speed = {"port": _free_port(), "app_port": _free_port(), "workers": 2, "threads": 4, "stream_retry_max_s": 180.0,
+    port, app_port = _free_ports(2)
+    speed = {"port": port, "app_port": app_port, "workers": 2, "threads": 4, "stream_retry_max_s": 180.0,
              "model_name": model_name}
     s = settings.model_copy(update={
         "runtime_dir": tmp_path_factory.mktemp("faults-runtime"),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 from core.settings import Settings
+from deploy.local.install import which
 from deploy.local.speed import front_config, front_refusal
 
 
@@ -44,7 +44,7 @@ def test_the_fronts_refusal_reads_like_the_apps(tmp_path):
 
 
 def test_haproxy_accepts_the_configuration(tmp_path):
-    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    haproxy = which("haproxy")
     if haproxy is None:
         pytest.skip("haproxy is not installed (make install installs it)")
     cfg = tmp_path / "haproxy.cfg"

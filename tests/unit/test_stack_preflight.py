@@ -55,3 +55,11 @@ def test_unknown_service_is_rejected(tmp_path):
 def test_only_pulls_in_dependencies(tmp_path):
     names = [s.name for s in Stack(Settings(runtime_dir=tmp_path), only=["thrift"]).services]
     assert names == ["mariadb", "s3", "thrift"]
+
+
+def test_kraft_cluster_ids_never_read_as_an_option():
+    from deploy.local.services import kraft_cluster_id
+
+    ids = [kraft_cluster_id() for _ in range(5000)]  # about 78 of them would start with '-' unguarded
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
