@@ -59,14 +59,34 @@ def _zone_sp(col: str) -> "Column":
     return F.when(c.between(1, 263), c).otherwise(F.lit(0)).cast("int")
 
 
+def _memo(b: Batch, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, kept in the batch under ``key``: several features share a zone, hour or weekday.
+
+    ``compute_numpy`` hands each feature a copy of the caller's batch, so the cache lives for one call.
+    """
+    if key not in b:
+        b[key] = compute()
+    return b[key]
+
+
+def _zone_of(b: Batch, col: str) -> np.ndarray:
+    return _memo(b, f"_zone:{col}", lambda: _zone_np(b[col]))
+
+
 def _hour_np(b: Batch) -> np.ndarray:
-    ts = b["pickup_ts"].astype("datetime64[s]")
-    return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
+    def hour() -> np.ndarray:
+        ts = b["pickup_ts"].astype("datetime64[s]")
+        return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
+
+    return _memo(b, "_hour", hour)
 
 
 def _dow_np(b: Batch) -> np.ndarray:
-    days = b["pickup_ts"].astype("datetime64[D]").astype("int64")
-    return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
+    def dow() -> np.ndarray:
+        days = b["pickup_ts"].astype("datetime64[D]").astype("int64")
+        return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
+
+    return _memo(b, "_dow", dow)
 
 
 def _hour_sp() -> "Column":
@@ -116,8 +136,8 @@ def _borough_sp(col: str) -> "Column":
     return F.substr(F.lit(_borough_digits()), _zone_sp(col) + 1, F.lit(1)).cast("int")
 
 
-def _borough_np(values: np.ndarray) -> np.ndarray:
-    return _borough_lookup()[_zone_np(values)]
+def _borough_np(b: Batch, col: str) -> np.ndarray:
+    return _borough_lookup()[_zone_of(b, col)]
 
 
 def _log_distance_np(b: Batch) -> np.ndarray:
@@ -146,7 +166,7 @@ def _passengers_sp() -> "Column":
 
 def _airport_np(b: Batch) -> np.ndarray:
     airport = _airport_lookup()
-    return (airport[_zone_np(b["PULocationID"])] | airport[_zone_np(b["DOLocationID"])]).astype("float64")
+    return (airport[_zone_of(b, "PULocationID")] | airport[_zone_of(b, "DOLocationID")]).astype("float64")
 
 
 def _airport_sp() -> "Column":
@@ -163,7 +183,7 @@ def _weekend_sp() -> "Column":
 
 
 def _cross_np(b: Batch) -> np.ndarray:
-    return (_zone_np(b["PULocationID"]) * N_ZONE_SLOTS + _zone_np(b["DOLocationID"])) % CROSS_BUCKETS
+    return (_zone_of(b, "PULocationID") * N_ZONE_SLOTS + _zone_of(b, "DOLocationID")) % CROSS_BUCKETS
 
 
 def _cross_sp() -> "Column":
@@ -171,14 +191,14 @@ def _cross_sp() -> "Column":
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("pu_zone", "categorical", lambda: _zone_sp("PULocationID"), lambda b: _zone_np(b["PULocationID"]),
+    Feature("pu_zone", "categorical", lambda: _zone_sp("PULocationID"), lambda b: _zone_of(b, "PULocationID"),
             N_ZONE_SLOTS),
-    Feature("do_zone", "categorical", lambda: _zone_sp("DOLocationID"), lambda b: _zone_np(b["DOLocationID"]),
+    Feature("do_zone", "categorical", lambda: _zone_sp("DOLocationID"), lambda b: _zone_of(b, "DOLocationID"),
             N_ZONE_SLOTS),
     Feature("pu_borough", "categorical", lambda: _borough_sp("PULocationID"),
-            lambda b: _borough_np(b["PULocationID"]), len(zones.BOROUGHS)),
+            lambda b: _borough_np(b, "PULocationID"), len(zones.BOROUGHS)),
     Feature("do_borough", "categorical", lambda: _borough_sp("DOLocationID"),
-            lambda b: _borough_np(b["DOLocationID"]), len(zones.BOROUGHS)),
+            lambda b: _borough_np(b, "DOLocationID"), len(zones.BOROUGHS)),
     Feature("hour", "categorical", _hour_sp, _hour_np, 24),
     Feature("dow", "categorical", _dow_sp, _dow_np, 7),
     Feature("hour_of_week", "categorical", lambda: (_dow_sp() * 24 + _hour_sp()).cast("int"),
@@ -202,8 +222,9 @@ def spec_version() -> str:
 
 
 def compute_numpy(batch: Batch) -> dict[str, np.ndarray]:
-    """All features for a batch of requests (arrays keyed by input column)."""
-    return {f.name: f.numpy(batch) for f in FEATURES}
+    """All features for a batch of requests (arrays keyed by feature name)."""
+    memo = dict(batch)  # the features' shared intermediates go here, not into the caller's dict
+    return {f.name: f.numpy(memo) for f in FEATURES}
 
 
 def with_features(df):

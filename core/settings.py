@@ -247,7 +247,8 @@ class SpeedSettings(BaseModel):
     max_batch_trips: int = Field(default=1000, ge=1, description="Largest batch one request may carry (413 above).")
     micro_batching: bool = True
     batch_max_size: int = Field(default=512, ge=1, description="Most trips merged into one forward pass.")
-    batch_max_wait_ms: float = Field(default=2.0, ge=0, description="Longest a request waits for others to join.")
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, description="Longest a batch stays open for requests "
+                                     "the worker is already reading; a lone request never waits.")
     api_key: SecretStr | None = Field(default=None, description="If set, requests need the X-API-Key header.")
     request_timeout_s: float = 10.0
     max_in_flight: int = Field(default=12, ge=1, description="Prediction requests one worker works on at once; "
@@ -263,6 +264,11 @@ class SpeedSettings(BaseModel):
                                           description="Checkpoint location. Unset: <runtime_dir>/checkpoints/speed.")
     stream_http_batch: int = Field(default=500, ge=1, description="Trips per call to the prediction service.")
     stream_max_offsets_per_trigger: int = 50_000
+    stream_tasks: int = Field(default=2, ge=0, description="Tasks a micro-batch runs in (Spark coalesce of the "
+                              "Kafka partitions), best at the stream's cores; 0: one a partition. Ignored in "
+                              "real-time mode, whose tasks never end.")
+    stream_fetch_max_wait_ms: int = Field(default=10, ge=0, description="Kafka fetch.max.wait.ms of the "
+                                          "stream's consumers: how long a prefetch may hold up the next batch.")
     stream_progress_interval_ms: int = Field(default=1000, ge=0, description="How often the stream writes its "
                                              "offset and commit logs (asynchronously, off the latency path).")
     stream_retry_max_s: float = Field(default=300.0, description="Longest the stream retries an unreachable service.")

@@ -115,12 +115,13 @@ class Service:
             raise ApiError(503, "no model loaded yet; see GET /readyz")
         return predict(model, trips).tolist(), model
 
-    def score(self, trips: list[TripRequest]) -> tuple[list[float], LoadedModel]:
+    def score(self, trips: list[TripRequest], announced: bool = False) -> tuple[list[float], LoadedModel]:
+        """``announced``: this request was announced to the batcher when it was admitted."""
         if self.batcher is None:
             out = self._run(trips)
             metrics.observe_batch(1, len(trips))
             return out
-        future = self.batcher.submit(trips)  # Overloaded past max_pending_trips
+        future = self.batcher.submit(trips, announced=announced)  # Overloaded past max_pending_trips
         try:
             return future.result(timeout=self.settings.speed.request_timeout_s)
         except FutureTimeout:
@@ -169,7 +170,7 @@ def parse_trips(raw: bytes, max_batch: int) -> tuple[list[TripRequest], bool]:
 def predict_route():
     svc = _service()
     trips, batch = parse_trips(_request_body(), svc.settings.speed.max_batch_trips)
-    durations, model = svc.score(trips)
+    durations, model = svc.score(trips, announced=g.pop("announced", False))
     if not batch:
         return jsonify(trip_id=trips[0].trip_id, predicted_duration_s=round(durations[0], 3),
                        model_version=model.version)
@@ -291,10 +292,15 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 raise Overloaded("in_flight", f"{svc.admission.limit} requests are in flight in this worker")
             g.admitted = True
             metrics.IN_FLIGHT.inc()
+            if svc.batcher is not None and request.endpoint == "predict.predict_route":
+                svc.batcher.announce()  # a batch being formed may wait for this one
+                g.announced = True
         return None
 
     @app.teardown_request
     def _leave(_exc: BaseException | None) -> None:
+        if g.pop("announced", False):  # it never reached the batcher (bad input): do not wait for it
+            svc.batcher.withdraw()
         if g.pop("admitted", False):
             svc.admission.leave()
             metrics.IN_FLIGHT.dec()

@@ -35,6 +35,7 @@ class LoadedModel:
     device: str = "cpu"
     metrics: dict = field(default_factory=dict)
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    runner: Any = None  # what scores: core.model.FusedWideAndDeep of ``module`` (``module`` itself if None)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "uri": self.uri,
@@ -68,7 +69,7 @@ def predict_features(model: LoadedModel, columns: dict[str, np.ndarray]) -> np.n
 
     cat, num = to_tensors(columns, device=model.device)
     with torch.inference_mode():
-        out = model.module(cat, num).float()
+        out = (model.runner or model.module)(cat, num).float()
     return torch.exp(out).cpu().numpy().astype("float64")
 
 
@@ -115,7 +116,14 @@ def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: s
         raise
     except Exception as exc:  # noqa: BLE001 - shape or key mismatch: the file is not this model
         raise ArtifactError(f"artifact does not fit the model: {exc}", reason="model") from exc
-    loaded = LoadedModel(name, version, sha256, uri, module, device, dict(artifact.metrics))
+    from core.model import FusedWideAndDeep
+
+    try:
+        runner = FusedWideAndDeep(module.eval())
+    except ValueError as exc:  # another MLP shape: score with the module itself
+        log.info("serving %s unfused: %s", version, exc)
+        runner = None
+    loaded = LoadedModel(name, version, sha256, uri, module, device, dict(artifact.metrics), runner=runner)
     for size in (1, 64):  # first calls allocate; do that before serving
         out = predict(loaded, [_WARMUP] * size)
         if not np.all(np.isfinite(out)):

@@ -6,7 +6,9 @@ a failing event goes to ``trips.dlq`` with the rule, the raw payload and its
 source topic/partition/offset, and the stream carries on. Valid events get
 their features from the Spark form of ``core.features`` and are scored by the
 prediction service from Spark's Python workers (``mapInArrow``), in calls of
-``stream_http_batch`` trips over one kept-alive connection per worker. Spark
+``stream_http_batch`` trips (also the size of the Arrow batches Spark sends
+them) over one kept-alive connection per worker. A micro-batch runs in
+``stream_tasks`` tasks, one wave on the local master's cores. Spark
 builds the output JSON and its Kafka sink writes predictions (keyed by
 ``trip_id``, with the model version) and dead letters in the same job. A
 query listener turns each batch's progress and observed metrics into
@@ -382,16 +384,23 @@ def start(spark, settings: Settings, checkpoint: str | None = None):
     """
     k, s = settings.kafka, settings.speed
     trigger = trigger_kwargs(s.stream_trigger)
+    # Arrow batches of one service call: the JVM prepares the next while Python waits on the service.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.stream_http_batch))
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", k.bootstrap)
         .option("subscribe", k.trip_requests_topic)
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "false")
+        # A cached consumer's prefetch long-polls the broker for this long, and the next batch's fetch waits
+        # behind it: Kafka's default (500 ms) was the largest single wait of a small batch.
+        .option("kafka.fetch.max.wait.ms", str(s.stream_fetch_max_wait_ms))
     )
     if "realTime" not in trigger:  # real-time mode refuses a per-batch cap: its batches are bounded by time
         reader = reader.option("maxOffsetsPerTrigger", s.stream_max_offsets_per_trigger)
     source = reader.load()
+    if s.stream_tasks and "realTime" not in trigger:  # one wave of tasks on few cores; real-time tasks never end
+        source = source.coalesce(s.stream_tasks)
     rows = batch_rows(parse(source))
     scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
     status = StatusFile(settings)

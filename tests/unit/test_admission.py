@@ -94,7 +94,7 @@ class Gate:
 
 def test_batcher_refuses_past_max_pending_and_recovers():
     gate = Gate()
-    b = MicroBatcher(gate, max_size=4, max_wait_s=0.0, max_pending=6)
+    b = MicroBatcher(gate, max_size=4, max_wait_s=0.0, max_pending=6, inline=False)
     first = b.submit([1, 2, 3, 4])
     second = b.submit([5, 6])
     assert b.pending == 6
@@ -111,7 +111,7 @@ def test_batcher_refuses_past_max_pending_and_recovers():
 
 def test_batcher_drops_a_cancelled_request_unscored_and_frees_its_place():
     gate = Gate()
-    b = MicroBatcher(gate, max_size=2, max_wait_s=0.0, max_pending=10)
+    b = MicroBatcher(gate, max_size=2, max_wait_s=0.0, max_pending=10, inline=False)
     running = b.submit([1, 2])  # taken by the batching thread, held at the gate
     wait_until(lambda: running.running())
     given_up = b.submit([3, 4])
@@ -154,6 +154,7 @@ def gated_app(holder: ModelHolder, **speed):
     svc = app.extensions["lambdaml"]
     gate = threading.Event()
     if svc.batcher is not None:
+        svc.batcher.inline = False  # every request goes through the queue, to the gate
         score = svc.batcher._run
 
         def held(items):

@@ -58,3 +58,43 @@ def test_training_is_reproducible_and_beats_the_baseline():
 def test_metrics():
     m = baseline.metrics(np.array([100.0, 200.0]), np.array([110.0, 180.0]))
     assert m["mae_s"] == 15.0 and np.isclose(m["rmse_s"], np.sqrt((100 + 400) / 2)) and np.isclose(m["mape_pct"], 10.0)
+
+
+def _random_model(config: ModelConfig, seed: int) -> WideAndDeep:
+    torch.manual_seed(seed)
+    model = WideAndDeep(config, label_mean=6.5)
+    with torch.no_grad():
+        for emb in model.wide.values():  # zero at init: give the wide part something to add
+            emb.weight.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def test_fused_inference_computes_what_the_module_computes():
+    from core.model import FusedWideAndDeep
+
+    split = make_split(dt.date(2026, 11, 20), 300, 4)
+    cat, num = to_tensors(split.columns)
+    configs = (ModelConfig(), ModelConfig(hidden=[16]), ModelConfig(zone_dim=8, hidden=[32, 16, 8]))
+    for seed, config in enumerate(configs):
+        model = _random_model(config, seed)
+        fused = FusedWideAndDeep(model)
+        with torch.inference_mode():
+            for rows in (slice(0, 1), slice(0, 300)):
+                expected, got = model(cat[rows], num[rows]), fused(cat[rows], num[rows])
+                assert got.shape == expected.shape
+                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():  # a copy: training the module further does not change the fused one
+            model.bias += 1.0
+        with torch.inference_mode():
+            assert torch.allclose(fused(cat, num) + 1.0, model(cat, num), atol=1e-4)
+
+
+def test_fused_inference_refuses_an_mlp_it_does_not_know():
+    import pytest
+
+    from core.model import FusedWideAndDeep
+
+    model = _random_model(ModelConfig(hidden=[16]), 0)
+    model.mlp.insert(1, torch.nn.Tanh())
+    with pytest.raises(ValueError, match="Linear, ReLU and Dropout"):
+        FusedWideAndDeep(model)

@@ -206,7 +206,7 @@ def test_micro_batcher_merges_concurrent_requests():
         calls.append(len(items))
         return [x * 2 for x in items], "ctx"
 
-    b = MicroBatcher(run, max_size=64, max_wait_s=0.05)
+    b = MicroBatcher(run, max_size=64, max_wait_s=0.05, inline=False)
     futures = [b.submit([i, i + 100]) for i in range(10)]
     gate.set()
     results = [f.result(5) for f in futures]
@@ -216,6 +216,77 @@ def test_micro_batcher_merges_concurrent_requests():
     assert all(len(f.result(5)[0]) == 40 for f in over)
     assert max(calls) <= 64  # a batch never exceeds max_size and a request is never split
     b.close()
+
+
+def test_a_lone_request_does_not_wait_and_announced_ones_are_waited_for():
+    calls: list[list[int]] = []
+
+    def run(items):
+        calls.append(list(items))
+        return [x * 2 for x in items], "ctx"
+
+    b = MicroBatcher(run, max_size=64, max_wait_s=1.0)
+    t0 = time.monotonic()
+    assert b.submit([1]).result(5) == ([2], "ctx")
+    assert time.monotonic() - t0 < 0.5  # nobody announced: scored at once, not after max_wait_s
+
+    b.announce()  # a second request is being read ...
+    first = b.submit([2])
+    time.sleep(0.1)
+    assert not first.done()  # ... so the batch waits for it
+    second = b.submit([3], announced=True)
+    assert first.result(5) == ([4], "ctx") and second.result(5) == ([6], "ctx")
+    assert calls[-1] == [2, 3] and b.announced == 0  # one forward pass for both
+
+    b.announce()  # announced, then refused before it reached the batcher
+    t0 = time.monotonic()
+    third = b.submit([4])
+    time.sleep(0.05)
+    b.withdraw()
+    assert third.result(5) == ([8], "ctx") and time.monotonic() - t0 < 0.6
+    assert b.announced == 0
+    b.close()
+
+
+def test_a_lone_request_is_scored_in_its_own_thread_and_later_ones_share_a_pass():
+    gate = threading.Event()
+    calls: list[tuple[str, list[int]]] = []
+
+    def run(items):
+        if items == [0]:
+            gate.wait(5)
+        calls.append((threading.current_thread().name, list(items)))
+        return [x * 2 for x in items], "ctx"
+
+    b = MicroBatcher(run, max_size=64, max_wait_s=0.0)
+    lone: list = []
+    t = threading.Thread(target=lambda: lone.append(b.submit([0]).result(5)), name="request-0")
+    t.start()
+    wait_until(lambda: b.pending == 1)  # scored inline, held at the gate
+    later = [b.submit([i]) for i in range(1, 6)]  # a pass is running: these queue
+    time.sleep(0.05)
+    assert not any(f.done() for f in later)
+    gate.set()
+    t.join(5)
+    assert lone == [([0], "ctx")] and [f.result(5)[0] for f in later] == [[2], [4], [6], [8], [10]]
+    assert calls[0] == ("request-0", [0])  # in the caller's thread, no hand-off
+    assert calls[1] == ("micro-batcher", [1, 2, 3, 4, 5])  # queued during it: one pass of the batching thread
+    b.close()
+
+
+def test_bad_input_withdraws_its_announcement(client):
+    batcher = client.application.extensions["lambdaml"].batcher
+    assert client.post("/v1/predict", json={"trip_id": "x"}).status_code == 400
+    assert client.post("/v1/predict", json=TRIP).status_code == 200
+    assert batcher.announced == 0
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
 
 
 json_values = st.recursive(
