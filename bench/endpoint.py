@@ -1,7 +1,7 @@
 """Latency of ``POST /v1/predict`` under open-loop load: the Flask+gunicorn floor, micro-batched and naive.
 
-Three servers run one after another on a private port, each as a process group of its own, all
-under ``speed/gunicorn_conf.py`` with the same workers and threads:
+Three servers run side by side, each on a private port of its own and as a process group of its own,
+all under ``speed/gunicorn_conf.py`` with the same workers and threads:
 
 - ``floor``: ``bench/floor_app.py``, a constant answer — the cost of Flask and gunicorn alone;
 - ``micro_batched``: the real service (``speed.wsgi:app``), concurrent requests share forward passes;
@@ -12,14 +12,16 @@ random weights — inference costs the same as with trained ones — loaded the 
 the artifact goes to the lake and is announced on a models topic of the benchmark's own.
 
 vegeta (Go, built once into ``~/.cache/lambdaml/bin``) sends single-trip requests at constant rates,
-open loop: a slow answer does not slow the sender. Each (server, rate) run follows a short warm-up
-at the same rate, and records the CPU time gunicorn's processes spent per request and, for the
-real service, the sizes of its forward passes (``/metrics``). Then, for the real service, the rate
-steps up until p99 goes over the limit or a request fails — a rate over the limit is measured once
-more before the search stops, as the machine is shared: the last rate that held is the max
-sustainable throughput. vegeta runs on the same cores as gunicorn. ``--variant`` reruns that
-search for the micro-batched service with other settings (e.g. ``batch_max_wait_ms=0.5``,
-``workers=1,threads=32``).
+open loop: a slow answer does not slow the sender. The machine is shared and its load drifts, so the
+three servers are up at once (an idle one costs next to no CPU) and measured in interleaved rounds:
+each round runs every server in turn at the same rate, and the run of median p99 of each server
+counts. Each run follows a short warm-up at the same rate, and records the CPU time gunicorn's
+processes spent per request and, for the real service, the sizes of its forward passes
+(``/metrics``). Then the two real services step up through the search rates together, each until
+p99 goes over the limit or a request fails — a rate over the limit is measured once more before
+that server's search stops: the last rate that held is its max sustainable throughput. vegeta runs
+on the same cores as gunicorn. ``--variant`` reruns the search for the micro-batched service with
+other settings (e.g. ``batch_max_wait_ms=0.5``, ``workers=1,threads=32``).
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ class Server:
     label: str
     settings: Settings
     api: type[PredictionAPI] = PredictionAPI
+    vegeta: Vegeta | None = None  # its load generator, aimed at its port (bench.load brings its own)
 
     @property
     def real(self) -> bool:
@@ -338,17 +341,31 @@ def batch_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, 
 class ServerRuns:
     """What one server did at each offered rate, and where its rate search stopped."""
 
-    load_average_1m: float  # of the machine, before the server started: other work shares the cores
-    runs: dict[float, LoadResult] = field(default_factory=dict)
-    server_side: dict[float, dict[str, Any]] = field(default_factory=dict)  # CPU per request, batch sizes
+    load_average_1m: float  # of the machine, before the servers started: other work shares the cores
+    rounds: dict[float, list[LoadResult]] = field(default_factory=dict)  # every run at a rate, in order
+    server_side: dict[float, list[dict[str, Any]]] = field(default_factory=dict)  # CPU per request, batch sizes
     retries: dict[float, LoadResult] = field(default_factory=dict)  # second tries of rates over the limit
     searched: bool = False
     max_sustainable: LoadResult | None = None
     first_failure: LoadResult | None = None
 
+    @property
+    def runs(self) -> dict[float, LoadResult]:
+        """The run of median p99 at each rate: what the comparisons use."""
+        return {rate: sorted(runs, key=lambda r: r.p99_ms)[(len(runs) - 1) // 2] for rate, runs in self.rounds.items()}
+
+    def add(self, rate: float, result: LoadResult, side: dict[str, Any]) -> None:
+        self.rounds.setdefault(rate, []).append(result)
+        self.server_side.setdefault(rate, []).append(side)
+
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"load_average_1m_before": self.load_average_1m, "runs": {
-            f"{rate:g}": asdict(r) | self.server_side[rate] for rate, r in sorted(self.runs.items())}}
+        runs = self.runs
+        out: dict[str, Any] = {"load_average_1m_before": self.load_average_1m, "runs": {}}
+        for rate, rounds in sorted(self.rounds.items()):
+            chosen = rounds.index(runs[rate])
+            out["runs"][f"{rate:g}"] = asdict(runs[rate]) | self.server_side[rate][chosen] | {
+                "rounds": [{"p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "success": r.success} | side
+                           for r, side in zip(rounds, self.server_side[rate])]}
         if self.retries:
             out["retries"] = {f"{rate:g}": asdict(r) for rate, r in sorted(self.retries.items())}
         if self.searched:
@@ -360,47 +377,64 @@ class ServerRuns:
 
 
 class Bench:
-    def __init__(self, vegeta: Vegeta, duration_s: float, warmup_s: float, p99_limit_ms: float):
-        self.vegeta, self.duration_s, self.warmup_s, self.p99_limit_ms = vegeta, duration_s, warmup_s, p99_limit_ms
+    """Runs servers side by side: all are up at once, and each round gives every server the same load in
+    turn, so that other work on the shared machine falls on all of them alike."""
 
-    def run(self, server: Server, rates: list[float], search: list[float]) -> ServerRuns:
-        """Fixed-rate runs at ``rates``; then, if ``search`` is given, step through it until a rate does not hold."""
-        typer.echo(f"\n== {server.label}: {server.settings.speed.workers} workers x {server.settings.speed.threads} "
-                   f"threads, micro_batching={server.settings.speed.micro_batching}, "
-                   f"batch_max_wait_ms={server.settings.speed.batch_max_wait_ms:g}")
-        out = ServerRuns(round(os.getloadavg()[0], 2), searched=bool(search))
+    def __init__(self, duration_s: float, warmup_s: float, p99_limit_ms: float, rounds: int):
+        self.duration_s, self.warmup_s, self.p99_limit_ms, self.rounds = duration_s, warmup_s, p99_limit_ms, rounds
+
+    def compare(self, servers: list[Server], rates: list[float], search: list[float]) -> dict[str, ServerRuns]:
+        """``rounds`` runs of each server at each of ``rates``, interleaved; then the real services step up
+        through ``search`` together, each until a rate does not hold for it (twice)."""
+        load = round(os.getloadavg()[0], 2)
+        out = {s.label: ServerRuns(load, searched=bool(search) and s.real) for s in servers}
+        for s in servers:
+            typer.echo(f"== {s.label}: {s.settings.speed.workers} workers x {s.settings.speed.threads} threads, "
+                       f"micro_batching={s.settings.speed.micro_batching}, "
+                       f"batch_max_wait_ms={s.settings.speed.batch_max_wait_ms:g}, {s.settings.speed.url}")
         try:
-            server.up()
+            for s in servers:
+                s.up()
             for rate in rates:
-                self._measure(server, rate, out)
-            if search:
+                for i in range(self.rounds):
+                    typer.echo(f"  -- {rate:g}/s, round {i + 1} of {self.rounds}")
+                    for s in servers:
+                        self._measure(s, rate, out[s.label])
+            searching = [s for s in servers if out[s.label].searched]
+            if searching:
                 typer.echo(f"  searching the max rate at p99 <= {self.p99_limit_ms:g} ms and no failure")
             for rate in search:
-                result = out.runs.get(rate) or self._measure(server, rate, out)
-                if not result.holds(self.p99_limit_ms):
-                    typer.echo("  over the limit: once more, in case other work on the machine got in the way")
-                    result = out.retries[rate] = self._measure(server, rate, out, retry=True)
-                if not result.holds(self.p99_limit_ms):
-                    out.first_failure = result
+                for s in list(searching):
+                    runs = out[s.label]
+                    result = runs.runs.get(rate) or self._measure(s, rate, runs)
+                    if not result.holds(self.p99_limit_ms):
+                        typer.echo("  over the limit: once more, in case other work on the machine got in the way")
+                        result = runs.retries[rate] = self._measure(s, rate, runs, retry=True)
+                    if result.holds(self.p99_limit_ms):
+                        runs.max_sustainable = result
+                    else:
+                        runs.first_failure = result
+                        searching.remove(s)
+                if not searching:
                     break
-                out.max_sustainable = result
         finally:
-            server.down()
+            for s in servers:
+                s.down()
         return out
 
     def _measure(self, server: Server, rate: float, out: ServerRuns, retry: bool = False) -> LoadResult:
         """One run at ``rate`` after a warm-up, recorded in ``out`` (with what the server did, unless a retry)."""
-        self.vegeta.attack(rate, self.warmup_s)
+        assert server.vegeta is not None, f"{server.label} has no load generator"
+        server.vegeta.attack(rate, self.warmup_s)
         before = batch_histograms(server.settings) if server.real else None
         cpu = server.cpu_seconds()
-        result = self.vegeta.attack(rate, self.duration_s)
+        result = server.vegeta.attack(rate, self.duration_s)
         side: dict[str, Any] = {"server_cpu_ms_per_request": round((server.cpu_seconds() - cpu) / result.requests
                                                                    * 1000, 3)}
         if before is not None:
             side["batches"] = batch_delta(before, batch_histograms(server.settings))
         if not retry:
-            out.runs[rate] = result
-            out.server_side[rate] = side
+            out.add(rate, result, side)
         sizes = f", mean trips/pass {side['batches']['batch_trips']['mean']}" if before is not None else ""
         typer.echo(f"  {server.label:14s} {result.line()}, server CPU {side['server_cpu_ms_per_request']} ms/request"
                    f"{sizes}")
@@ -438,6 +472,8 @@ def main(
     = "100,250,300,350,400,500,600,750,1000,1500,2000,3000",
     duration: Annotated[float, typer.Option(help="Seconds of each measured run.")] = 10.0,
     warmup: Annotated[float, typer.Option(help="Seconds of untimed load at the same rate before each run.")] = 2.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved runs of every server at each of --rates; the "
+                                                    "run of median p99 is compared.")] = 3,
     p99_limit_ms: Annotated[float, typer.Option(help="Latency limit of the rate search.")] = 20.0,
     overhead_rate: Annotated[float, typer.Option(help="Rate at which p99 is compared with the floor.")] = 500.0,
     workers: Annotated[int | None, typer.Option(help="gunicorn workers (default: Settings.speed).")] = None,
@@ -463,19 +499,29 @@ def main(
     with PrivateSpeedLayer(get_settings(), port, NAME) as layer, \
             tempfile.TemporaryDirectory(prefix="lambdaml-bench-vegeta-") as workdir:
         base = with_speed(layer.settings, **overrides)
-        vegeta = Vegeta(vegeta_binary(base), Path(workdir) / "targets.json", Path(workdir))
-        write_targets(vegeta.targets, f"{base.speed.url}/v1/predict", targets, seed)
+        binary = vegeta_binary(base)
+        ports = iter(range(port, port + 100, 2))  # each server on its own port and runtime folder, all up at once
+
+        def server(label: str, api: type[PredictionAPI] = PredictionAPI, **fields: Any) -> Server:
+            folder = layer.runtime_dir / label.replace(" ", "_").replace(",", "+")
+            settings = with_speed(base.model_copy(update={"runtime_dir": folder}), port=next(ports), **fields)
+            work = Path(workdir) / folder.name
+            work.mkdir()
+            vegeta = Vegeta(binary, work / "targets.json", work)
+            write_targets(vegeta.targets, f"{settings.speed.url}/v1/predict", targets, seed)
+            return Server(label, settings, api, vegeta)
+
         layer.publish_model()
-        runner = Bench(vegeta, duration, warmup, p99_limit_ms)
-        floor = runner.run(Server("floor", base, FloorAPI), fixed, [])
-        micro = runner.run(Server("micro_batched", with_speed(base, micro_batching=True)), fixed, search)
-        naive = runner.run(Server("naive", with_speed(base, micro_batching=False)), fixed, search)
+        runner = Bench(duration, warmup, p99_limit_ms, rounds)
+        compared = runner.compare([server("floor", FloorAPI), server("micro_batched", micro_batching=True),
+                                   server("naive", micro_batching=False)], fixed, search)
+        floor, micro, naive = compared["floor"], compared["micro_batched"], compared["naive"]
         tuning = []
         for fields in variants:
-            tuned = with_speed(base, micro_batching=True, **fields)
-            runs = runner.run(Server(f"micro_batched {','.join(f'{k}={v}' for k, v in fields.items())}", tuned),
-                              [overhead_rate], search)
-            tuning.append({"settings": {k: getattr(tuned.speed, k) for k in fields}, **runs.to_json()})
+            label = f"micro_batched {','.join(f'{k}={v}' for k, v in fields.items())}"
+            tuned = server(label, micro_batching=True, **fields)
+            runs = runner.compare([tuned], [overhead_rate], search)[label]
+            tuning.append({"settings": {k: getattr(tuned.settings.speed, k) for k in fields}, **runs.to_json()})
         speed = base.speed
 
     floor_p99 = floor.runs[overhead_rate].p99_ms
@@ -491,6 +537,8 @@ def main(
     common.write_result(
         NAME,
         parameters={"rates": fixed, "search_rates": search, "duration_s": duration, "warmup_s": warmup,
+                    "rounds": rounds, "design": "the three servers up at once, each on its own port; every round "
+                                                "runs each in turn at the same rate; the run of median p99 counts",
                     "p99_limit_ms": p99_limit_ms, "overhead_rate": overhead_rate, "targets": targets, "seed": seed,
                     "gunicorn": {"config": "speed/gunicorn_conf.py", "worker_class": "gthread",
                                  "workers": speed.workers, "threads": speed.threads,

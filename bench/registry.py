@@ -31,7 +31,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("kafka_producer", smoke=("--trips", "500", "--repeats", "1", "--warmup", "0")),
     Benchmark("tune_pool", smoke=("--trials", "2", "--rows", "3000", "--epochs", "1", "--repeats", "1")),
     Benchmark("endpoint", smoke=("--rates", "100", "--search-rates", "100", "--overhead-rate", "100",
-                                 "--duration", "1", "--warmup", "0.5", "--targets", "100")),
+                                 "--duration", "1", "--warmup", "0.5", "--targets", "100", "--rounds", "2")),
     Benchmark("load", smoke=("--rates", "50,200", "--duration", "1", "--warmup", "0.5", "--targets", "100")),
     Benchmark("stream", smoke=("--backlog", "1000", "--rate", "100", "--rate-seconds", "2",
                                "--real-time-trigger", "", "--timeout", "120")),

@@ -20,17 +20,10 @@ from speed.app import create_app
 from speed.batcher import MicroBatcher
 from speed.predictor import ModelHolder, build
 from tests.model_factory import artifact_bytes
+from tests.polling import wait_until
 
 TRIP = {"trip_id": "t-1", "pickup_ts": "2026-01-05T08:30:00", "PULocationID": 161, "DOLocationID": 236,
         "passenger_count": 1, "trip_distance": 2.1, "VendorID": 2}
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 def rejected(reason: str) -> float:

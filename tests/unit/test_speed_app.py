@@ -18,6 +18,7 @@ from speed.app import create_app
 from speed.batcher import MicroBatcher
 from speed.predictor import ModelHolder, build, predict
 from tests.model_factory import announcement, artifact_bytes
+from tests.polling import wait_until
 
 NAME = "trip_duration"
 TRIP = {"trip_id": "t-1", "pickup_ts": "2026-01-05T08:30:00", "PULocationID": 161, "DOLocationID": 236,
@@ -279,14 +280,6 @@ def test_bad_input_withdraws_its_announcement(client):
     assert client.post("/v1/predict", json={"trip_id": "x"}).status_code == 400
     assert client.post("/v1/predict", json=TRIP).status_code == 200
     assert batcher.announced == 0
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 json_values = st.recursive(
