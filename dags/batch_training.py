@@ -10,15 +10,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
 
 from core.assets import DRIFT_ASSET_URI
+from core.schedules import cron
 
 DRIFT_ASSET = Asset(DRIFT_ASSET_URI)
 
 
 @dag(
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=[DRIFT_ASSET]),
+    schedule=AssetOrTimeSchedule(timetable=cron("0 3 * * *"), assets=[DRIFT_ASSET]),
     catchup=False,
     max_active_runs=1,
     tags=["batch", "training"],

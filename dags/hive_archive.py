@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
+
+from core.schedules import cron
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 7 * * *", timezone="UTC"),
+    schedule=cron("0 7 * * *"),
     catchup=False,
     max_active_runs=1,
     tags=["serving", "archive"],

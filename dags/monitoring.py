@@ -10,13 +10,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
 
 from core.assets import DRIFT_ASSET_URI
+from core.schedules import cron
 
 
 @dag(
-    schedule=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
+    schedule=cron("*/15 * * * *"),
     catchup=False,
     max_active_runs=1,
     tags=["serving", "monitoring"],

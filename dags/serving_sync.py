@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
-from airflow.timetables.trigger import CronTriggerTimetable
+
+from core.schedules import cron
 
 
 @dag(
-    schedule=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
+    schedule=cron("*/5 * * * *"),
     catchup=False,
     max_active_runs=1,
     tags=["serving", "mysql"],
