@@ -62,7 +62,7 @@ def _zone_sp(col: str) -> "Column":
 def _memo(b: Batch, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """``compute()``, kept in the batch under ``key``: several features share a zone, hour or weekday.
 
-    ``compute_numpy`` hands each feature a copy of the caller's batch, so the cache lives for one call.
+    ``compute_numpy`` gives all features one copy of the caller's batch, so the cache lives for one call.
     """
     if key not in b:
         b[key] = compute()

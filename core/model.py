@@ -79,7 +79,7 @@ def to_tensors(columns: dict, device: str | torch.device = "cpu") -> tuple[torch
 
 
 class FusedWideAndDeep:
-    """A trained ``WideAndDeep`` folded for inference: the same function in a third of the kernels.
+    """A trained ``WideAndDeep`` folded for inference: the same function in fewer kernels.
 
     The deep embeddings feed the first linear layer only, so each embedding table times its block
     of that layer's weights is a table of partial pre-activations: ``E_n[i] @ W1_n.T`` for every
@@ -88,16 +88,22 @@ class FusedWideAndDeep:
     categorical part and the wide sum together. Dropout is the identity at inference. What is left
     is one matrix product for the numeric inputs and the rest of the MLP, called as functions, not
     modules. On one trip (the service's common case) this took 43 us against the module's 138 us on
-    the 2-core VM; results agree with ``WideAndDeep.forward`` to float32 rounding (``tests/unit/test_model.py``).
+    the 2-core VM; results agree with ``WideAndDeep.forward`` to float32 rounding
+    (``tests/unit/test_model.py``).
 
     Built from a model in eval mode, on its device; the model's weights are copied, so a later
     change to the model does not reach it.
     """
 
     def __init__(self, model: WideAndDeep):
-        linears = [m for m in model.mlp if isinstance(m, nn.Linear)]
-        if any(not isinstance(m, (nn.Linear, nn.ReLU, nn.Dropout)) for m in model.mlp) or len(linears) < 2:
-            raise ValueError("FusedWideAndDeep folds an MLP of Linear, ReLU and Dropout layers only")
+        layers = list(model.mlp)
+        linears = layers[::3]  # what WideAndDeep builds: (Linear, ReLU, Dropout) per hidden layer, then Linear
+        shape_ok = len(layers) % 3 == 1 and len(linears) >= 2 and all(
+            isinstance(m, nn.Linear) for m in linears) and all(
+            isinstance(layers[i + 1], nn.ReLU) and isinstance(layers[i + 2], nn.Dropout)
+            for i in range(0, len(layers) - 1, 3))
+        if not shape_ok:
+            raise ValueError("FusedWideAndDeep folds an MLP of (Linear, ReLU, Dropout) blocks and a last Linear only")
         with torch.no_grad():
             first = linears[0]
             hidden = first.out_features

@@ -37,8 +37,8 @@ from typing import Generic, TypeVar
 from speed.admission import Overloaded
 
 T = TypeVar("T")
-_WAKE = object()  # queued by ``withdraw``: re-check whether anybody is still coming
 R = TypeVar("R")
+_WAKE = object()  # queued by ``withdraw``: re-check whether anybody is still coming
 
 
 @dataclass

@@ -96,5 +96,9 @@ def test_fused_inference_refuses_an_mlp_it_does_not_know():
 
     model = _random_model(ModelConfig(hidden=[16]), 0)
     model.mlp.insert(1, torch.nn.Tanh())
-    with pytest.raises(ValueError, match="Linear, ReLU and Dropout"):
+    with pytest.raises(ValueError, match="Linear, ReLU, Dropout"):
         FusedWideAndDeep(model)
+    swapped = _random_model(ModelConfig(hidden=[16]), 0)  # the right layer types in another order
+    swapped.mlp = torch.nn.Sequential(swapped.mlp[0], swapped.mlp[2], swapped.mlp[1], swapped.mlp[3])
+    with pytest.raises(ValueError, match="Linear, ReLU, Dropout"):
+        FusedWideAndDeep(swapped)
