@@ -45,6 +45,7 @@ from deploy.local.stack import Stack
 
 NAME = "stream"
 LOOP_TOPIC = "loop.predictions"
+FLOOR_TOPIC = "spark-floor.requests"
 LOOP_BATCH = 500
 LOOP_POLL_S = 0.02  # consume() waits this long for a batch to fill: the loop's own batching delay
 PRODUCER_LINGER_MS = 5  # requests and loop predictions, as the stream's sink produces
@@ -230,6 +231,51 @@ def run_loop(settings: Settings, out_topic: str, group_id: str, ready: Event, st
         consumer.close()
 
 
+# --------------------------------------------------------------------------------------------------- the Spark floor
+def run_spark_floor(settings: Settings, out_topic: str, checkpoint: str, ready: Event, stop: Event) -> None:
+    """The floor of the job's latency: the same Kafka source and sink (``speed.stream.kafka_source`` and
+    ``kafka_sink``: trigger, master, tasks, fetch wait, progress tracking) copying each request unchanged to
+    ``out_topic``, with neither parsing nor features nor scoring."""
+    from pyspark.sql import functions as F
+
+    from core.spark import build_session
+    from speed.stream import kafka_sink, kafka_source
+
+    spark = build_session(settings, "lambdaml-bench-spark-floor")
+    spark.sparkContext.setLogLevel("WARN")
+    source = kafka_source(spark, settings).select(F.lit(out_topic).alias("topic"), "key", "value")
+    query = kafka_sink(source, settings, "bench_spark_floor", checkpoint)
+    ready.set()
+    try:
+        while not stop.is_set() and query.isActive:
+            stop.wait(0.5)
+        if query.exception() is not None:
+            raise RuntimeError(f"the Spark floor query failed: {query.exception()}")
+    finally:
+        query.stop()
+        spark.stop()
+
+
+def spawned(target: Callable, args: tuple, name: str, label: str, body: Callable[[Callable[[], bool]], Any]) -> Any:
+    """Run ``target(*args, ready, stop)`` in a fresh process, then ``body(alive)`` once it is ready; stop it after."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop = spawn.Event(), spawn.Event()
+    worker = spawn.Process(target=target, args=(*args, ready, stop), name=name)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.wait(0.5):
+            if not worker.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{label} did not start within 120s (exit code {worker.exitcode})")
+        return body(worker.is_alive)
+    finally:
+        stop.set()
+        worker.join(60)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(10)
+
+
 # --------------------------------------------------------------------------------------------------- stream job facts
 def batch_stats(settings: Settings, since_ms: int, until_ms: int) -> dict[str, Any]:
     """The job's per-batch metrics (``metrics`` topic) of the non-empty batches between two times."""
@@ -332,6 +378,8 @@ def main(
     = "realTime:5 seconds",
     real_time_requests: Annotated[int, typer.Option(help="Requests sent to the real-time job, at --rate.")] = 1000,
     timeout: Annotated[float, typer.Option(help="Longest wait for the predictions of one phase, seconds.")] = 240.0,
+    spark_floor: Annotated[bool, typer.Option(help="Also measure the Spark floor: the job's Kafka source and sink "
+                                                   "copying requests unchanged.")] = True,
     port: Annotated[int, typer.Option(help="Private port of the prediction service.")] = 18210,
     seed: Annotated[int, typer.Option(help="Seed of the generated trips.")] = 7,
     out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
@@ -340,7 +388,7 @@ def main(
     started = time.monotonic()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     source = RequestSource(max(backlog, round(rate * rate_seconds), WARMUP_REQUESTS), seed)
-    with PrivateSpeedLayer(get_settings(), port, NAME, extra_topics=(LOOP_TOPIC,)) as layer:
+    with PrivateSpeedLayer(get_settings(), port, NAME, extra_topics=(LOOP_TOPIC, FLOOR_TOPIC)) as layer:
         s = layer.settings
         loop_topic = layer.extra_topics[LOOP_TOPIC]
         layer.publish_model()
@@ -360,22 +408,21 @@ def main(
             job.down()
         stream["batches"] = batch_stats(s, since, now_ms())
 
+        floor = None
+        if spark_floor:
+            floor_topic = layer.extra_topics[FLOOR_TOPIC]
+            typer.echo(f"\n== Spark floor: {s.kafka.trip_requests_topic} -> {floor_topic}, copied unchanged, "
+                       f"trigger {s.speed.stream_trigger}")
+            t0 = time.monotonic()
+            floor = spawned(run_spark_floor, (s, floor_topic, str(s.runtime_dir / "checkpoints" / "spark-floor")),
+                            "bench-spark-floor", "the Spark floor query",
+                            lambda alive: {"start_s": round(time.monotonic() - t0, 1)} | phases(
+                                "spark_floor", s, floor_topic, source, backlog, rate, rate_seconds, timeout, alive))
+
         typer.echo(f"\n== loop: consume({LOOP_BATCH}) -> features -> POST /v1/predict/features -> {loop_topic}")
-        spawn = multiprocessing.get_context("spawn")
-        ready, stop = spawn.Event(), spawn.Event()
-        worker = spawn.Process(target=run_loop, args=(s, loop_topic, f"bench-loop-{layer.unique}", ready, stop),
-                               name="bench-loop")
-        worker.start()
-        try:
-            if not ready.wait(60):
-                raise RuntimeError("the consumer loop did not start within 60s")
-            loop = phases("loop", s, loop_topic, source, backlog, rate, rate_seconds, timeout, alive=worker.is_alive)
-        finally:
-            stop.set()
-            worker.join(30)
-            if worker.is_alive():
-                worker.terminate()
-                worker.join(10)
+        loop = spawned(run_loop, (s, loop_topic, f"bench-loop-{layer.unique}"), "bench-loop", "the consumer loop",
+                       lambda alive: phases("loop", s, loop_topic, source, backlog, rate, rate_seconds, timeout,
+                                            alive))
 
         real_time = try_trigger(s, real_time_trigger, source, real_time_requests, rate) if real_time_trigger else None
         speed = s.speed
@@ -387,6 +434,19 @@ def main(
     ratios: dict[str, float] = {}
     if targets["stream_over_loop_throughput"]["value"] is not None:
         ratios["stream/loop events_per_s (backlog)"] = targets["stream_over_loop_throughput"]["value"]
+    summary = [
+        common.comparison("stream backlog", stream["backlog"].get("events_per_s"), "loop backlog",
+                          loop["backlog"].get("events_per_s"), "events/s", higher_is_better=True,
+                          target="ratio >= 0.5", met=targets["stream_over_loop_throughput"]["met"]),
+        common.comparison(f"stream p50 at {rate:g}/s", _p50(stream), f"loop p50 at {rate:g}/s", _p50(loop), "ms",
+                          higher_is_better=False, target="stream p50 <= 250 ms", met=targets["stream_p50_ms"]["met"]),
+    ]
+    if floor is not None:
+        summary.append(common.comparison(f"stream p50 at {rate:g}/s", _p50(stream),
+                                         f"Spark floor p50 at {rate:g}/s (copy, same source, sink, trigger)",
+                                         _p50(floor), "ms", higher_is_better=False))
+        if _p50(floor) is not None:
+            targets["spark_floor_p50_ms"] = check_target(_p50(floor), 250.0, below=True)
     common.write_result(
         NAME,
         parameters={"backlog": backlog, "warmup_requests": WARMUP_REQUESTS, "rate": rate, "rate_seconds": rate_seconds,
@@ -404,20 +464,17 @@ def main(
                     "load_average_at_start": load_at_start,
                     "uncommitted_changes": uncommitted("speed", "core", "deploy"),
                     "elapsed_s": round(time.monotonic() - started, 1)},
-        measurements={"stream": stream, "loop": loop, "real_time_trigger": real_time, "targets": targets},
+        measurements={"stream": stream, "spark_floor": floor, "loop": loop, "real_time_trigger": real_time,
+                      "targets": targets},
         ratios=ratios,
         echo=typer.echo,
-        summary=[
-            common.comparison("stream backlog", stream["backlog"].get("events_per_s"), "loop backlog",
-                              loop["backlog"].get("events_per_s"), "events/s", higher_is_better=True,
-                              target="ratio >= 0.5", met=targets["stream_over_loop_throughput"]["met"]),
-            common.comparison(f"stream p50 at {rate:g}/s", stream["fixed_rate"].get("latency_ms", {}).get("p50"),
-                              f"loop p50 at {rate:g}/s", loop["fixed_rate"].get("latency_ms", {}).get("p50"), "ms",
-                              higher_is_better=False, target="stream p50 <= 250 ms",
-                              met=targets["stream_p50_ms"]["met"]),
-        ],
+        summary=summary,
         out=out,
     )
+
+
+def _p50(result: dict[str, Any]) -> float | None:
+    return result["fixed_rate"].get("latency_ms", {}).get("p50")
 
 
 def _ratio(stream: dict[str, Any], loop: dict[str, Any]) -> float | None:

@@ -375,17 +375,10 @@ def progress_listener(settings: Settings, status: StatusFile):
     return ProgressListener()
 
 
-def start(spark, settings: Settings, checkpoint: str | None = None):
-    """Start the query; returns the ``StreamingQuery``.
-
-    One Spark job per micro-batch does everything: read Kafka, parse, compute features, score in the Python
-    workers (``mapInArrow``), build the JSON and write predictions and dead letters to Kafka (the sink picks
-    each row's topic). Progress is tracked asynchronously, so offset and commit logs stay off the latency path.
-    """
+def kafka_source(spark, settings: Settings) -> "DataFrame":
+    """The request topic as a streaming DataFrame, read as the job reads it (also the benchmark's Spark floor)."""
     k, s = settings.kafka, settings.speed
     trigger = trigger_kwargs(s.stream_trigger)
-    # Arrow batches of one service call: the JVM prepares the next while Python waits on the service.
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(s.stream_http_batch))
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", k.bootstrap)
@@ -401,26 +394,45 @@ def start(spark, settings: Settings, checkpoint: str | None = None):
     source = reader.load()
     if s.stream_tasks and "realTime" not in trigger:  # one wave of tasks on few cores; real-time tasks never end
         source = source.coalesce(s.stream_tasks)
-    rows = batch_rows(parse(source))
-    scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
-    status = StatusFile(settings)
-    spark.streams.addListener(progress_listener(settings, status))
+    return source
+
+
+def kafka_sink(rows: "DataFrame", settings: Settings, name: str, checkpoint: str):
+    """A started Kafka sink of ``rows`` (``topic``, ``key``, ``value``) with the job's trigger, delivery and
+    progress-tracking options; returns the ``StreamingQuery``."""
+    trigger = trigger_kwargs(settings.speed.stream_trigger)
     writer = (
-        outputs(scored, settings).writeStream.queryName(QUERY_NAME).format("kafka")
-        .option("kafka.bootstrap.servers", k.bootstrap)
+        rows.writeStream.queryName(name).format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
         .option("kafka.acks", "all")
         .option("kafka.enable.idempotence", "true")
         .option("kafka.linger.ms", "5")
         .option("kafka.compression.type", "lz4")
-        .option("checkpointLocation", checkpoint or settings.stream_checkpoint)
+        .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
     )
     if "realTime" in trigger:
         writer = writer.outputMode("update")  # what real-time mode accepts; the same rows for a stateless query
     if "processingTime" in trigger:
         writer = writer.option("asyncProgressTrackingEnabled", "true").option(
-            "asyncProgressTrackingCheckpointIntervalMs", str(s.stream_progress_interval_ms))
-    query = writer.start()
+            "asyncProgressTrackingCheckpointIntervalMs", str(settings.speed.stream_progress_interval_ms))
+    return writer.start()
+
+
+def start(spark, settings: Settings, checkpoint: str | None = None):
+    """Start the query; returns the ``StreamingQuery``.
+
+    One Spark job per micro-batch does everything: read Kafka, parse, compute features, score in the Python
+    workers (``mapInArrow``), build the JSON and write predictions and dead letters to Kafka (the sink picks
+    each row's topic). Progress is tracked asynchronously, so offset and commit logs stay off the latency path.
+    """
+    # Arrow batches of one service call: the JVM prepares the next while Python waits on the service.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.speed.stream_http_batch))
+    rows = batch_rows(parse(kafka_source(spark, settings)))
+    scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
+    status = StatusFile(settings)
+    spark.streams.addListener(progress_listener(settings, status))
+    query = kafka_sink(outputs(scored, settings), settings, QUERY_NAME, checkpoint or settings.stream_checkpoint)
     status.write({"state": "started", "batches": 0})  # only once Spark accepted the query
     return query
 
