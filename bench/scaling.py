@@ -83,7 +83,7 @@ def stream_work(spark, settings, topic: str) -> int:
             .option("subscribe", topic).option("startingOffsets", "earliest").option("endingOffsets", "latest")
             .load())
     rows.cache()  # noqa: the Kafka read is timed with the work, the count is not
-    out = stream.batch_rows(stream.parse(rows))
+    out = stream.batch_rows(stream.parse(rows), settings)
     out.write.format("noop").mode("overwrite").save()
     n = rows.count()
     rows.unpersist()

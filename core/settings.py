@@ -104,8 +104,13 @@ class MySQLSettings(BaseModel):
     metastore_database: str = "metastore"
     user: str = "lambdaml"
     password: SecretStr = SecretStr("lambdaml-dev")
-    analyst_user: str = "analyst"
+    analyst_user: str = Field(default="analyst", description="Read-only analyst: SELECT on `database` in MySQL, "
+                              "and the login of the Hive tier (the Thrift Server).")
     analyst_password: SecretStr = SecretStr("analyst-dev")
+    metastore_reader_user: str = Field(
+        default="hive_reader", description="The Thrift Server's metastore login: SELECT only on "
+        "`metastore_database` (the local stack creates it; create it yourself on an external server).")
+    metastore_reader_password: SecretStr = SecretStr("hive-reader-dev")
     buffer_pool: str = "256M"
 
     @field_validator("database", "metastore_database")
@@ -157,6 +162,10 @@ class S3Settings(BaseModel):
     region: str = "us-east-1"
     access_key: str = "lambdaml"
     secret_key: SecretStr = SecretStr("lambdaml-secret")
+    reader_access_key: str = Field(
+        default="lambdaml-reader", description="The Thrift Server's S3 key: the bucket's policy lets it only read "
+        "(the local stack creates the account and the policy; on an external S3, give it a read-only key).")
+    reader_secret_key: SecretStr = SecretStr("lambdaml-reader-secret")
     retry_limit: int = Field(
         default=7, ge=0,
         description="S3A retries of a request that failed to connect (fs.s3a.retry.limit), with exponential backoff. "
@@ -272,6 +281,17 @@ class SpeedSettings(BaseModel):
     stream_progress_interval_ms: int = Field(default=1000, ge=0, description="How often the stream writes its "
                                              "offset and commit logs (asynchronously, off the latency path).")
     stream_retry_max_s: float = Field(default=300.0, description="Longest the stream retries an unreachable service.")
+    dead_letter_payload_bytes: int = Field(
+        default=16_384, ge=64, description="Bytes of a bad event's payload its dead letter keeps; longer ones are cut, "
+        "with the payload's byte length and sha256 beside it (JSON escaping can grow a byte to 6).")
+    stream_record_max_bytes: int = Field(
+        default=524_288, ge=4096, description="Largest value the stream writes to Kafka. A record over it is replaced "
+        "by a small dead letter (`record_too_large`), so no input can fail a batch. Keep it under the sink's "
+        "max.request.size (1 MiB).")
+    stream_restart_max: int = Field(default=0, ge=0, description="Restarts of a failed streaming query before the "
+                                    "job gives up (0: never gives up).")
+    stream_restart_backoff_s: float = Field(default=2.0, gt=0, description="First wait before a failed query is "
+                                            "restarted; it doubles on each failure in a row, up to 60 s.")
     front_proxy: bool = Field(
         default=True, description="Serve `port` through haproxy in front of gunicorn (on `app_port`). It lets at most "
         "workers x threads requests into gunicorn, queues `front_max_queue` more for up to `front_queue_timeout_ms`, "

@@ -115,42 +115,91 @@ def parse(kafka_rows: "DataFrame") -> "DataFrame":
     return fields.select(*SOURCE_COLUMNS, *REQUEST_COLUMNS, error.alias("error"))
 
 
-def batch_rows(parsed: "DataFrame") -> "DataFrame":
-    """Every event of a micro-batch with its features (Spark form of ``core.features``); features of invalid
-    rows are computed but never sent."""
+def batch_rows(parsed: "DataFrame", settings: Settings) -> "DataFrame":
+    """Every event of a micro-batch with its features (Spark form of ``core.features``), and, for an invalid one,
+    what its dead letter keeps of the payload.
+
+    - An invalid row's inputs are nulled first, so that no value a rule refused (10**400, say) can fail a
+      feature's cast and the batch; its features are never sent.
+    - The raw ``payload`` is replaced, for invalid rows only, by its first ``dead_letter_payload_bytes``
+      bytes made valid UTF-8, its byte length, sha256 and whether it was cut. Neither a huge payload nor
+      invalid UTF-8 (which Arrow refuses) ever reaches the Python workers: the scorer needs neither.
+    """
+    from pyspark.sql import functions as F
+
     from core import features
 
-    return features.with_features(parsed).select(*INPUTS, *features.FEATURE_NAMES, *SOURCE)
+    valid = F.col("error").isNull()
+    inputs = parsed.select(*[F.when(valid, F.col(c)).alias(c) if c in REQUEST_COLUMNS else F.col(c)
+                             for c in parsed.columns])
+    n = settings.speed.dead_letter_payload_bytes
+    raw = F.col("payload").cast("binary")  # the event's bytes, unchanged
+    letter = {
+        "payload": F.when(~valid, F.make_valid_utf8(F.substring(raw, 1, n).cast("string"))),
+        "payload_bytes": F.when(~valid, F.octet_length(raw)),
+        "payload_sha256": F.when(~valid, F.sha2(raw, 256)),
+        "payload_truncated": F.when(~valid, F.coalesce(F.octet_length(raw) > n, F.lit(False))),
+    }
+    return features.with_features(inputs).select(*INPUTS, *features.FEATURE_NAMES, *SOURCE,
+                                                  *[v.alias(k) for k, v in letter.items()])
 
 
 INPUTS = ("trip_id", "event_ts", "pickup_ts", "PULocationID", "DOLocationID", "passenger_count", "trip_distance")
-SOURCE = ("error", "payload", "source_topic", "source_partition", "source_offset")
+SOURCE = ("error", "source_topic", "source_partition", "source_offset")
 SCORED_FIELDS = "predicted_duration_s double, model_version string, scored_ts timestamp, service_retries int"
 JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "false"}
 OBSERVED = "batch"
 
 
+RECORD_TOO_LARGE = "record_too_large"
+
+
 def outputs(scored: "DataFrame", settings: Settings) -> "DataFrame":
     """Scored rows to Kafka sink rows (``topic``, ``key``, ``value``): a valid event becomes its prediction on
     ``trips.predictions`` keyed by ``trip_id`` (``core.events.Prediction``); an invalid one its dead letter on
-    ``trips.dlq`` keyed by source offset, carrying the raw payload and the broken rule. JSON built by Spark."""
+    ``trips.dlq`` keyed by source offset, carrying the broken rule and the raw payload. JSON built by Spark.
+
+    No input can make a record the sink refuses, which would fail the batch on every replay:
+
+    - a dead letter keeps the first ``dead_letter_payload_bytes`` bytes of the payload, made valid UTF-8,
+      with the payload's byte length, its sha256 and whether it was cut; the whole payload stays in the request
+      topic at the dead letter's source coordinates (and in the lake's master log);
+    - any value still over ``stream_record_max_bytes`` is replaced by a small ``record_too_large`` dead letter.
+    """
     from pyspark.sql import functions as F
 
-    k = settings.kafka
+    k, s = settings.kafka, settings.speed
     ok = F.col("error").isNull()
     value = F.to_json(F.struct(
         F.lit(1).alias("schema_version"), "trip_id", "model_version", "predicted_duration_s", "event_ts",
         "scored_ts", "pickup_ts", F.col("PULocationID").cast("int").alias("PULocationID"),
         F.col("DOLocationID").cast("int").alias("DOLocationID"),
         F.col("passenger_count").cast("int").alias("passenger_count"), "trip_distance"), JSON_OPTIONS)
-    dead = F.to_json(F.struct(
-        F.lit(1).alias("schema_version"), "payload", "error", "source_topic", "source_partition", "source_offset",
-        F.current_timestamp().alias("ts")), JSON_OPTIONS)
-    source_key = F.concat_ws("/", "source_topic", "source_partition", "source_offset")
-    return scored.select(
+    coordinates = ("source_topic", "source_partition", "source_offset")
+    payload_fields = ("payload_bytes", "payload_sha256")
+
+    def dead_letter(payload: "Column", error: "Column", truncated: "Column") -> "Column":
+        return F.to_json(F.struct(
+            F.lit(1).alias("schema_version"), payload.alias("payload"), error.alias("error"), *coordinates,
+            *payload_fields, truncated.alias("payload_truncated"), F.current_timestamp().alias("ts")), JSON_OPTIONS)
+
+    dead = dead_letter(F.col("payload"), F.col("error"), F.col("payload_truncated"))
+    source_key = F.concat_ws("/", *coordinates)
+    rows = scored.select(
+        *coordinates, *payload_fields,
         F.when(ok, F.lit(k.trip_predictions_topic)).otherwise(F.lit(k.dead_letter_topic)).alias("topic"),
         F.when(ok, F.col("trip_id")).otherwise(source_key).alias("key"),
         F.when(ok, value).otherwise(dead).alias("value"),
+    )
+    too_large = F.octet_length("value") > s.stream_record_max_bytes
+    refused = dead_letter(F.lit(None).cast("string"), F.format_string(
+        f"{RECORD_TOO_LARGE}: the record for %s was %d bytes, over stream_record_max_bytes "
+        f"({s.stream_record_max_bytes}); the payload is at its source coordinates", F.col("topic"),
+        F.octet_length("value")), F.lit(True))
+    return rows.select(
+        F.when(too_large, F.lit(k.dead_letter_topic)).otherwise(F.col("topic")).alias("topic"),
+        F.when(too_large, source_key).otherwise(F.col("key")).alias("key"),
+        F.when(too_large, refused).otherwise(F.col("value")).alias("value"),
     )
 
 
@@ -302,10 +351,11 @@ class StatusFile:
     def __init__(self, settings: Settings):
         self.path = settings.runtime_dir / "speed" / "stream-status.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sticky: dict[str, Any] = {}  # kept in every write: the restarts and the last failure
 
     def write(self, status: dict[str, Any]) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status | {"ts": dt.datetime.now(dt.UTC).isoformat()}, default=str))
+        tmp.write_text(json.dumps(self.sticky | status | {"ts": dt.datetime.now(dt.UTC).isoformat()}, default=str))
         tmp.replace(self.path)
 
 
@@ -419,8 +469,9 @@ def kafka_sink(rows: "DataFrame", settings: Settings, name: str, checkpoint: str
     return writer.start()
 
 
-def start(spark, settings: Settings, checkpoint: str | None = None):
-    """Start the query; returns the ``StreamingQuery``.
+def start(spark, settings: Settings, checkpoint: str | None = None, status: StatusFile | None = None):
+    """Start the query; returns the ``StreamingQuery``. Pass the ``status`` of an earlier start to restart
+    (its listener is already registered).
 
     One Spark job per micro-batch does everything: read Kafka, parse, compute features, score in the Python
     workers (``mapInArrow``), build the JSON and write predictions and dead letters to Kafka (the sink picks
@@ -428,13 +479,106 @@ def start(spark, settings: Settings, checkpoint: str | None = None):
     """
     # Arrow batches of one service call: the JVM prepares the next while Python waits on the service.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.speed.stream_http_batch))
-    rows = batch_rows(parse(kafka_source(spark, settings)))
+    rows = batch_rows(parse(kafka_source(spark, settings)), settings)
     scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
-    status = StatusFile(settings)
-    spark.streams.addListener(progress_listener(settings, status))
+    if status is None:
+        status = StatusFile(settings)
+        spark.streams.addListener(progress_listener(settings, status))
     query = kafka_sink(outputs(scored, settings), settings, QUERY_NAME, checkpoint or settings.stream_checkpoint)
     status.write({"state": "started", "batches": 0})  # only once Spark accepted the query
     return query
+
+
+# --------------------------------------------------------------------------------------------------- restarts
+class Restarts:
+    """When to restart a failed query, and which failures repeat (pure; ``supervise`` does the I/O).
+
+    A failure is identified by where the failed batch started (the end offsets of the last batch that
+    completed) and the first line of its error. The same failure on every replay is a batch that cannot
+    pass: it is reported with its offsets, and the query is still restarted with a growing backoff, so a
+    cause outside the batch (the service, Kafka) heals without an operator.
+    """
+
+    def __init__(self, backoff_s: float, max_restarts: int = 0, max_backoff_s: float = 60.0):
+        self.backoff_s, self.max_restarts, self.max_backoff_s = backoff_s, max_restarts, max_backoff_s
+        self.restarts = 0
+        self.in_a_row = 0
+        self.last: dict[str, Any] | None = None
+
+    def failed(self, error: str, after_offsets: Any, batch_id: int | None) -> dict[str, Any]:
+        """Record a failure; returns what the status file shows of it."""
+        first_line = (error or "").strip().splitlines()[0][:500] if (error or "").strip() else "unknown error"
+        if after_offsets is None and self.last is not None:  # failed before completing a batch: the same replay
+            after_offsets, batch_id = self.last["after_offsets"], self.last["batch_id"]
+        same = self.last is not None and self.last["error"] == first_line and self.last["after_offsets"] == after_offsets
+        self.in_a_row += 1
+        self.last = {"error": first_line, "after_offsets": after_offsets, "batch_id": batch_id,
+                     "repeats": (self.last["repeats"] + 1) if same and self.last else 1,
+                     "at": dt.datetime.now(dt.UTC).isoformat()}
+        return self.last
+
+    def succeeded(self) -> None:
+        """A batch completed after a restart: the backoff starts over."""
+        self.in_a_row = 0
+
+    def next_wait(self) -> float | None:
+        """Seconds to wait before the next restart; None once ``max_restarts`` (when set) is spent."""
+        if self.max_restarts and self.restarts >= self.max_restarts:
+            return None
+        self.restarts += 1
+        return min(self.backoff_s * 2 ** max(self.in_a_row - 1, 0), self.max_backoff_s)
+
+
+def _last_offsets(query) -> tuple[Any, int | None]:
+    """Where the failed batch started: the end offsets and id of the last batch the query completed."""
+    progress = query.lastProgress
+    if not progress:
+        return None, None
+    sources = progress.get("sources") or [{}]
+    end = sources[0].get("endOffset")
+    return (json.loads(end) if isinstance(end, str) else end), progress.get("batchId")
+
+
+def supervise(spark, settings: Settings) -> None:
+    """Run the query until it is stopped; restart it with backoff when it fails.
+
+    The failure, where its batch started and how often it repeated go to the status file (``lambdaml speed
+    status``), the log and the ``metrics`` topic (``stream.restarts``).
+    """
+    from pyspark.errors import StreamingQueryException
+
+    from core import kafka
+
+    s = settings.speed
+    restarts = Restarts(s.stream_restart_backoff_s, s.stream_restart_max)
+    status = StatusFile(settings)
+    spark.streams.addListener(progress_listener(settings, status))
+    query = start(spark, settings, status=status)
+    while True:
+        try:
+            query.awaitTermination()
+            return  # stopped on purpose
+        except StreamingQueryException as exc:
+            offsets, batch_id = _last_offsets(query)
+            if query.lastProgress:  # this run of the query completed batches before it failed
+                restarts.succeeded()
+            failure = restarts.failed(str(exc.getErrorClass() or "") + ": " + str(exc), offsets,
+                                      None if batch_id is None else batch_id + 1)
+            wait = restarts.next_wait()
+            status.sticky = {"restarts": restarts.restarts, "last_failure": failure}
+            status.write({"state": "failed" if wait is None else "restarting", "batches": 0})
+            log.error("streaming query failed (%s in a row%s): %s", restarts.in_a_row,
+                      f"; the same batch after offsets {offsets} failed {failure['repeats']} times"
+                      if failure["repeats"] > 1 else "", failure["error"])
+            producer = kafka.producer(settings)
+            event = MetricEvent(source="speed.stream", name="stream.restarts", value=restarts.restarts,
+                                tags={"error": failure["error"][:200], "repeats": str(failure["repeats"])})
+            producer.produce(settings.kafka.metrics_topic, key=b"speed.stream", value=event.model_dump_json().encode())
+            producer.flush(5)
+            if wait is None:
+                raise
+            time.sleep(wait)
+            query = start(spark, settings, status=status)
 
 
 def main() -> None:
@@ -445,11 +589,11 @@ def main() -> None:
     settings = get_settings()
     spark = build_session(settings, "lambdaml-speed-stream")
     spark.sparkContext.setLogLevel("WARN")
-    query = start(spark, settings)
     log.info("streaming %s -> %s via %s (trigger %s, checkpoint %s)", settings.kafka.trip_requests_topic,
              settings.kafka.trip_predictions_topic, settings.speed.app_url, settings.speed.stream_trigger,
              settings.stream_checkpoint)
-    query.awaitTermination()
+    supervise(spark, settings)
+
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ speed layer (``lambdaml speed up``) keeps running untouched.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -236,3 +237,45 @@ def test_stream_predicts_dead_letters_and_recovers_from_kill_and_outage(speed):
     while job.status().get("last", {}).get("service_retries", 0) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert job.status()["last"]["service_retries"] > 0, job.status()
+
+
+# Worst cases of one event each, all under Kafka's own 1 MB limit (the producer's is 1,000,000 bytes).
+POISON = {
+    "quotes": b'{"trip_id": "' + b'\\"' * 450_000,  # unterminated; JSON escaping doubles it
+    "quotes_and_backslashes": b'"\\' * 450_000,
+    "deep_nesting": b'{"a":' * 150_000 + b"1" + b"}" * 150_000,
+    "invalid_utf8": b"\xff\xfe\xc3" * 300_000,
+    "json_null": b"null",
+    "tombstone": None,
+    "huge_numbers": json.dumps(dict(TRIP, trip_id="huge", PULocationID=10 ** 400, trip_distance=1e308,
+                                    passenger_count=-(10 ** 300))).encode(),
+}
+
+
+def test_no_single_event_stops_the_stream(speed):
+    """Each poison event goes to the dead-letter topic with its reason, bounded in size, and the valid event
+    produced right after it is scored within seconds; the query never restarts."""
+    s = speed.settings
+    speed.stack("speed-stream").up()
+    job = StreamJob(s)
+    restarts_before = job.status().get("restarts", 0)
+    for name, payload in POISON.items():
+        key = f"poison-{name}"
+        speed.producer.produce(s.kafka.trip_requests_topic, key=key.encode(), value=payload)
+        speed.produce_requests({f"after-{name}": TripRequest(trip_id=f"after-{name}", **TRIP).model_dump_json().encode()})
+        got = _drain(s, s.kafka.trip_predictions_topic, lambda g, n=name: f"after-{n}" in _predicted_ids(g), 60)
+        assert f"after-{name}" in _predicted_ids(got), (name, job.status())
+    want = {None if p is None else hashlib.sha256(p).hexdigest(): name for name, p in POISON.items()}
+
+    def letters_by_name(got) -> dict:
+        return {want[v.get("payload_sha256")]: v for _, v in got if v.get("payload_sha256") in want}
+
+    letters = letters_by_name(_drain(s, s.kafka.dead_letter_topic, lambda g: len(letters_by_name(g)) == len(want), 60))
+    assert letters.keys() == POISON.keys()
+    for name, letter in letters.items():
+        assert letter["error"] and not letter["error"].startswith("record_too_large"), (name, letter["error"])
+        assert len(json.dumps(letter).encode()) <= s.speed.stream_record_max_bytes, name
+        assert letter["payload_bytes"] == (None if POISON[name] is None else len(POISON[name])), name
+    assert letters["quotes"]["payload_truncated"] is True and letters["quotes"]["error"] == "not_a_json_object"
+    assert letters["huge_numbers"]["error"].startswith("PULocationID")
+    assert job.proc.pid() is not None and job.status().get("restarts", 0) == restarts_before, job.status()

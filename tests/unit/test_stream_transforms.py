@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from core import features
 from core.events import Prediction, TripRequest
+from core.settings import Settings
 from speed import stream
 from speed.predictor import request_columns
 
@@ -67,7 +68,7 @@ def test_stream_rules_agree_with_the_api_schema(parsed):
 
 @pytest.fixture(scope="module")
 def rows_df(parsed):
-    return stream.batch_rows(parsed)
+    return stream.batch_rows(parsed, Settings())
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,84 @@ def test_trigger_spec(spec, kwargs):
 def test_bad_trigger_spec_says_what_to_use():
     with pytest.raises(ValueError, match="LAMBDAML_SPEED__STREAM_TRIGGER"):
         stream.trigger_kwargs("every now and then")
+
+
+# ----------------------------------------------------------------------------------- no input makes a record too large
+POISON = {
+    "quotes": b'{"trip_id": "' + b'\\"' * 300_000,  # unterminated; JSON escaping doubles it
+    "quotes_and_backslashes": b'"\\' * 500_000,
+    "control_characters": b'"' + bytes(range(1, 32)) * 30_000,  # each escapes to 6 bytes
+    "deep_nesting": b"[" * 500_000 + b"]" * 500_000,
+    "invalid_utf8": b'{"trip_id": "' + b"\xff\xfe\xc3" * 300_000 + b'"}',
+    "huge_numbers": json.dumps(dict(GOOD, trip_id="huge", PULocationID=10 ** 400, trip_distance=1e308,
+                                    passenger_count=-(10 ** 300))).encode(),
+    "null": None,
+}
+
+
+def poison_sink_rows(spark, settings) -> list[dict]:
+    rows = [("trips.requests", 0, i, dt.datetime(2026, 1, 5, 9, 0, 0), payload)
+            for i, payload in enumerate([*POISON.values(), json.dumps(GOOD).encode()])]
+    df = spark.createDataFrame(rows, "topic string, partition int, offset long, timestamp timestamp, value binary")
+    batch_rows = stream.batch_rows(stream.parse(df), settings)
+    table = batch_rows.toArrow()
+    scored = pa.Table.from_batches([stream.score_batch(FixedService(), b, chunk=500) for b in table.to_batches()])
+    scored_df = spark.createDataFrame(scored.to_pandas(), stream.scored_schema(batch_rows))
+    return [r.asDict() for r in stream.outputs(scored_df, settings).collect()]
+
+
+def test_every_record_is_bounded_whatever_the_input(local_spark):
+    import hashlib
+
+    from core.settings import Settings
+
+    settings = Settings()
+    out = poison_sink_rows(local_spark, settings)
+    assert len(out) == len(POISON) + 1
+    assert [r["key"] for r in out if r["topic"] == "trips.predictions"] == [GOOD["trip_id"]]
+    for i, (name, payload) in enumerate(POISON.items()):
+        row = next(r for r in out if r["key"] == f"trips.requests/0/{i}")
+        assert row["topic"] == "trips.dlq", name
+        assert len(row["value"].encode()) <= settings.speed.stream_record_max_bytes, name
+        letter = json.loads(row["value"])
+        assert letter["error"] and not letter["error"].startswith(stream.RECORD_TOO_LARGE), (name, letter["error"])
+        if payload is None:
+            assert letter["payload"] is None and letter["payload_bytes"] is None
+            continue
+        assert letter["payload_bytes"] == len(payload), name
+        assert letter["payload_sha256"] == hashlib.sha256(payload).hexdigest(), name
+        head = payload[:settings.speed.dead_letter_payload_bytes]
+        assert letter["payload"] == head.decode(errors="replace"), name
+        assert letter["payload_truncated"] == (len(payload) > settings.speed.dead_letter_payload_bytes), name
+
+
+def test_a_record_over_the_limit_becomes_a_small_dead_letter(local_spark):
+    from core.settings import Settings
+
+    settings = Settings(speed={"dead_letter_payload_bytes": 200_000, "stream_record_max_bytes": 8192})
+    out = poison_sink_rows(local_spark, settings)
+    quotes = json.loads(next(r for r in out if r["key"] == "trips.requests/0/0")["value"])
+    assert quotes["error"].startswith(stream.RECORD_TOO_LARGE) and "trips.dlq" in quotes["error"]
+    assert quotes["payload"] is None and quotes["payload_bytes"] == len(POISON["quotes"])
+    assert all(len(r["value"].encode()) <= 8192 for r in out)
+    assert [r["key"] for r in out if r["topic"] == "trips.predictions"] == [GOOD["trip_id"]]
+
+
+def test_restarts_back_off_and_name_a_batch_that_fails_on_every_replay():
+    r = stream.Restarts(backoff_s=2.0, max_restarts=0, max_backoff_s=10.0)
+    first = r.failed("RecordTooLargeException: 1200317 bytes\n\tat ...", {"trips.requests": {"0": 41}}, 7)
+    assert first == first | {"repeats": 1, "batch_id": 7, "error": "RecordTooLargeException: 1200317 bytes"}
+    assert r.next_wait() == 2.0
+    again = r.failed("RecordTooLargeException: 1200317 bytes", None, None)  # replay failed before any batch
+    assert again["repeats"] == 2 and again["after_offsets"] == {"trips.requests": {"0": 41}} and again["batch_id"] == 7
+    assert r.next_wait() == 4.0
+    r.failed("RecordTooLargeException: 1200317 bytes", None, None)
+    assert r.next_wait() == 8.0
+    r.failed("RecordTooLargeException: 1200317 bytes", None, None)
+    assert r.next_wait() == 10.0 and r.restarts == 4
+    r.succeeded()
+    other = r.failed("ServiceUnavailable", {"trips.requests": {"0": 90}}, 12)
+    assert other["repeats"] == 1 and r.next_wait() == 2.0
+    capped = stream.Restarts(backoff_s=1.0, max_restarts=1)
+    capped.failed("x", None, None)
+    assert capped.next_wait() == 1.0 and capped.next_wait() is None
