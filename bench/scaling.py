@@ -4,8 +4,9 @@ For each number of partitions (``--partitions 1,3,6``) a topic of that many part
 min.insync.replicas 2) gets the same ``--events`` trip requests from the replay generator, a few of them
 malformed. For each number of Spark workers (``--workers 1,2``; the other workers are stopped by their pid
 files), one application reads the whole topic from Kafka and runs what the streaming job runs per
-micro-batch before it calls the prediction service: ``speed.stream.parse`` (VARIANT parse and the named
-rules) and ``speed.stream.batch_rows`` (the Spark form of ``core.features``), into Spark's ``noop`` sink.
+micro-batch before it calls the prediction service: in the Python workers (``mapInArrow``), every event read
+by the request contract (``speed.stream.read_batch``) and the in-process form of ``core.features``, into
+Spark's ``noop`` sink.
 The figure is events / wall seconds of that job, best of ``--repeats``. Each application takes every
 core the running workers offer (``spark.cores.max`` = workers x ``cluster.spark_worker_cores``).
 
@@ -83,11 +84,30 @@ def stream_work(spark, settings, topic: str) -> int:
             .option("subscribe", topic).option("startingOffsets", "earliest").option("endingOffsets", "latest")
             .load())
     rows.cache()  # noqa: the Kafka read is timed with the work, the count is not
-    out = stream.batch_rows(stream.parse(rows), settings)
+    out = stream.source_rows(rows).mapInArrow(_prepare(settings), "valid long, dead long")
     out.write.format("noop").mode("overwrite").save()
     n = rows.count()
     rows.unpersist()
     return n
+
+
+def _prepare(settings):
+    """The stream's work before scoring, per Arrow batch: read each event, compute the valid ones' features."""
+
+    def run(batches):
+        import pyarrow as pa
+
+        from core import features
+        from speed import stream
+        from speed.predictor import request_columns
+
+        for batch in batches:
+            read = stream.read_batch(batch, settings)
+            if read.trips:
+                features.compute_numpy(request_columns(read.trips))
+            yield pa.RecordBatch.from_pydict({"valid": [len(read.trips)], "dead": [len(read.dead)]})
+
+    return run
 
 
 def set_workers(settings, count: int, echo) -> list[str]:

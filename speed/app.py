@@ -21,17 +21,15 @@ worker, or ``max_pending_trips`` trips in its micro-batcher, a request gets 503 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from core.events import TripRequest
+from core.events import InvalidRequest, TripRequest, load_json_object, validate_trip
 from core.settings import Settings, get_settings
 from speed import metrics
 from speed.admission import Admission, Overloaded
@@ -90,13 +88,6 @@ def _request_body() -> bytes:
     return raw
 
 
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
 class Service:
     """What the blueprints share: settings, the held model and how a batch of trips is scored."""
 
@@ -138,32 +129,24 @@ predict_bp = Blueprint("predict", __name__)
 
 
 def parse_trips(raw: bytes, max_batch: int) -> tuple[list[TripRequest], bool]:
-    """The body as validated trips, and whether it was a batch. Raises ``ApiError`` naming the field."""
+    """The body as validated trips, and whether it was a batch. Raises ``ApiError`` naming the field.
+
+    A body is read as the stream reads an event (``core.events``): one trip is refused or accepted exactly
+    as the stream would refuse or accept the same bytes on the request topic."""
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "body is not valid JSON", "body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object: one trip, or {\"trips\": [...]}", "body")
-    batch = "trips" in body
-    items = body["trips"] if batch else [body]
-    if not isinstance(items, list):
-        raise ApiError(400, "trips must be a list of trip objects", "trips")
-    if not items:
-        raise ApiError(400, "trips is empty", "trips")
-    if len(items) > max_batch:
-        raise ApiError(413, f"batch of {len(items)} trips is over the limit of {max_batch}", "trips")
-    trips: list[TripRequest] = []
-    for i, item in enumerate(items):
-        try:
-            trips.append(TripRequest.model_validate(item))
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            prefix = ("trips", i) if batch else ()
-            fields = [_field_path(prefix + tuple(e["loc"])) for e in errors]
-            raise ApiError(400, f"{fields[0]}: {errors[0]['msg']}", fields[0],
-                           [{"field": f, "message": e["msg"]} for f, e in zip(fields, errors)]) from None
-    return trips, batch
+        body = load_json_object(raw)
+        if "trips" not in body:
+            return [validate_trip(body)], False
+        items = body["trips"]
+        if not isinstance(items, list):
+            raise ApiError(400, "trips must be a list of trip objects", "trips")
+        if not items:
+            raise ApiError(400, "trips is empty", "trips")
+        if len(items) > max_batch:
+            raise ApiError(413, f"batch of {len(items)} trips is over the limit of {max_batch}", "trips")
+        return [validate_trip(item, ("trips", i)) for i, item in enumerate(items)], True
+    except InvalidRequest as exc:
+        raise ApiError(400, str(exc), exc.field, exc.details) from None
 
 
 @predict_bp.post("/v1/predict")
@@ -184,9 +167,9 @@ def predict_features_route():
     """Scores feature rows computed elsewhere (the stream's Spark form): one batch, one forward pass."""
     svc = _service()
     try:
-        body = json.loads(_request_body())
-    except (ValueError, RecursionError):
-        raise ApiError(400, "body is not valid JSON", "body") from None
+        body = load_json_object(_request_body())
+    except InvalidRequest as exc:
+        raise ApiError(400, str(exc), exc.field) from None
     try:
         ids, columns = check_feature_columns(body, svc.settings.speed.max_batch_trips)
     except OverflowError as exc:
@@ -331,7 +314,10 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         field = "body" if exc.code == 413 else None
         message = (f"body is over the limit of {settings.speed.max_body_bytes} bytes" if exc.code == 413
                    else exc.description or exc.name)
-        return _error(exc.code or 500, message, field, retry_after_s=retry_after_s)
+        resp = _error(exc.code or 500, message, field, retry_after_s=retry_after_s)
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

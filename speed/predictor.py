@@ -89,6 +89,8 @@ def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[
         values = cols.get(f.name)
         if not isinstance(values, list) or len(values) != len(ids):
             raise ValueError(f"features.{f.name}: must be a list of {len(ids)} numbers")
+        if not all(type(v) in (int, float) for v in values):  # JSON numbers only: no strings, booleans or nulls
+            raise ValueError(f"features.{f.name}: must hold numbers only")
         try:
             arr = np.asarray(values, dtype="float64")
         except (TypeError, ValueError, OverflowError):

@@ -1,18 +1,20 @@
 """The streaming job: ``trips.requests`` -> validate -> features -> prediction service -> ``trips.predictions``.
 
-Spark Structured Streaming reads the request topic. Each event is parsed as
-a VARIANT and checked by named rules that mirror ``core.events.TripRequest``;
-a failing event goes to ``trips.dlq`` with the rule, the raw payload and its
-source topic/partition/offset, and the stream carries on. Valid events get
-their features from the Spark form of ``core.features`` and are scored by the
-prediction service from Spark's Python workers (``mapInArrow``), in calls of
-``stream_http_batch`` trips (also the size of the Arrow batches Spark sends
-them) over one kept-alive connection per worker. A micro-batch runs in
-``stream_tasks`` tasks, one wave on the local master's cores. Spark
-builds the output JSON and its Kafka sink writes predictions (keyed by
-``trip_id``, with the model version) and dead letters in the same job. A
-query listener turns each batch's progress and observed metrics into
-``metrics`` events and the status file.
+Spark Structured Streaming reads the request topic and hands each micro-batch's raw events (bytes and
+source coordinates) to Spark's Python workers (``mapInArrow``). There every event is read by
+``core.events.parse_request``, the same function ``POST /v1/predict`` reads a body with, so the stream
+and the API accept and refuse exactly the same bytes, with the same reason. A refused event becomes a
+dead letter on ``trips.dlq`` with the reason, a bounded head of the payload, the payload's length and
+sha256, and its source topic/partition/offset; the stream carries on. Valid events get their features
+from the in-process form of ``core.features`` and are scored by the prediction service in calls of
+``stream_http_batch`` trips (also the size of the Arrow batches Spark sends) over one kept-alive
+connection per worker. The workers return finished Kafka records (topic, key, JSON value), which the
+job's Kafka sink writes. A micro-batch runs in ``stream_tasks`` tasks, one wave on the local master's
+cores. A query listener turns each batch's progress and observed metrics into ``metrics`` events and
+the status file.
+
+No single input can stop the stream: every record it writes is bounded (``dead_letter_payload_bytes``,
+``stream_record_max_bytes``), and a failed query is restarted with backoff (``supervise``).
 
 Delivery is at least once: offsets are committed only after the sink wrote a
 batch, so a job killed mid-batch redoes it from the checkpoint (with
@@ -20,7 +22,7 @@ asynchronous progress tracking, the batches of up to one progress interval).
 Redelivered predictions carry the same key, and keyed upserts downstream
 absorb them. An unreachable service is retried with backoff (up to
 ``stream_retry_max_s``); after that the query fails without committing the
-batch, and a restart resumes from the checkpoint.
+batch, and the job restarts it from the checkpoint.
 
 Run it with ``lambdaml speed up`` (or ``python -m speed.stream``).
 """
@@ -28,197 +30,115 @@ Run it with ``lambdaml speed up`` (or ``python -m speed.stream``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.events import PICKUP_YEARS, REQUEST_LIMITS, MetricEvent
+from core.events import InvalidRequest, MetricEvent, TripRequest, parse_request
 from core.settings import Settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import DataFrame
 
 log = logging.getLogger("lambdaml.speed.stream")
 QUERY_NAME = "speed_predictions"
 
 
 # --------------------------------------------------------------------------------------------------- pure transforms
-def _rules() -> list[tuple[str, "Column"]]:
-    """(rule, condition that breaks it), in order, over the extracted columns; the first broken rule wins."""
-    from pyspark.sql import functions as F
-
-    def integer_in(col: str, lo: float, hi: float) -> "Column":
-        x = F.col(col)
-        return x.isNull() | (x != F.floor(x)) | (x < lo) | (x > hi)
-
-    zone_lo, zone_hi = REQUEST_LIMITS["zone"]
-    d_lo, d_hi = REQUEST_LIMITS["trip_distance"]
-    p_lo, p_hi = REQUEST_LIMITS["passenger_count"]
-    trip_id, ts = F.col("trip_id"), F.col("pickup_ts")
-    return [
-        ("not_a_json_object", ~F.coalesce(F.col("_shape").startswith("OBJECT"), F.lit(False))),
-        ("trip_id: missing, not a string, or longer than 64",
-         (F.coalesce(F.col("_trip_id_type"), F.lit("")) != "STRING") | (F.length(F.trim(trip_id)) == 0)
-         | (F.length(trip_id) > REQUEST_LIMITS["trip_id_max_len"])),
-        (f"pickup_ts: missing, not a timestamp, or outside {PICKUP_YEARS[0]}..{PICKUP_YEARS[1]}",
-         ts.isNull() | ~F.year(ts).between(*PICKUP_YEARS)),
-        (f"PULocationID: must be an integer in {zone_lo}..{zone_hi}", integer_in("PULocationID", zone_lo, zone_hi)),
-        (f"DOLocationID: must be an integer in {zone_lo}..{zone_hi}", integer_in("DOLocationID", zone_lo, zone_hi)),
-        (f"trip_distance: must be a number in {d_lo}..{d_hi}",
-         F.col("trip_distance").isNull() | ~F.col("trip_distance").between(d_lo, d_hi)),
-        (f"passenger_count: must be null or an integer in {p_lo}..{p_hi}",
-         F.col("_passengers_given") & integer_in("passenger_count", p_lo, p_hi)),
-    ]
-
-
-SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset", "event_ts", "payload")
-REQUEST_COLUMNS = ("trip_id", "pickup_ts", "PULocationID", "DOLocationID", "passenger_count", "trip_distance",
-                   "VendorID")
-
-
-def parse(kafka_rows: "DataFrame") -> "DataFrame":
-    """Kafka rows to request columns plus ``error`` (null when valid) and the source coordinates.
-
-    Three projections on purpose: the payload is parsed once, each field is extracted once, and the rules
-    read columns. Written as one projection, every rule would inline its own parse of the payload, and
-    planning that tree cost about a second per micro-batch.
-    """
-    from pyspark.sql import functions as F
-
-    def get(field: str, typ: str) -> "Column":
-        return F.try_variant_get(F.col("_v"), f"$.{field}", typ)
-
-    parsed = kafka_rows.select(
-        F.col("topic").alias("source_topic"), F.col("partition").alias("source_partition"),
-        F.col("offset").alias("source_offset"), F.col("timestamp").alias("event_ts"),
-        F.col("value").cast("string").alias("payload"),
-    ).withColumn("_v", F.try_parse_json("payload"))
-    fields = parsed.select(
-        *SOURCE_COLUMNS,
-        F.schema_of_variant("_v").alias("_shape"),
-        get("trip_id", "string").alias("trip_id"),
-        F.schema_of_variant(get("trip_id", "variant")).alias("_trip_id_type"),
-        F.try_to_timestamp(get("pickup_ts", "string")).alias("pickup_ts"),
-        get("PULocationID", "double").alias("PULocationID"),
-        get("DOLocationID", "double").alias("DOLocationID"),
-        get("passenger_count", "double").alias("passenger_count"),
-        (get("passenger_count", "variant").isNotNull() & ~F.is_variant_null(get("passenger_count", "variant")))
-        .alias("_passengers_given"),
-        get("trip_distance", "double").alias("trip_distance"),
-        get("VendorID", "double").alias("VendorID"),
-    )
-    error = F.lit(None).cast("string")
-    for rule, broken in reversed(_rules()):
-        error = F.when(F.coalesce(broken, F.lit(True)), F.lit(rule)).otherwise(error)
-    return fields.select(*SOURCE_COLUMNS, *REQUEST_COLUMNS, error.alias("error"))
-
-
-def batch_rows(parsed: "DataFrame", settings: Settings) -> "DataFrame":
-    """Every event of a micro-batch with its features (Spark form of ``core.features``), and, for an invalid one,
-    what its dead letter keeps of the payload.
-
-    - An invalid row's inputs are nulled first, so that no value a rule refused (10**400, say) can fail a
-      feature's cast and the batch; its features are never sent.
-    - The raw ``payload`` is replaced, for invalid rows only, by its first ``dead_letter_payload_bytes``
-      bytes made valid UTF-8, its byte length, sha256 and whether it was cut. Neither a huge payload nor
-      invalid UTF-8 (which Arrow refuses) ever reaches the Python workers: the scorer needs neither.
-    """
-    from pyspark.sql import functions as F
-
-    from core import features
-
-    valid = F.col("error").isNull()
-    inputs = parsed.select(*[F.when(valid, F.col(c)).alias(c) if c in REQUEST_COLUMNS else F.col(c)
-                             for c in parsed.columns])
-    n = settings.speed.dead_letter_payload_bytes
-    raw = F.col("payload").cast("binary")  # the event's bytes, unchanged
-    letter = {
-        "payload": F.when(~valid, F.make_valid_utf8(F.substring(raw, 1, n).cast("string"))),
-        "payload_bytes": F.when(~valid, F.octet_length(raw)),
-        "payload_sha256": F.when(~valid, F.sha2(raw, 256)),
-        "payload_truncated": F.when(~valid, F.coalesce(F.octet_length(raw) > n, F.lit(False))),
-    }
-    return features.with_features(inputs).select(*INPUTS, *features.FEATURE_NAMES, *SOURCE,
-                                                  *[v.alias(k) for k, v in letter.items()])
-
-
-INPUTS = ("trip_id", "event_ts", "pickup_ts", "PULocationID", "DOLocationID", "passenger_count", "trip_distance")
-SOURCE = ("error", "source_topic", "source_partition", "source_offset")
-SCORED_FIELDS = "predicted_duration_s double, model_version string, scored_ts timestamp, service_retries int"
-JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "false"}
+SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset", "event_ts", "value")
+OUTPUT_SCHEMA = ("topic string, key string, value binary, dead boolean, latency_ms double, model_version string, "
+                 "service_retries int")
 OBSERVED = "batch"
-
-
 RECORD_TOO_LARGE = "record_too_large"
 
 
-def outputs(scored: "DataFrame", settings: Settings) -> "DataFrame":
-    """Scored rows to Kafka sink rows (``topic``, ``key``, ``value``): a valid event becomes its prediction on
-    ``trips.predictions`` keyed by ``trip_id`` (``core.events.Prediction``); an invalid one its dead letter on
-    ``trips.dlq`` keyed by source offset, carrying the broken rule and the raw payload. JSON built by Spark.
-
-    No input can make a record the sink refuses, which would fail the batch on every replay:
-
-    - a dead letter keeps the first ``dead_letter_payload_bytes`` bytes of the payload, made valid UTF-8,
-      with the payload's byte length, its sha256 and whether it was cut; the whole payload stays in the request
-      topic at the dead letter's source coordinates (and in the lake's master log);
-    - any value still over ``stream_record_max_bytes`` is replaced by a small ``record_too_large`` dead letter.
-    """
+def source_rows(kafka_rows: "DataFrame") -> "DataFrame":
+    """Kafka rows to what the Python workers read: the raw value and its source coordinates."""
     from pyspark.sql import functions as F
 
-    k, s = settings.kafka, settings.speed
-    ok = F.col("error").isNull()
-    value = F.to_json(F.struct(
-        F.lit(1).alias("schema_version"), "trip_id", "model_version", "predicted_duration_s", "event_ts",
-        "scored_ts", "pickup_ts", F.col("PULocationID").cast("int").alias("PULocationID"),
-        F.col("DOLocationID").cast("int").alias("DOLocationID"),
-        F.col("passenger_count").cast("int").alias("passenger_count"), "trip_distance"), JSON_OPTIONS)
-    coordinates = ("source_topic", "source_partition", "source_offset")
-    payload_fields = ("payload_bytes", "payload_sha256")
-
-    def dead_letter(payload: "Column", error: "Column", truncated: "Column") -> "Column":
-        return F.to_json(F.struct(
-            F.lit(1).alias("schema_version"), payload.alias("payload"), error.alias("error"), *coordinates,
-            *payload_fields, truncated.alias("payload_truncated"), F.current_timestamp().alias("ts")), JSON_OPTIONS)
-
-    dead = dead_letter(F.col("payload"), F.col("error"), F.col("payload_truncated"))
-    source_key = F.concat_ws("/", *coordinates)
-    rows = scored.select(
-        *coordinates, *payload_fields,
-        F.when(ok, F.lit(k.trip_predictions_topic)).otherwise(F.lit(k.dead_letter_topic)).alias("topic"),
-        F.when(ok, F.col("trip_id")).otherwise(source_key).alias("key"),
-        F.when(ok, value).otherwise(dead).alias("value"),
-    )
-    too_large = F.octet_length("value") > s.stream_record_max_bytes
-    refused = dead_letter(F.lit(None).cast("string"), F.format_string(
-        f"{RECORD_TOO_LARGE}: the record for %s was %d bytes, over stream_record_max_bytes "
-        f"({s.stream_record_max_bytes}); the payload is at its source coordinates", F.col("topic"),
-        F.octet_length("value")), F.lit(True))
-    return rows.select(
-        F.when(too_large, F.lit(k.dead_letter_topic)).otherwise(F.col("topic")).alias("topic"),
-        F.when(too_large, source_key).otherwise(F.col("key")).alias("key"),
-        F.when(too_large, refused).otherwise(F.col("value")).alias("value"),
-    )
+    return kafka_rows.select(F.col("topic").alias("source_topic"), F.col("partition").alias("source_partition"),
+                             F.col("offset").alias("source_offset"), F.col("timestamp").alias("event_ts"), "value")
 
 
-def observed(scored: "DataFrame") -> "DataFrame":
-    """Per-batch metrics computed by the same job (``observe``), read back from the query's progress."""
-    from pyspark.sql import functions as F
+def _iso(ts: dt.datetime | None) -> str | None:
+    """A UTC timestamp as the contract writes it: microseconds and ``Z``."""
+    if ts is None:
+        return None
+    ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    ok = F.col("error").isNull()
-    latency_ms = F.when(ok, (F.unix_micros("scored_ts") - F.unix_micros("event_ts")) / 1000.0)
-    return scored.observe(
-        OBSERVED,
-        F.count(F.lit(1)).alias("events"),
-        F.coalesce(F.sum(ok.cast("int")), F.lit(0)).alias("rows"),
-        F.coalesce(F.sum((~ok).cast("int")), F.lit(0)).alias("dead_letters"),
-        F.percentile_approx(latency_ms, 0.5).alias("latency_ms_p50"),
-        F.max(latency_ms).alias("latency_ms_max"),
-        F.coalesce(F.max("service_retries"), F.lit(0)).alias("service_retries"),
-        F.collect_set("model_version").alias("model_versions"),
-    )
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass
+class ReadBatch:
+    """One Arrow batch of events, read: the valid trips with their row numbers, and a dead letter (topic, key,
+    value) for every refused row."""
+
+    n: int
+    trips: list[TripRequest] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    dead: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+
+
+def dead_letter(raw: bytes | None, reason: str, coordinates: tuple[str, int, int], keep_bytes: int) -> bytes:
+    """A dead letter: the reason, the first ``keep_bytes`` of the payload made valid UTF-8, the payload's length
+    and sha256, and where it came from. Its size is bounded whatever the payload: escaping can grow a kept byte
+    to six (``\\u0001``), so at most about ``6 * keep_bytes`` plus the reason."""
+    topic, partition, offset = coordinates
+    return _dumps({
+        "schema_version": 1, "payload": raw[:keep_bytes].decode("utf-8", "replace") if raw and keep_bytes else None,
+        "error": reason, "source_topic": topic, "source_partition": partition, "source_offset": offset,
+        "payload_bytes": None if raw is None else len(raw),
+        "payload_sha256": None if raw is None else hashlib.sha256(raw).hexdigest(),
+        "payload_truncated": raw is not None and len(raw) > keep_bytes, "ts": _iso(dt.datetime.now(dt.UTC)),
+    })
+
+
+def read_batch(batch: "pa.RecordBatch", settings: Settings) -> ReadBatch:
+    """Read every event of a batch (``source_rows`` columns) with ``core.events.parse_request``."""
+    keep = settings.speed.dead_letter_payload_bytes
+    dlq = settings.kafka.dead_letter_topic
+    values = batch.column("value").to_pylist()
+    topics, partitions, offsets = (batch.column(c).to_pylist() for c in SOURCE_COLUMNS[:3])
+    out = ReadBatch(batch.num_rows)
+    for i, raw in enumerate(values):
+        try:
+            out.trips.append(parse_request(raw))
+            out.rows.append(i)
+        except InvalidRequest as exc:
+            coordinates = (topics[i], partitions[i], offsets[i])
+            out.dead[i] = (dlq, dead_letter(raw, exc.reason, coordinates, keep))
+    return out
+
+
+def prediction(trip: TripRequest, predicted_s: float, version: str, event_ts: dt.datetime | None,
+               scored_ts: dt.datetime) -> bytes:
+    """``trips.predictions`` value (``core.events.Prediction``): the request's inputs ride along."""
+    return _dumps({
+        "schema_version": 1, "trip_id": trip.trip_id, "model_version": version,
+        "predicted_duration_s": predicted_s, "event_ts": _iso(event_ts), "scored_ts": _iso(scored_ts),
+        "pickup_ts": _iso(trip.pickup_ts), "PULocationID": trip.PULocationID, "DOLocationID": trip.DOLocationID,
+        "passenger_count": trip.passenger_count, "trip_distance": trip.trip_distance,
+    })
+
+
+def bounded(topic: str, key: str, value: bytes, raw: bytes | None, coordinates: tuple[str, int, int],
+            settings: Settings) -> tuple[str, str, bytes]:
+    """The record as it is, or, over ``stream_record_max_bytes``, a small ``record_too_large`` dead letter in its
+    place: a record the sink refuses would fail the batch on every replay."""
+    limit = settings.speed.stream_record_max_bytes
+    if len(value) <= limit:
+        return topic, key, value
+    reason = (f"{RECORD_TOO_LARGE}: the record for {topic} was {len(value)} bytes, over stream_record_max_bytes "
+              f"({limit}); the payload is at its source coordinates")
+    return settings.kafka.dead_letter_topic, "/".join(map(str, coordinates)), dead_letter(raw, reason, coordinates, 0)
 
 
 def trigger_kwargs(spec: str) -> dict[str, Any]:
@@ -295,54 +215,84 @@ def _client(settings: Settings) -> PredictionClient:
     return _CLIENT
 
 
-def score_batch(client: PredictionClient, batch: "pa.RecordBatch", chunk: int) -> "pa.RecordBatch":
-    """Append the service's prediction, model version, scoring time and retry count to each valid row of an
-    Arrow batch (``batch_rows`` columns); invalid rows get nulls. Calls carry up to ``chunk`` trips each."""
+def score_batch(client: PredictionClient, batch: "pa.RecordBatch", settings: Settings) -> "pa.RecordBatch":
+    """One Arrow batch of raw events (``source_rows`` columns) to the Kafka records it produces
+    (``OUTPUT_SCHEMA``): a prediction for each valid event, keyed by ``trip_id``, and a dead letter for each
+    refused one, keyed by its source coordinates; with what the batch's observed metrics read. Valid events are
+    scored in calls of up to ``stream_http_batch`` trips, their features by the in-process form."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from core import features
+    from speed.predictor import request_columns
 
-    n = batch.num_rows
-    predicted: list[float | None] = [None] * n
-    versions: list[str | None] = [None] * n
-    scored: list[dt.datetime | None] = [None] * n
-    retries: list[int | None] = [None] * n
-    valid = pc.is_null(batch.column("error")).to_numpy(zero_copy_only=False).nonzero()[0]
-    for start in range(0, len(valid), chunk):
-        idx = valid[start:start + chunk]
-        part = batch.take(pa.array(idx))
-        before = client.retries
-        reply = client.score(part.column("trip_id").to_pylist(),
-                             {f: part.column(f).to_pylist() for f in features.FEATURE_NAMES})
-        now = dt.datetime.now(dt.UTC)
-        for i, p in zip(idx, reply["predictions"]):
-            predicted[i], versions[i], scored[i], retries[i] = (p["predicted_duration_s"], reply["model_version"],
-                                                                now, client.retries - before)
-    columns = {"predicted_duration_s": pa.array(predicted, pa.float64()),
-               "model_version": pa.array(versions, pa.string()),
-               "scored_ts": pa.array(scored, pa.timestamp("us", tz="UTC")),
-               "service_retries": pa.array(retries, pa.int32())}
-    out = batch
-    for name, array in columns.items():
-        out = out.append_column(name, array)
-    return out
+    k, chunk = settings.kafka, settings.speed.stream_http_batch
+    read = read_batch(batch, settings)
+    raws = batch.column("value").to_pylist()
+    source = list(zip(*(batch.column(c).to_pylist() for c in SOURCE_COLUMNS[:3])))
+    event_ts = [ts if ts is None or ts.tzinfo else ts.replace(tzinfo=dt.UTC) for ts in batch.column("event_ts").to_pylist()]
+    records: list[tuple[str, str, bytes]] = [("", "", b"")] * read.n
+    latency: list[float | None] = [None] * read.n
+    versions: list[str | None] = [None] * read.n
+    retries: list[int | None] = [None] * read.n
+    for i, (topic, letter) in read.dead.items():
+        records[i] = (topic, "/".join(map(str, source[i])), letter)
+    if read.trips:
+        columns = features.compute_numpy(request_columns(read.trips))
+        for start in range(0, len(read.trips), chunk):
+            trips, rows = read.trips[start:start + chunk], read.rows[start:start + chunk]
+            before = client.retries
+            reply = client.score([t.trip_id for t in trips],
+                                 {f: columns[f][start:start + chunk].tolist() for f in features.FEATURE_NAMES})
+            now = dt.datetime.now(dt.UTC)
+            for trip, i, p in zip(trips, rows, reply["predictions"]):
+                value = prediction(trip, p["predicted_duration_s"], reply["model_version"], event_ts[i], now)
+                records[i] = (k.trip_predictions_topic, trip.trip_id, value)
+                if event_ts[i] is not None:
+                    latency[i] = (now - event_ts[i]).total_seconds() * 1000.0
+                versions[i], retries[i] = reply["model_version"], client.retries - before
+    records = [bounded(*r, raws[i], source[i], settings) for i, r in enumerate(records)]
+    dead = [r[0] == k.dead_letter_topic for r in records]
+    return pa.RecordBatch.from_arrays(
+        [pa.array([r[0] for r in records], pa.string()), pa.array([r[1] for r in records], pa.string()),
+         pa.array([r[2] for r in records], pa.binary()), pa.array(dead, pa.bool_()),
+         pa.array([None if d else x for d, x in zip(dead, latency)], pa.float64()),
+         pa.array([None if d else x for d, x in zip(dead, versions)], pa.string()),
+         pa.array([None if d else x for d, x in zip(dead, retries)], pa.int32())],
+        names=["topic", "key", "value", "dead", "latency_ms", "model_version", "service_retries"])
 
 
 def scorer(settings: Settings):
     """The ``mapInArrow`` function: runs in Spark's Python workers, one service call per ``stream_http_batch``."""
-    chunk = settings.speed.stream_http_batch
 
     def run(batches):
         client = _client(settings)
         for batch in batches:
-            yield score_batch(client, batch, chunk)
+            yield score_batch(client, batch, settings)
 
     return run
 
 
-def scored_schema(rows: "DataFrame") -> str:
-    return ", ".join([f"`{f.name}` {f.dataType.simpleString()}" for f in rows.schema.fields] + [SCORED_FIELDS])
+def observed(records: "DataFrame") -> "DataFrame":
+    """Per-batch metrics computed by the same job (``observe``), read back from the query's progress."""
+    from pyspark.sql import functions as F
+
+    ok = ~F.col("dead")
+    return records.observe(
+        OBSERVED,
+        F.count(F.lit(1)).alias("events"),
+        F.coalesce(F.sum(ok.cast("int")), F.lit(0)).alias("rows"),
+        F.coalesce(F.sum((~ok).cast("int")), F.lit(0)).alias("dead_letters"),
+        F.percentile_approx("latency_ms", 0.5).alias("latency_ms_p50"),
+        F.max("latency_ms").alias("latency_ms_max"),
+        F.coalesce(F.max("service_retries"), F.lit(0)).alias("service_retries"),
+        F.collect_set("model_version").alias("model_versions"),
+    )
+
+
+def records(kafka_rows: "DataFrame", settings: Settings) -> "DataFrame":
+    """The job's whole transform: Kafka rows in, observed Kafka sink rows (``topic``, ``key``, ``value``) out."""
+    out = observed(source_rows(kafka_rows).mapInArrow(scorer(settings), OUTPUT_SCHEMA))
+    return out.select("topic", "key", "value")
 
 
 class StatusFile:
@@ -473,18 +423,17 @@ def start(spark, settings: Settings, checkpoint: str | None = None, status: Stat
     """Start the query; returns the ``StreamingQuery``. Pass the ``status`` of an earlier start to restart
     (its listener is already registered).
 
-    One Spark job per micro-batch does everything: read Kafka, parse, compute features, score in the Python
-    workers (``mapInArrow``), build the JSON and write predictions and dead letters to Kafka (the sink picks
-    each row's topic). Progress is tracked asynchronously, so offset and commit logs stay off the latency path.
+    One Spark job per micro-batch does everything: read Kafka, then in the Python workers (``mapInArrow``) read
+    each event, compute features, score and build the JSON, and write predictions and dead letters to Kafka
+    (the sink picks each row's topic). Progress is tracked asynchronously, so offset and commit logs stay off the latency path.
     """
     # Arrow batches of one service call: the JVM prepares the next while Python waits on the service.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.speed.stream_http_batch))
-    rows = batch_rows(parse(kafka_source(spark, settings)), settings)
-    scored = observed(rows.mapInArrow(scorer(settings), scored_schema(rows)))
+    rows = records(kafka_source(spark, settings), settings)
     if status is None:
         status = StatusFile(settings)
         spark.streams.addListener(progress_listener(settings, status))
-    query = kafka_sink(outputs(scored, settings), settings, QUERY_NAME, checkpoint or settings.stream_checkpoint)
+    query = kafka_sink(rows, settings, QUERY_NAME, checkpoint or settings.stream_checkpoint)
     status.write({"state": "started", "batches": 0})  # only once Spark accepted the query
     return query
 

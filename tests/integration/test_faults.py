@@ -20,6 +20,7 @@ a ``finally`` block, so later tests find the stack as it was.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -282,13 +283,16 @@ def test_bad_events_are_dead_lettered_with_reasons_and_valid_ones_keep_flowing(f
     assert counts["dead_lettered"] == len(bad) and before | after <= set(ledger.predicted)
     reasons = {ledger.acked[pos][0]: v["error"] for pos, v in ledger.dead.items()}
     for key in ("bad-not-json", "bad-truncated", "bad-empty", "bad-null-value", "bad-array", "bad-not-utf8"):
-        assert reasons[key] == "not_a_json_object", (key, reasons[key])
+        assert reasons[key].startswith("not_a_json_object: "), (key, reasons[key])
     for key, field in (("bad-oversized-id", "trip_id"), ("bad-id-type", "trip_id"), ("bad-ts-type", "pickup_ts"),
                        ("bad-zone-type", "PULocationID"), ("bad-distance-type", "trip_distance"),
                        ("bad-fractional-zone", "DOLocationID"), ("bad-passengers", "passenger_count")):
         assert reasons[key].startswith(field + ":"), (key, reasons[key])
     oversized = next(v for pos, v in ledger.dead.items() if ledger.acked[pos][0] == "bad-oversized-id")
-    assert len(oversized["payload"]) == len(bad["bad-oversized-id"])  # the raw payload is kept whole
+    # The dead letter keeps a bounded head; length and sha256 name the whole payload, kept at its source offset.
+    assert oversized["payload_truncated"] is True and oversized["payload_bytes"] == len(bad["bad-oversized-id"])
+    assert oversized["payload_sha256"] == hashlib.sha256(bad["bad-oversized-id"]).hexdigest()
+    assert len(oversized["payload"].encode()) <= fault_speed.settings.speed.dead_letter_payload_bytes
 
 
 def test_prediction_service_sigkill_then_restart_drops_nothing(fault_speed):

@@ -210,7 +210,7 @@ def test_stream_predicts_dead_letters_and_recovers_from_kill_and_outage(speed):
                for _, v in dlq}
     assert reasons.keys() == MALFORMED.keys(), reasons
     assert reasons["bad-zone"].startswith("PULocationID") and reasons["bad-distance"].startswith("trip_distance")
-    assert reasons["bad-missing"].startswith("pickup_ts") and reasons["bad-json"] == "not_a_json_object"
+    assert reasons["bad-missing"].startswith("pickup_ts") and reasons["bad-json"].startswith("not_a_json_object")
     assert all(v["source_topic"] == s.kafka.trip_requests_topic and v["source_offset"] >= 0 for _, v in dlq)
 
     # Kill the job hard, produce while it is down, restart: every request gets its prediction.
@@ -276,6 +276,6 @@ def test_no_single_event_stops_the_stream(speed):
         assert letter["error"] and not letter["error"].startswith("record_too_large"), (name, letter["error"])
         assert len(json.dumps(letter).encode()) <= s.speed.stream_record_max_bytes, name
         assert letter["payload_bytes"] == (None if POISON[name] is None else len(POISON[name])), name
-    assert letters["quotes"]["payload_truncated"] is True and letters["quotes"]["error"] == "not_a_json_object"
+    assert letters["quotes"]["payload_truncated"] is True and letters["quotes"]["error"].startswith("not_a_json_object")
     assert letters["huge_numbers"]["error"].startswith("PULocationID")
     assert job.proc.pid() is not None and job.status().get("restarts", 0) == restarts_before, job.status()
