@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings, get_settings
 from core.spark import storage_errors
+
+if TYPE_CHECKING:
+    from core.registry import Registry
 
 MODEL_NAME = "trip_duration"
 
@@ -103,6 +106,19 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
     return {"version": mv.version}
 
 
+def apply_decision(registry: Registry, name: str, version: str, promote: bool) -> None:
+    """Promote ``version`` if chosen and not in production yet; in any case leave no announcement pending.
+
+    A try can commit the promotion and then fail because Kafka did not acknowledge the
+    announcement (``AnnouncementError``). Its retry finds the version in production already
+    and must still announce it, or the service would never hear of it."""
+    current = registry.production(name)
+    if promote and (current is None or current.version != version):
+        registry.promote(name, version)  # publishes the outbox after the commit
+    else:
+        registry.publish_pending()
+
+
 def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
                          settings: Settings | None = None) -> dict[str, Any]:
     from batch import evaluate
@@ -122,8 +138,7 @@ def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
     metrics = {"test": {"model": challenger, "baseline": base, "champion": champion},
                "champion_version": champion_mv.version if champion_mv else None, "decision": reason}
     registry.update_metrics(MODEL_NAME, challenger_mv.version, {**challenger_mv.metrics, **metrics})
-    if promote and (champion_mv is None or champion_mv.version != challenger_mv.version):
-        registry.promote(MODEL_NAME, challenger_mv.version)
+    apply_decision(registry, MODEL_NAME, challenger_mv.version, promote)
     return {"version": challenger_mv.version, "promoted": promote, "reason": reason, "test": metrics["test"]}
 
 

@@ -1,1 +1,0 @@
-SELECT COUNT(*) FROM model_versions WHERE name = :name

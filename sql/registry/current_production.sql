@@ -1,0 +1,1 @@
+SELECT version FROM model_versions WHERE name = :name AND stage = 'production'

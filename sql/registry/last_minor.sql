@@ -1,0 +1,1 @@
+SELECT last_minor FROM model_version_counters WHERE name = :name

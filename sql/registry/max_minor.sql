@@ -1,0 +1,1 @@
+SELECT MAX(minor) FROM model_versions WHERE name = :name
