@@ -33,6 +33,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -456,7 +457,7 @@ class Restarts:
 
     def failed(self, error: str, after_offsets: Any, batch_id: int | None) -> dict[str, Any]:
         """Record a failure; returns what the status file shows of it."""
-        first_line = (error or "").strip().splitlines()[0][:500] if (error or "").strip() else "unknown error"
+        first_line = failure_signature(error)
         if after_offsets is None and self.last is not None:  # failed before completing a batch: the same replay
             after_offsets, batch_id = self.last["after_offsets"], self.last["batch_id"]
         same = self.last is not None and self.last["error"] == first_line and self.last["after_offsets"] == after_offsets
@@ -476,6 +477,20 @@ class Restarts:
             return None
         self.restarts += 1
         return min(self.backoff_s * 2 ** max(self.in_a_row - 1, 0), self.max_backoff_s)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EXCEPTION_LINE = re.compile(r"^\s*([\w.]+(Error|Exception)): (.+)$")
+
+
+def failure_signature(error: str) -> str:
+    """The line that says what went wrong, the same on every replay: the last ``SomeError: message`` line (the
+    root cause Python or the JVM raised), else the first line; query and run ids blanked out."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    causes = [line.strip() for line in lines if _EXCEPTION_LINE.match(line)]
+    return _UUID.sub("…", causes[-1] if causes else lines[0])[:500]
 
 
 def _last_offsets(query) -> tuple[Any, int | None]:

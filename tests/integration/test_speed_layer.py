@@ -279,3 +279,54 @@ def test_no_single_event_stops_the_stream(speed):
     assert letters["quotes"]["payload_truncated"] is True and letters["quotes"]["error"].startswith("not_a_json_object")
     assert letters["huge_numbers"]["error"].startswith("PULocationID")
     assert job.proc.pid() is not None and job.status().get("restarts", 0) == restarts_before, job.status()
+
+
+def test_a_failing_query_is_restarted_with_backoff_and_reported(speed):
+    """The service comes back with an API key the stream lacks (a misconfiguration): every batch now fails
+    the same way. The job restarts its query with backoff and reports the failure, its offsets and repeats
+    (status file, ``speed status``, platform health); once the service is fixed it scores everything."""
+    from pydantic import SecretStr
+
+    from serving.health import check_service
+
+    s = speed.settings
+    speed.stack("speed-stream").up()
+    job = StreamJob(s)
+    keyed = s.model_copy(update={"speed": s.speed.model_copy(update={"api_key": SecretStr("it-restart-key")})})
+    keyed.speed.model_fields_set.add("api_key")
+    keyed.model_fields_set.add("speed")
+    speed.stack("speed-api").down()
+    Stack(keyed, ["speed-api"], catalog=SPEED_SERVICES, with_dependencies=False).up()
+    assert wait_for_model(keyed, 60) is not None
+    blocked = _requests("r", 30)
+    speed.produce_requests(blocked)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (job.status().get("last_failure") or {}).get("repeats", 0) < 2:
+        time.sleep(1.0)
+    status = job.status()
+    failure = status.get("last_failure") or {}
+    assert status.get("restarts", 0) >= 2 and failure.get("repeats", 0) >= 2, status
+    assert "401" in failure["error"], failure
+    assert job.proc.pid() is not None, "the job restarts its query; the process stays"
+
+    def health_reports_it() -> bool:
+        try:
+            check_service("speed-stream", s)
+            return False
+        except RuntimeError as exc:
+            return "restarting" in str(exc) and "401" in str(exc)
+
+    deadline = time.monotonic() + 60  # between restarts the job waits in state "restarting"
+    while time.monotonic() < deadline and not health_reports_it():
+        time.sleep(0.5)
+    assert health_reports_it(), job.status()
+
+    Stack(keyed, ["speed-api"], catalog=SPEED_SERVICES, with_dependencies=False).down()
+    speed.stack("speed-api").up()
+    got = _drain(s, s.kafka.trip_predictions_topic, lambda g: set(blocked) <= _predicted_ids(g), 180)
+    assert set(blocked) <= _predicted_ids(got)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and job.status().get("state") != "running":
+        time.sleep(0.5)
+    assert job.status()["state"] == "running" and job.status()["restarts"] >= 2
