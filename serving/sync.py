@@ -129,8 +129,10 @@ def _object(value: bytes | None) -> dict[str, Any]:
         raise Malformed("empty message")
     try:
         obj = json.loads(value)
-    except ValueError as exc:  # bad JSON or bad UTF-8
-        raise Malformed(f"not JSON: {exc}") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, a number of over 4,300 digits
+        raise Malformed(f"not JSON: {str(exc)[:200]}") from None
+    except RecursionError:  # nested deeper than the interpreter's stack: one message must not stop the sync
+        raise Malformed("not JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise Malformed("not a JSON object")
     version = obj.get("schema_version", SCHEMA_VERSION)

@@ -111,10 +111,14 @@ def test_integral_floats_are_accepted_for_integer_fields():
     assert (row.pu_location_id, row.passenger_count) == (132, 1)
 
 
-@pytest.mark.parametrize("value", [None, b"", b"not json", b"\xff\xfe", b"[1, 2]", b"42", b'"text"'])
-def test_undecodable_values_are_malformed(value):
+@pytest.mark.parametrize("value", [None, b"", b"not json", b"\xff\xfe", b"[1, 2]", b"42", b'"text"',
+                                   b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                                   b'{"trip_id": ' + b"9" * 5000 + b"}", b'"\\' * 400_000])
+@pytest.mark.parametrize("parse", [parse_prediction, parse_outcome, parse_metric])
+def test_undecodable_values_are_malformed(value, parse):
+    """Any bytes a client can put on a topic: refused one by one, never an exception that stops the sync."""
     with pytest.raises(Malformed):
-        parse_prediction(value)
+        parse(value)
 
 
 def test_outcome_row():
