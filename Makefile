@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## Create the virtual environment and install the Python packages
 
-system: venv  ## Install missing Debian packages (MariaDB, JRE, Maven)
+system: venv  ## Install missing Debian packages (MariaDB, JRE, JDK, Maven)
 	@echo "==> Debian packages"
 	@$(LAMBDAML) install --no-jars
 
-jars: venv  ## Resolve the Kafka and Spark-extra jars from Maven Central, build the S3 server
+jars: venv  ## Resolve the Kafka and Spark-extra jars from Maven Central, build the S3 server and the Thrift Server's classes
 	@echo "==> jars"
 	@$(LAMBDAML) install --no-system
 

@@ -166,8 +166,17 @@ def _print_speed_status(settings, only) -> bool:
     for svc in stack.services:
         if isinstance(svc, PredictionAPI):
             typer.echo(f"model: {svc.model()}")
-        if isinstance(svc, StreamJob) and svc.status().get("last"):
-            typer.echo(f"stream: last batch {json.dumps(svc.status()['last'])}")
+        if isinstance(svc, StreamJob):
+            status = svc.status()
+            if status.get("last"):
+                typer.echo(f"stream: last batch {json.dumps(status['last'])}")
+            if status.get("restarts"):
+                failure = status.get("last_failure") or {}
+                typer.echo(f"stream: {status['state']}, restarted {status['restarts']} time(s); last failure "
+                           f"{failure.get('at', '?')}: {failure.get('error', '?')}")
+                if failure.get("repeats", 0) > 1:
+                    typer.echo(f"stream: the batch after offsets {json.dumps(failure.get('after_offsets'))} failed "
+                               f"{failure['repeats']} times in a row; see the job's log")
     return healthy
 
 
@@ -257,8 +266,8 @@ def query_sql(
 
 @app.command("install")
 def install(
-    system: Annotated[bool, typer.Option(help="Install missing Debian packages (MariaDB, JRE, Maven).")] = True,
-    jar_sets: Annotated[bool, typer.Option("--jars/--no-jars", help="Resolve the jars from Maven Central and build the S3 server.")] = True,
+    system: Annotated[bool, typer.Option(help="Install missing Debian packages (MariaDB, JRE, JDK, Maven).")] = True,
+    jar_sets: Annotated[bool, typer.Option("--jars/--no-jars", help="Resolve the jars from Maven Central, build the S3 server and the Thrift Server's classes.")] = True,
 ) -> None:
     """Install what the local stack needs and this machine lacks."""
     from deploy.local import install as inst
@@ -270,6 +279,7 @@ def install(
     if jar_sets:
         inst.install_jars(settings, typer.echo)
         inst.install_s3_server(settings, typer.echo)
+        inst.install_thrift_classes(settings, typer.echo)
         inst.install_dashboard_assets(settings, typer.echo)
 
 
@@ -378,11 +388,11 @@ def models_show(version: str, name: ModelName = "trip_duration") -> None:
 @models_app.command("promote")
 def models_promote(version: str, name: ModelName = "trip_duration") -> None:
     """Make VERSION the production model and announce it on the models topic."""
-    from core.registry import Registry
+    from core.registry import AnnouncementError, Registry
 
     try:
         v = Registry(get_settings()).promote(name, version)
-    except KeyError as exc:
+    except (KeyError, AnnouncementError) as exc:
         _fail(str(exc))
     typer.echo(f"{v.version} is now in production")
 
@@ -390,13 +400,26 @@ def models_promote(version: str, name: ModelName = "trip_duration") -> None:
 @models_app.command("rollback")
 def models_rollback(name: ModelName = "trip_duration") -> None:
     """Put the previous production version back into production."""
-    from core.registry import Registry
+    from core.registry import AnnouncementError, Registry
 
     try:
         v = Registry(get_settings()).rollback(name)
-    except KeyError as exc:
+    except (KeyError, AnnouncementError) as exc:
         _fail(str(exc))
     typer.echo(f"rolled back: {v.version} is now in production")
+
+
+@models_app.command("announce-pending")
+def models_announce_pending() -> None:
+    """Publish the announcements that promotions and rollbacks left pending in the outbox (Kafka was down)."""
+    from core.registry import AnnouncementError, Registry
+
+    settings = get_settings()
+    try:
+        sent = Registry(settings).publish_pending()
+    except AnnouncementError as exc:
+        _fail(str(exc))
+    typer.echo(f"announced {sent} pending version(s) on {settings.kafka.models_topic}")
 
 
 SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "credential")

@@ -10,17 +10,19 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
 
 
-def s3_client(settings: Settings) -> "S3Client":
+def s3_client(settings: Settings, *, reader: bool = False) -> "S3Client":
+    """A client with the platform's key, or with the read-only key of the Thrift Server (``reader``)."""
     import boto3
     from botocore.config import Config
 
     s3 = settings.s3
+    access, secret = (s3.reader_access_key, s3.reader_secret_key) if reader else (s3.access_key, s3.secret_key)
     return boto3.client(
         "s3",
         endpoint_url=s3.endpoint,
         region_name=s3.region,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key.get_secret_value(),
+        aws_access_key_id=access,
+        aws_secret_access_key=secret.get_secret_value(),
         config=Config(
             s3={"addressing_style": "path"},
             # Non-AWS servers reject the SDK's default CRC trailers.

@@ -97,10 +97,10 @@ def _mysql_sums(conn: Connection, zone: int, first_day: dt.date, last_day: dt.da
 
 
 def _hive_sums(settings: Settings, zone: int, first_day: dt.date, last_day: dt.date) -> Sums:
-    from pyhive import hive
+    from core import hive
 
     sp = settings.spark
-    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="lambdaml-query")
+    conn = hive.connect(settings)  # as the read-only analyst
     try:
         cur = conn.cursor()
         # The Thrift Server caches file listings; the archive may have rewritten a partition since.

@@ -3,8 +3,11 @@
 The local stack starts it in the background with pid files
 (``deploy.local.services.ThriftServer``); a container wants it in the
 foreground instead. This creates the Hive metastore schema if the metastore
-database is still empty (idempotent), then replaces itself with the same
-``spark-submit`` command the local stack runs, built from the settings. Set
+database is still empty, and the `default` and `lake` databases with the
+platform's credentials (idempotent), writes the analysts' login file, then
+replaces itself with the same ``spark-submit`` command the local stack runs,
+built from the settings: analysts log in, and the server holds only the
+metastore reader's login and the S3 read-only key. Set
 ``LAMBDAML_BIND_HOST=0.0.0.0`` so that other containers can reach it.
 
     python deploy/docker/thrift_server.py

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 import typer
 
+from core import hive
 from core.settings import Settings, get_settings
 from core.spark import spark_home
 
@@ -276,10 +277,8 @@ class Demo:
                        "dead_letters": dlq}
 
     def _hive_counts(self) -> dict:
-        from pyhive import hive
-
         sp = self.settings.spark
-        conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="analyst")
+        conn = hive.connect(self.settings)  # as the read-only analyst
         out = {}
         try:
             cur = conn.cursor()
@@ -382,8 +381,10 @@ Where to look next
                     -e 'SELECT pu_location_id, hour_start, trips, sum_abs_error_s/NULLIF(completed,0) AS mae_s
                         FROM zone_hour_stats ORDER BY hour_start DESC LIMIT 10'
   Hive (PyHive)   .venv/bin/python -c "from pyhive import hive; c=hive.connect('{sp.thrift_host}', {sp.thrift_port}, \\
-                    auth='NONE', username='analyst').cursor(); c.execute('SELECT * FROM {sp.hive_database}.training_runs LIMIT 5'); print(c.fetchall())"
-  Hive (beeline)  {spark_home()}/bin/beeline -u jdbc:hive2://{sp.thrift_host}:{sp.thrift_port}/{sp.hive_database} -n analyst
+                    auth='CUSTOM', username='{m.analyst_user}', password='{analyst_pw}').cursor(); \\
+                    c.execute('SELECT * FROM {sp.hive_database}.training_runs LIMIT 5'); print(c.fetchall())"
+  Hive (beeline)  {spark_home()}/bin/beeline -u {hive.jdbc_url(settings)} -n {m.analyst_user} -p {analyst_pw} \\
+                    -e 'SELECT * FROM {sp.hive_database}.training_runs LIMIT 5'
   Kafka           {k.bootstrap}   topics: {', '.join(k.topics)}
   S3 (lake)       {s3.endpoint}   bucket {s3.bucket}, key {s3.access_key}
   Logs            {settings.log_dir}

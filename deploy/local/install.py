@@ -1,9 +1,10 @@
 """Install what the local stack needs and the machine lacks.
 
-Debian packages (MariaDB, a JRE, Maven, npm, and Chromium for the dashboard's
-browser test) are installed with apt-get when missing; jars are resolved from
-Maven Central, and the dashboard's chart library (uPlot) from npm, into the
-shared cache.
+Debian packages (MariaDB, a JRE and a JDK, Maven, npm, and Chromium for the
+dashboard's browser test) are installed with apt-get when missing; jars are
+resolved from Maven Central, and the dashboard's chart library (uPlot) from npm,
+into the shared cache; the Thrift Server's login and read-only classes are
+compiled there with javac.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SYSTEM_NEEDS: dict[str, str] = {
     "mariadbd": "mariadb-server",
     "mariadb": "mariadb-client",
     "java": "openjdk-17-jre-headless",
+    "javac": "openjdk-17-jdk-headless",  # compiles the Thrift Server's login and read-only classes
     "mvn": "maven",
     "npm": "npm",
     "chromium": "chromium",
@@ -48,11 +50,24 @@ def java_major(java: str) -> int:
     return int(m.group(2)) if major == 1 and m.group(2) else major
 
 
+def javac_major(javac: str) -> int:
+    """The release of a javac (``javac 17.0.15``; JDK 8 and older: ``javac 1.8.0_392``)."""
+    result = subprocess.run([javac, "-version"], capture_output=True, text=True)
+    m = re.search(r"javac (\d+)(?:\.(\d+))?", result.stdout + result.stderr)
+    if not m:
+        return 0
+    major = int(m.group(1))
+    return int(m.group(2)) if major == 1 and m.group(2) else major
+
+
 def missing_packages() -> list[str]:
     missing = [pkg for binary, pkg in SYSTEM_NEEDS.items() if which(binary) is None]
     java = which("java")
     if java and java_major(java) < 17 and "openjdk-17-jre-headless" not in missing:
         missing.append("openjdk-17-jre-headless")
+    javac = which("javac")
+    if javac and javac_major(javac) < 17 and "openjdk-17-jdk-headless" not in missing:
+        missing.append("openjdk-17-jdk-headless")
     return missing
 
 
@@ -83,6 +98,17 @@ def install_s3_server(settings: Settings, echo: Callable[[str], None] = print) -
         return
     echo(f"  S3 server: building {s3server.MODULE}@{s3server.VERSION} with go install ...")
     echo(f"  S3 server: {s3server.build(settings)}")
+
+
+def install_thrift_classes(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """The Thrift Server's login and read-only classes, compiled with javac against pyspark's jars."""
+    from deploy.local import thrift_auth
+
+    if thrift_auth.is_built(settings):
+        echo(f"  Thrift Server classes: cached at {thrift_auth.jar_path(settings)}")
+        return
+    echo("  Thrift Server classes: compiling with javac ...")
+    echo(f"  Thrift Server classes: {thrift_auth.build(settings)}")
 
 
 def install_jars(settings: Settings, echo: Callable[[str], None] = print) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -79,6 +80,14 @@ def kraft_cluster_id() -> str:
     while (cluster_id := urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
         pass
     return cluster_id
+
+
+def _cmdline(pid: int | None) -> list[str]:
+    """The command line of a running process (empty if it is gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except (OSError, TypeError):
+        return []
 
 
 def java_bin(settings: Settings) -> str:
@@ -200,6 +209,20 @@ class MariaDB(Service):
                 cur.execute(f"GRANT ALL PRIVILEGES ON `{m.database}`.* TO %s@%s", (m.user, host))
                 cur.execute(f"GRANT ALL PRIVILEGES ON `{m.metastore_database}`.* TO %s@%s", (m.user, host))
                 cur.execute(f"GRANT SELECT, SHOW VIEW ON `{m.database}`.* TO %s@%s", (m.analyst_user, host))
+            # The Thrift Server's metastore login: it reads the catalog and can change nothing in it.
+            reader, reader_password = m.metastore_reader_user, m.metastore_reader_password.get_secret_value()
+            if reader in (m.user, m.analyst_user):
+                raise StackError("LAMBDAML_MYSQL__METASTORE_READER_USER must be an account of its own: the Thrift "
+                                 "Server's metastore login gets SELECT on the metastore and nothing else")
+            select_only = {f"GRANT SELECT ON `{m.metastore_database}`.* TO `{reader}`@`{{host}}`"}
+            for host in ("localhost", "127.0.0.1", "%"):
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (reader, host, reader_password))
+                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (reader, host, reader_password))
+                cur.execute("SHOW GRANTS FOR %s@%s", (reader, host))
+                grants = {g for (g,) in cur.fetchall() if not g.startswith("GRANT USAGE ON *.* TO")}
+                if grants - {g.format(host=host) for g in select_only}:  # more than SELECT: take it all back
+                    cur.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (reader, host))
+                cur.execute(f"GRANT SELECT ON `{m.metastore_database}`.* TO %s@%s", (reader, host))
             cur.execute("FLUSH PRIVILEGES")
 
 
@@ -221,9 +244,14 @@ class S3Server(Service):
     def describe(self) -> str:
         return self.settings.s3.endpoint
 
+    @property
+    def iam_dir(self) -> Path:
+        return self.home / "iam"
+
     def prepare(self) -> None:
-        for sub in ("data", "meta"):
+        for sub in ("data", "meta", "iam"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
+        self.iam_dir.chmod(0o700)  # it holds the accounts' secrets
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         from core import s3server
@@ -235,6 +263,9 @@ class S3Server(Service):
         argv = [
             str(binary), "--port", f"{self.settings.bind_host}:{s3.port}", "--region", s3.region,
             "--quiet", "--health", "/health",
+            # Accounts besides root (the Thrift Server's read-only key) live in the internal IAM; uncached, so
+            # a changed secret holds at once (the cache kept serving an account's old secret after an update).
+            "--iam-dir", str(self.iam_dir), "--iam-cache-disable",
             "posix", "--sidecar", str(self.home / "meta"), str(self.home / "data"),
         ]
         # Credentials travel by environment, not on the command line.
@@ -249,9 +280,31 @@ class S3Server(Service):
         s3_client(self.settings).list_buckets()
 
     def after_ready(self) -> None:
+        from core import s3server
         from core.s3 import ensure_bucket
 
         ensure_bucket(self.settings)
+        try:
+            if self.external:
+                # An external versitygw (the compose and Kubernetes layouts) gets the account through its
+                # admin API like the local one; any other S3 needs a read-only key made by its owner.
+                try:
+                    s3server.check_reader(self.settings)
+                    return
+                except Exception as exc:  # noqa: BLE001 - whatever failed, try to create the account once
+                    try:
+                        s3server.ensure_reader(self.settings)
+                    except Exception:  # noqa: BLE001 - not a versitygw with IAM: report the key's own failure
+                        raise exc from None
+            else:
+                s3server.ensure_reader(self.settings)
+            # The Thrift Server's key must read the lake and be refused a write.
+            s3server.check_reader(self.settings)
+        except Exception as exc:  # noqa: BLE001 - HTTP and S3 client errors alike: the stack cannot go on
+            if not self.external and "--iam-dir" not in _cmdline(self.proc.pid()):
+                raise StackError(f"{exc}\nThe running S3 server was started without its IAM folder: restart it "
+                                 "(`lambdaml stack down --only s3` and `lambdaml stack up`).") from exc
+            raise StackError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- Kafka (KRaft)
@@ -359,22 +412,54 @@ class ThriftServer(Service):
         sp = self.settings.spark
         return [Endpoint("LAMBDAML_SPARK__THRIFT_PORT", sp.thrift_host, sp.thrift_port)]
 
+    @property
+    def passwords_file(self) -> Path:
+        """The logins the server accepts (hashes only, mode 0600), read at every login."""
+        return self.home / "auth" / "passwords"
+
     def prepare(self) -> None:
         from core import metastore
+        from deploy.local import thrift_auth
 
         self.home.mkdir(parents=True, exist_ok=True)
         try:
+            thrift_auth.build(self.settings)
             metastore.create_schema(self.settings, self.home / "metastore", java_bin(self.settings))
+            # What the read-only server cannot create itself, created with the platform's credentials.
+            metastore.ensure_catalog(self.settings, self.home / "catalog-init")
+            metastore.check_reader(self.settings)
         except RuntimeError as exc:
             raise StackError(str(exc)) from exc
+        thrift_auth.write_password_file(self.passwords_file, thrift_auth.thrift_users(self.settings))
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         from core.spark import spark_conf, spark_home
+        from deploy.local import thrift_auth
 
         home = spark_home()
+        m, s3 = self.settings.mysql, self.settings.s3
         conf = spark_conf(self.settings)
         conf["spark.driver.memory"] = self.settings.spark.thrift_driver_memory
         conf["spark.master"] = self.settings.spark.thrift_master or conf["spark.master"]
+        # The analysts' server reads with credentials that cannot write: a metastore login with SELECT
+        # only, and an S3 key the bucket's policy lets only read. No setting of its own may widen them.
+        for key in [k for k in conf if re.fullmatch(r"spark\.hadoop\.fs\.s3a\.bucket\..+\.(access\.key|"
+                                                       r"secret\.key|session\.token|aws\.credentials\.provider)", k)]:
+            del conf[key]
+        conf.update({
+            "spark.hadoop.javax.jdo.option.ConnectionUserName": m.metastore_reader_user,
+            "spark.hadoop.javax.jdo.option.ConnectionPassword": m.metastore_reader_password.get_secret_value(),
+            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "spark.hadoop.fs.s3a.access.key": s3.reader_access_key,
+            "spark.hadoop.fs.s3a.secret.key": s3.reader_secret_key.get_secret_value(),
+            # The guard refuses writes with an error that says so, before the credentials would.
+            "spark.sql.extensions": ",".join(filter(None, [conf.get("spark.sql.extensions"), thrift_auth.GUARD])),
+            "spark.driver.extraClassPath": ":".join(
+                filter(None, [str(thrift_auth.jar_path(self.settings)), conf.get("spark.driver.extraClassPath")])),
+            # Reading a table never writes an inferred schema back to the metastore.
+            "spark.sql.hive.caseSensitiveInferenceMode": "INFER_ONLY",
+            "spark.sql.runSQLOnFiles": "false",
+        })
         argv = [str(home / "bin" / "spark-submit"), "--class",
                 "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "lambdaml-thrift-server"]
         for key, value in conf.items():
@@ -383,16 +468,19 @@ class ThriftServer(Service):
             "spark-internal",
             "--hiveconf", f"hive.server2.thrift.port={self.settings.spark.thrift_port}",
             "--hiveconf", f"hive.server2.thrift.bind.host={self.settings.bind_host}",
+            # Every login is checked against the password file (SASL PLAIN): no anonymous access.
+            "--hiveconf", "hive.server2.authentication=CUSTOM",
+            "--hiveconf", f"hive.server2.custom.authentication.class={thrift_auth.AUTHENTICATOR}",
+            "--hiveconf", f"{thrift_auth.PASSWORDS_PROPERTY}={self.passwords_file}",
         ]
         env = self.settings.child_env(SPARK_HOME=str(home))
         # Keep Derby's log and Spark's scratch space out of the working tree.
         return argv, env
 
     def check(self) -> None:
-        from pyhive import hive
+        from core import hive
 
-        sp = self.settings.spark
-        conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="lambdaml")
+        conn = hive.connect(self.settings)
         try:
             cur = conn.cursor()
             cur.execute("SHOW DATABASES")
@@ -401,15 +489,17 @@ class ThriftServer(Service):
             conn.close()
 
     def after_ready(self) -> None:
-        from pyhive import hive
+        from core import metastore
+        from deploy.local import thrift_auth
 
-        sp = self.settings.spark
-        conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="lambdaml")
         try:
-            cur = conn.cursor()
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS {sp.hive_database}")
-        finally:
-            conn.close()
+            # The lake's database, created with the platform's credentials (the server itself cannot).
+            metastore.ensure_catalog(self.settings, self.home / "catalog-init")
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from exc
+        if not self.external:
+            # Read at every login: a changed analyst password holds from now on, without a restart.
+            thrift_auth.write_password_file(self.passwords_file, thrift_auth.thrift_users(self.settings))
 
 
 # --------------------------------------------------------------------------- Airflow

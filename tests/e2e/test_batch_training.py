@@ -9,10 +9,10 @@ import time
 
 import pytest
 from confluent_kafka import TopicPartition
-from pyhive import hive
 from sqlalchemy import text
 
 from batch import generate, pipeline
+from core import hive
 from core import kafka as k
 from core.db import engine
 from core.registry import Registry
@@ -96,8 +96,7 @@ def test_events_and_model_announcement_on_kafka(dag_run, settings):
 
 
 def _hive_rows(settings, run_id: str) -> list:
-    sp = settings.spark
-    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="analyst")
+    conn = hive.connect(settings)
     try:
         cur = conn.cursor()
         cur.execute("SELECT model_version, rows_in, quarantined FROM lake.training_runs WHERE run_id = %(r)s",

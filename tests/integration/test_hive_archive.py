@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyhive import hive
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from typer.testing import CliRunner
 
-from core import lake
+from core import hive, lake
 from core.cli import app
 from core.db import SQL_DIR, engine, load_sql
 from core.tlc import RAW_SCHEMA
@@ -128,7 +127,7 @@ def _write_lake_day(settings, lake_root: str, day: dt.date) -> None:
 
 def _hive(settings, sql: str, params: dict | None = None) -> list[tuple]:
     sp = settings.spark
-    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="analyst")
+    conn = hive.connect(settings)
     try:
         cur = conn.cursor()
         for table in TABLES:

@@ -6,7 +6,9 @@
 - ``lambdaml config show`` and a bad-configuration error never print a secret.
 - ``lambdaml query`` only runs the named queries of ``sql/queries/`` and binds every value: injection
   attempts change neither the answer nor the database.
-- The analyst's MySQL grants are read-only; an analyst reads Hive through the Thrift Server.
+- The analyst's MySQL grants are read-only. In Hive too: the Thrift Server refuses a wrong login, reads for the
+  analyst (PyHive and beeline), refuses every write or DDL statement with an error that says so and changes
+  nothing; its own metastore login and S3 key are refused every write by MariaDB and the S3 server.
 - The stack's logs and the repository's tracked files carry no secret (but the documented defaults).
 - Every process of the running stack listens on loopback only.
 """
@@ -117,7 +119,9 @@ SECRET_ENV = {
     "LAMBDAML_SPEED__API_KEY": f"api-{secrets.token_hex(12)}",
     "LAMBDAML_MYSQL__PASSWORD": f"app-{secrets.token_hex(12)}",
     "LAMBDAML_MYSQL__ANALYST_PASSWORD": f"analyst-{secrets.token_hex(12)}",
+    "LAMBDAML_MYSQL__METASTORE_READER_PASSWORD": f"reader-{secrets.token_hex(12)}",
     "LAMBDAML_S3__SECRET_KEY": f"s3-{secrets.token_hex(12)}",
+    "LAMBDAML_S3__READER_SECRET_KEY": f"s3-reader-{secrets.token_hex(12)}",
     "LAMBDAML_AIRFLOW__ADMIN_PASSWORD": f"airflow-{secrets.token_hex(12)}",
 }
 URL_PASSWORD = f"url-{secrets.token_hex(12)}"
@@ -136,6 +140,7 @@ def test_config_show_masks_every_secret():
     shown = json.loads(r.stdout)
     assert shown["speed"]["api_key"] == "**********" and shown["mysql"]["password"] == "**********"
     assert shown["mysql"]["url"].startswith("mysql+pymysql://someone:***@db.example")  # still useful
+    assert shown["mysql"]["metastore_reader_password"] == shown["s3"]["reader_secret_key"] == "**********"
     for secret in (*SECRET_ENV.values(), URL_PASSWORD):
         assert secret not in r.stdout + r.stderr
 
@@ -236,35 +241,263 @@ def test_analyst_grants_are_read_only(stack, settings):
     assert privileges and privileges <= {"SELECT", "SHOW VIEW"}, grants
 
 
-def test_an_analyst_reads_hive_through_the_thrift_server(stack, settings):
-    from pyhive import hive
+# --------------------------------------------------------------------------------------------- the Hive tier
+# The Thrift Server is the analysts' way into Hive. It checks every login against its password file, refuses
+# every write with an error that says so (the ReadOnlyGuard extension), and runs with credentials that cannot
+# write even if a statement got past that: a metastore login with SELECT only and an S3 key that may only read.
 
-    sp = settings.spark
-    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE",
-                        username=settings.mysql.analyst_user)
+@pytest.fixture(scope="module")
+def canary_table(stack, spark, settings):
+    """A lake table written by the platform (a Spark session with its own credentials): what analysts read."""
+    from core.s3 import split_uri
+
+    db = settings.spark.hive_database
+    name = f"{db}.sec_canary_{secrets.token_hex(5)}"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+    spark.createDataFrame([(1, "a"), (2, "b"), (3, "c")], "id INT, label STRING") \
+        .write.mode("overwrite").format("parquet").saveAsTable(name)
+    location = spark.sql(f"DESCRIBE FORMATTED {name}").where("col_name = 'Location'").first()["data_type"]
+    bucket, prefix = split_uri(location)
+    assert bucket == settings.s3.bucket and prefix
+    yield name, prefix.rstrip("/") + "/"
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
+
+
+def hive_rows(settings, *statements: str, **login) -> list[tuple]:
+    """Run ``statements`` in one session as the analyst (or ``login``); the rows of the last one."""
+    from core import hive
+
+    conn = hive.connect(settings, **login)
     try:
         cur = conn.cursor()
-        cur.execute("SHOW DATABASES")
-        assert sp.hive_database in {r[0] for r in cur.fetchall()}
-        # PyHive escapes bound values: a quote stays inside the literal.
-        cur.execute("SELECT %(v)s, %(n)s + 1", {"v": "it's; DROP DATABASE x --", "n": 41})
-        assert cur.fetchall() == [("it's; DROP DATABASE x --", 42)]
-        cur.execute(f"SHOW TABLES IN {sp.hive_database}")
-        tables = {r[1] for r in cur.fetchall()}
-        if "zone_hour_stats" in tables:
-            cur.execute(f"SELECT COUNT(*) FROM {sp.hive_database}.zone_hour_stats WHERE pu_location_id = %(z)s",
-                        {"z": 161})
-            assert cur.fetchone()[0] >= 0
+        for sql in statements:
+            cur.execute(sql)
+        return [tuple(r) for r in cur.fetchall()]
     finally:
         conn.close()
+
+
+def s3_keys(settings, *prefixes: str) -> dict[str, str]:
+    """Key -> ETag of every object under ``prefixes`` in the lake bucket, read with the platform's key."""
+    from core.s3 import s3_client
+
+    client, out = s3_client(settings), {}
+    for prefix in prefixes:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3.bucket, Prefix=prefix):
+            out |= {o["Key"]: o["ETag"] for o in page.get("Contents", [])}
+    return out
+
+
+def test_an_analyst_reads_the_lake_through_the_thrift_server(canary_table, settings):
+    name, _ = canary_table
+    db = settings.spark.hive_database
+    assert db in {r[0] for r in hive_rows(settings, "SHOW DATABASES")}
+    assert name.split(".")[1] in {r[1] for r in hive_rows(settings, f"SHOW TABLES IN {db}")}
+    assert sorted(hive_rows(settings, f"SELECT id, label FROM {name}")) == [(1, "a"), (2, "b"), (3, "c")]
+    assert hive_rows(settings, f"REFRESH TABLE {name}", f"SELECT COUNT(*) FROM {name} WHERE id >= 2") == [(2,)]
+    assert [r[0] for r in hive_rows(settings, f"DESCRIBE {name}")][:2] == ["id", "label"]
+    # PyHive escapes bound values: a quote stays inside the literal.
+    from core import hive
+
+    conn = hive.connect(settings)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT %(v)s, %(n)s + 1", {"v": "it's; DROP DATABASE x --", "n": 41})
+        assert cur.fetchall() == [("it's; DROP DATABASE x --", 42)]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("login", [
+    lambda s: {"password": s.mysql.analyst_password.get_secret_value() + "x"},  # the analyst, a wrong password
+    lambda s: {"password": ""},                                                   # the analyst, no password
+    lambda s: {"user": "nobody", "password": "wrong-password"},                   # an unknown user
+    lambda s: {"user": s.mysql.user, "password": s.mysql.password.get_secret_value()},  # no Hive login
+], ids=["wrong-password", "empty-password", "unknown-user", "platform-mysql-user"])
+def test_a_wrong_login_is_refused_at_connect(stack, settings, login):
+    from thrift.transport.TTransport import TTransportException
+
+    with pytest.raises(TTransportException, match="Error validating the login"):
+        hive_rows(settings, "SHOW DATABASES", **login(settings))
+
+
+def test_an_anonymous_login_is_refused(stack, settings):
+    from pyhive import hive
+    from thrift.transport.TTransport import TTransportException
+
+    sp = settings.spark
+    with pytest.raises(TTransportException, match="Error validating the login"):
+        hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username=settings.mysql.analyst_user)
+
+
+def test_every_write_of_an_analyst_is_refused_and_changes_nothing(canary_table, settings, tmp_path):
+    from pyhive.exc import OperationalError
+
+    name, prefix = canary_table
+    db, u = settings.spark.hive_database, secrets.token_hex(5)
+    new_tables = [f"sec_new_{u}", f"sec_ctas_{u}", f"sec_renamed_{u}", f"sec_view_{u}"]
+    new_prefixes = [f"{prefix.rsplit('/', 2)[0]}/{t}" for t in new_tables] + [f"tests/sec-{u}/"]
+    local = tmp_path / "local-dir"
+    script_mark = tmp_path / "script-ran"
+    readable = tmp_path / "readable.txt"
+    readable.write_text("a file of the server's machine\n")
+    writes = {
+        "CREATE TABLE": f"CREATE TABLE {db}.sec_new_{u} (a INT)",
+        "CREATE TABLE USING": f"CREATE TABLE {db}.sec_new_{u} (a INT) USING parquet",
+        "CREATE TABLE AS SELECT": f"CREATE TABLE {db}.sec_ctas_{u} AS SELECT * FROM {name}",
+        "CREATE VIEW": f"CREATE VIEW {db}.sec_view_{u} AS SELECT * FROM {name}",
+        "INSERT INTO": f"INSERT INTO {name} VALUES (99, 'x')",
+        "INSERT OVERWRITE": f"INSERT OVERWRITE TABLE {name} SELECT 9, 'z'",
+        "ALTER TABLE RENAME": f"ALTER TABLE {name} RENAME TO {db}.sec_renamed_{u}",
+        "ALTER TABLE ADD COLUMNS": f"ALTER TABLE {name} ADD COLUMNS (extra INT)",
+        "ALTER TABLE SET TBLPROPERTIES": f"ALTER TABLE {name} SET TBLPROPERTIES ('sec_mark' = 'analyst')",
+        "TRUNCATE TABLE": f"TRUNCATE TABLE {name}",
+        "DROP TABLE": f"DROP TABLE {name}",
+        "CREATE DATABASE": f"CREATE DATABASE sec_db_{u}",
+        "INSERT OVERWRITE DIRECTORY": f"INSERT OVERWRITE DIRECTORY 's3a://{settings.s3.bucket}/tests/sec-{u}/dir' "
+                                      f"SELECT * FROM {name}",
+        "INSERT OVERWRITE LOCAL DIRECTORY": f"INSERT OVERWRITE LOCAL DIRECTORY '{local}' SELECT * FROM {name}",
+        "TRANSFORM (a script)": f"SELECT TRANSFORM(id) USING 'touch {script_mark}' AS (x) FROM {name}",
+        "reflect": "SELECT reflect('java.lang.System', 'getProperty', 'user.name')",
+        "ADD JAR": f"ADD JAR {readable}",
+        "a file by path": f"SELECT * FROM text.`file://{readable}`",
+    }
+    tables_before = {r[1] for r in hive_rows(settings, f"SHOW TABLES IN {db}")}
+    databases_before = {r[0] for r in hive_rows(settings, "SHOW DATABASES")}
+    objects_before = s3_keys(settings, prefix, *new_prefixes)
+    assert objects_before and all(k.startswith(prefix) for k in objects_before)
+    for what, sql in writes.items():
+        # Reading files by path is off on the server; a session that turns it back on is still refused.
+        setup = ["SET spark.sql.runSQLOnFiles=true"] if what == "a file by path" else []
+        with pytest.raises(OperationalError) as refused:
+            hive_rows(settings, *setup, sql)
+        message = str(refused.value)
+        assert "Permission denied" in message and "refused" in message and "read-only" in message, (what, message)
+    # Nothing changed: the tables and databases, the canary's rows and schema, the objects in S3, the local disk.
+    tables_after = {r[1] for r in hive_rows(settings, f"SHOW TABLES IN {db}")}
+    assert name.split(".")[1] in tables_after and not set(new_tables) & tables_after
+    assert tables_before >= {t for t in tables_after if t.startswith("sec_")}
+    databases_after = {r[0] for r in hive_rows(settings, "SHOW DATABASES")}
+    assert f"sec_db_{u}" not in databases_after and databases_after >= {db, "default"} & databases_before
+    assert sorted(hive_rows(settings, f"REFRESH TABLE {name}", f"SELECT * FROM {name}")) == [
+        (1, "a"), (2, "b"), (3, "c")]
+    assert [r[0] for r in hive_rows(settings, f"DESCRIBE {name}")] == ["id", "label"]
+    assert ("sec_mark", "analyst") not in set(hive_rows(settings, f"SHOW TBLPROPERTIES {name}"))
+    assert s3_keys(settings, prefix, *new_prefixes) == objects_before
+    assert not local.exists() and not script_mark.exists()
+
+
+def thrift_conf(settings) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``--conf`` and ``--hiveconf`` values of the running Thrift Server's command line."""
+    pid = int((settings.pid_dir / "thrift.pid").read_text())
+    argv = psutil.Process(pid).cmdline()
+    pairs = {"--conf": {}, "--hiveconf": {}}
+    for flag, value in zip(argv, argv[1:]):
+        if flag in pairs:
+            key, _, val = value.partition("=")
+            pairs[flag][key] = val
+    return pairs["--conf"], pairs["--hiveconf"]
+
+
+def test_the_thrift_server_runs_with_credentials_that_cannot_write(canary_table, settings):
+    """The lock beneath the guard: the running server's own credentials are refused every write."""
+    import boto3
+    import pymysql
+    from botocore.exceptions import ClientError
+
+    if settings.spark.thrift_external:
+        pytest.skip("an external Thrift Server: its credentials are its owner's")
+    name, prefix = canary_table
+    conf, hiveconf = thrift_conf(settings)
+    assert hiveconf["hive.server2.authentication"] == "CUSTOM"
+    assert hiveconf["hive.server2.custom.authentication.class"] == "lambdaml.hive.PasswordFileAuthenticator"
+    assert "lambdaml.hive.ReadOnlyGuard" in conf["spark.sql.extensions"].split(",")
+    # The metastore login: it reads the catalog, and every change is refused by MariaDB itself.
+    user, password = (conf["spark.hadoop.javax.jdo.option.ConnectionUserName"],
+                      conf["spark.hadoop.javax.jdo.option.ConnectionPassword"])
+    assert user == settings.mysql.metastore_reader_user != settings.mysql.user
+    host, port = settings.mysql.server_host_port()
+    conn = pymysql.connect(host=host, port=port, user=user, password=password,
+                           database=settings.mysql.metastore_database, autocommit=False)
+    u = secrets.token_hex(4)
+    # Statements that would change nothing if they were allowed (no rows, tables that do not exist, a
+    # transaction rolled back): MariaDB checks the privilege first and refuses each of them.
+    attempts = ("INSERT INTO DBS (DB_ID, NAME, DB_LOCATION_URI) SELECT 999999, 'sec_x', 's3a://x' FROM DUAL "
+                "WHERE 1 = 0",
+                "UPDATE TBLS SET OWNER = OWNER WHERE 1 = 0", "DELETE FROM TBLS WHERE 1 = 0",
+                f"CREATE TABLE sec_x_{u} (a INT)", f"ALTER TABLE sec_x_{u} ADD COLUMN b INT", f"DROP TABLE sec_x_{u}")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM TBLS WHERE TBL_NAME = %s", (name.split(".")[1],))
+            assert cur.fetchone()[0] == 1
+            for sql in attempts:
+                with pytest.raises((pymysql.err.OperationalError, pymysql.err.ProgrammingError),
+                                   match="command denied"):
+                    cur.execute(sql)
+            cur.execute("SHOW GRANTS FOR CURRENT_USER()")
+            grants = [r[0] for r in cur.fetchall()]
+        conn.rollback()
+    finally:
+        conn.close()
+    assert all(re.match(r"GRANT (USAGE|SELECT) ON ", g) for g in grants), grants
+    # The S3 key: it lists and reads the lake; a put, an overwrite or a delete is refused by the S3 server.
+    access, secret = conf["spark.hadoop.fs.s3a.access.key"], conf["spark.hadoop.fs.s3a.secret.key"]
+    assert access == settings.s3.reader_access_key != settings.s3.access_key
+    reader = boto3.client("s3", endpoint_url=settings.s3.endpoint, region_name=settings.s3.region,
+                          aws_access_key_id=access, aws_secret_access_key=secret)
+    bucket = settings.s3.bucket
+    objects = s3_keys(settings, prefix)
+    key = next(k for k in objects if k.endswith(".parquet"))
+    assert reader.list_objects_v2(Bucket=bucket, Prefix=prefix)["KeyCount"] == len(objects)
+    assert reader.get_object(Bucket=bucket, Key=key)["Body"].read(4) == b"PAR1"
+    for attempt in (lambda: reader.put_object(Bucket=bucket, Key=f"{prefix}sec-new", Body=b"x"),
+                    lambda: reader.put_object(Bucket=bucket, Key=key, Body=b"overwritten"),
+                    lambda: reader.delete_object(Bucket=bucket, Key=key),
+                    lambda: reader.copy_object(Bucket=bucket, Key=f"{prefix}sec-copy",
+                                               CopySource={"Bucket": bucket, "Key": key}),
+                    lambda: reader.put_bucket_policy(Bucket=bucket, Policy="{}"),
+                    lambda: reader.create_bucket(Bucket=f"sec-{secrets.token_hex(4)}")):
+        with pytest.raises(ClientError) as denied:
+            attempt()
+        assert denied.value.response["Error"]["Code"] == "AccessDenied", denied.value.response
+    assert s3_keys(settings, prefix) == objects
+
+
+def test_beeline_reads_as_the_analyst_and_is_refused_writes(canary_table, settings, tmp_path):
+    from core import hive
+    from core.spark import spark_home
+
+    name, _ = canary_table
+    m = settings.mysql
+    password_file = tmp_path / "password"
+    password_file.write_text(m.analyst_password.get_secret_value())
+    password_file.chmod(0o600)
+
+    def beeline(*login: str, sql: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(spark_home() / "bin" / "beeline"), "-u", hive.jdbc_url(settings), *login,
+                               "--silent=true", "--outputformat=csv2", "-e", sql],
+                              capture_output=True, text=True, timeout=180,
+                              env=dict(os.environ, SPARK_HOME=str(spark_home())))
+
+    analyst = ("-n", m.analyst_user, "-w", str(password_file))
+    read = beeline(*analyst, sql=f"SELECT COUNT(*) FROM {name}")
+    assert read.returncode == 0 and read.stdout.split()[-1] == "3", read.stdout + read.stderr
+    for sql in (f"CREATE TABLE {name}_bl (a INT)", f"INSERT INTO {name} VALUES (7, 'g')", f"DROP TABLE {name}"):
+        write = beeline(*analyst, sql=sql)
+        assert write.returncode != 0 and "Permission denied" in write.stderr and "refused" in write.stderr, sql
+    for login in (("-n", m.analyst_user, "-p", "wrong-password"), ("-n", "nobody", "-p", "wrong-password")):
+        refused = beeline(*login, sql="SELECT 1")
+        assert refused.returncode != 0 and "Error validating the login" in refused.stderr, refused.stderr
+    assert beeline(*analyst, sql=f"SELECT COUNT(*) FROM {name}").stdout.split()[-1] == "3"
 
 
 # --------------------------------------------------------------------------------------------- logs and repository
 def configured_secrets(settings: Settings) -> dict[str, str]:
     """Secret values of the settings long enough not to match ordinary words (``admin`` is also a user name)."""
     values = {"mysql.password": settings.mysql.password, "mysql.analyst_password": settings.mysql.analyst_password,
-              "s3.secret_key": settings.s3.secret_key, "airflow.admin_password": settings.airflow.admin_password,
-              "speed.api_key": settings.speed.api_key}
+              "mysql.metastore_reader_password": settings.mysql.metastore_reader_password,
+              "s3.secret_key": settings.s3.secret_key, "s3.reader_secret_key": settings.s3.reader_secret_key,
+              "airflow.admin_password": settings.airflow.admin_password, "speed.api_key": settings.speed.api_key}
     return {k: v.get_secret_value() for k, v in values.items() if v is not None and len(v.get_secret_value()) >= 8}
 
 
@@ -281,8 +514,8 @@ def test_stack_logs_carry_no_secrets(stack, settings):
 
 
 # Documented local-development defaults (README, "Ports, logs and state"; core/settings.py) and placeholders.
-ALLOWED_VALUES = {"lambdaml-dev", "analyst-dev", "lambdaml-secret", "admin", "lambdaml", "analyst", "pw", "password",
-                  "user", "secret", "changeme"}
+ALLOWED_VALUES = {"lambdaml-dev", "analyst-dev", "lambdaml-secret", "hive-reader-dev", "lambdaml-reader-secret",
+                  "admin", "lambdaml", "analyst", "pw", "password", "user", "secret", "changeme"}
 PATTERNS = {
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
@@ -344,7 +577,8 @@ def test_tracked_files_carry_no_credentials_but_the_documented_defaults():
     from core.settings import Settings as S
 
     defaults = S.model_construct()
-    for value in (defaults.mysql.password, defaults.mysql.analyst_password, defaults.s3.secret_key):
+    for value in (defaults.mysql.password, defaults.mysql.analyst_password, defaults.mysql.metastore_reader_password,
+                  defaults.s3.secret_key, defaults.s3.reader_secret_key):
         assert value.get_secret_value() in ALLOWED_VALUES  # the allowed list is the settings' defaults
     findings = []
     for path in tracked_text_files():

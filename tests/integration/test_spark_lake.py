@@ -1,5 +1,6 @@
 """Spark: reads Parquet from the S3 server over s3a://, writes a Hive table in the
-shared metastore, and PyHive reads that table back through the Thrift Server."""
+shared metastore, and PyHive reads that table back through the Thrift Server (as the
+read-only analyst: the platform's jobs write, the Thrift Server only reads)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import io
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyhive import hive
-
+from core import hive
 from core.s3 import s3_client
 
 
@@ -32,8 +32,7 @@ def test_s3_parquet_to_hive_table_read_by_pyhive(spark, settings, unique):
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
     df.write.mode("overwrite").format("parquet").saveAsTable(f"{db}.{name}")
 
-    sp = settings.spark
-    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="analyst")
+    conn = hive.connect(settings)
     try:
         cur = conn.cursor()
         cur.execute(f"SELECT COUNT(*), SUM(PULocationID), MAX(trip_distance) FROM {db}.{name}")
@@ -51,18 +50,27 @@ def test_s3_parquet_to_hive_table_read_by_pyhive(spark, settings, unique):
     spark.sql(f"DROP TABLE {db}.{name}")
 
 
-def test_spark_sees_tables_created_through_thrift_server(spark, settings, unique):
-    """One metastore: a table made via the Thrift Server is visible to a Spark job."""
-    sp = settings.spark
-    name = f"{sp.hive_database}.it_shared_{unique}"
-    conn = hive.connect(host=sp.thrift_host, port=sp.thrift_port, auth="NONE", username="lambdaml")
-    try:
-        cur = conn.cursor()
-        cur.execute(f"CREATE TABLE {name} (id INT, label STRING) USING parquet")
-        cur.execute(f"INSERT INTO {name} VALUES (1, 'a'), (2, 'b')")
-    finally:
-        conn.close()
-    spark.catalog.refreshTable(name)
-    rows = sorted(tuple(r) for r in spark.table(name).collect())
-    assert rows == [(1, "a"), (2, "b")]
+def test_the_thrift_server_sees_what_spark_jobs_change(spark, settings, unique):
+    """One metastore: rows a Spark job adds and a table it drops show through the Thrift Server."""
+    db = settings.spark.hive_database
+    name = f"{db}.it_shared_{unique}"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+    spark.sql(f"CREATE TABLE {name} (id INT, label STRING) USING parquet")
+    spark.sql(f"INSERT INTO {name} VALUES (1, 'a'), (2, 'b')")
+
+    def through_thrift(sql: str, refresh: bool = True) -> list[tuple]:
+        conn = hive.connect(settings)
+        try:
+            cur = conn.cursor()
+            if refresh:  # the Thrift Server caches file listings
+                cur.execute(f"REFRESH TABLE {name}")
+            cur.execute(sql)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            conn.close()
+
+    assert sorted(through_thrift(f"SELECT * FROM {name}")) == [(1, "a"), (2, "b")]
+    spark.sql(f"INSERT INTO {name} VALUES (3, 'c')")
+    assert sorted(through_thrift(f"SELECT * FROM {name}")) == [(1, "a"), (2, "b"), (3, "c")]
     spark.sql(f"DROP TABLE {name}")
+    assert f"it_shared_{unique}" not in {r[1] for r in through_thrift(f"SHOW TABLES IN {db}", refresh=False)}

@@ -13,6 +13,9 @@ def test_where_to_look_shows_local_defaults_and_addresses():
     text = where_to_look(s)
     assert f"login {s.airflow.admin_user} / admin" in text and s.speed.url in text and s.kafka.bootstrap in text
     assert f"-p{s.mysql.analyst_password.get_secret_value()}" in text
+    # Hive logs in as the analyst too: the Thrift Server refuses anonymous logins.
+    assert f"auth='CUSTOM', username='{s.mysql.analyst_user}', password='analyst-dev'" in text
+    assert f"-n {s.mysql.analyst_user} -p analyst-dev" in text
 
 
 def test_where_to_look_never_prints_a_configured_password():

@@ -970,6 +970,12 @@ def test_mariadb_init_script_is_one_script_and_creates_what_the_settings_name(ma
     assert f"CREATE DATABASE IF NOT EXISTS \\`{defaults.metastore_database}\\` CHARACTER SET latin1" in script
     assert f"CREATE USER IF NOT EXISTS '{defaults.analyst_user}'@'%'" in script
     assert "LAMBDAML_MYSQL__ANALYST_PASSWORD" in script
+    # The Thrift Server's metastore login: SELECT on the metastore and nothing else.
+    assert f"CREATE USER IF NOT EXISTS '{defaults.metastore_reader_user}'@'%'" in script
+    reader = defaults.metastore_reader_user
+    grants = [line for line in script.splitlines() if line.startswith("GRANT") and reader in line]
+    assert grants == [f"GRANT SELECT ON \\`{defaults.metastore_database}\\`.* TO '{reader}'@'%';"]
+    assert "LAMBDAML_MYSQL__METASTORE_READER_PASSWORD" in script
 
 
 def test_container_commands_name_files_and_modules_that_exist(manifests, compose):
@@ -1059,5 +1065,10 @@ def test_dockerfile_builds_the_platform_image_the_files_expect():
     # Executors find the jars at the path the drivers put on spark.executor.extraClassPath.
     assert str(jars.jar_set_dir(s, "spark")).startswith(str(s.cache_dir))
     assert "jars.resolve(s, 'spark')" in text and "install_dashboard_assets(s)" in text
+    # The Thrift Server's login and read-only classes, compiled into the cache the platform stage copies.
+    assert "install_thrift_classes(s)" in text and "default-jdk-headless" in text
+    from deploy.local import thrift_auth
+
+    assert str(thrift_auth.jar_path(s)).startswith(str(s.cache_dir))
     ignore = (DEPLOY / "docker" / "Dockerfile.dockerignore").read_text().split()
     assert {".venv", ".runtime", ".git", "deploy/compose/.env", "deploy/k8s/secrets/*"} <= set(ignore)
