@@ -47,6 +47,7 @@ import typer
 
 from bench import common
 from core import kafka, lake
+from core.s3 import delete_prefix
 from core.settings import PROJECT_ROOT, Settings, SpeedSettings, get_settings
 from deploy.local.speed import SPEED_SERVICES, PredictionAPI, service_processes, wait_for_model
 from deploy.local.stack import Stack
@@ -104,7 +105,8 @@ class PrivateSpeedLayer:
         self.extra_topics = {name: f"bench.{self.unique}.{name}" for name in extra_topics}
         self.settings = with_speed(base.model_copy(update={"runtime_dir": self.runtime_dir,
                                                            "kafka": base.kafka.model_copy(update=topics)}),
-                                   port=port, front_proxy=front_proxy)
+                                   port=port, front_proxy=front_proxy,
+                                   lake_sink_path=base.s3.uri("bench", "master", self.unique))
         self.model_uri = self.settings.s3.uri("bench", "speed", self.unique, MODEL_VERSION, "model.pt")
 
     @property
@@ -144,8 +146,10 @@ class PrivateSpeedLayer:
         fs, path = lake.filesystem(self.settings, self.settings.s3.uri("bench", "speed", self.unique))
         if fs.get_file_info(path).type != FileType.NotFound:
             fs.delete_dir(path)
+        delete_prefix(self.settings, self.settings.master_events_uri)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
-        typer.echo(f"removed the private topics bench.{self.unique}.*, the model and {self.runtime_dir}")
+        typer.echo(f"removed the private topics bench.{self.unique}.*, the model, the lake sink's output and "
+                   f"{self.runtime_dir}")
 
     def publish_model(self) -> None:
         """Put a production-size artifact in the lake and announce it on the private models topic."""

@@ -40,12 +40,13 @@ from bench.endpoint import REQUEST_DAY, PrivateSpeedLayer, check_target, serve_m
 from core import kafka
 from core.settings import Settings, get_settings
 from deploy.local.process import StackError
-from deploy.local.speed import StreamJob
+from deploy.local.speed import LakeSinkJob, StreamJob
 from deploy.local.stack import Stack
 
 NAME = "stream"
 LOOP_TOPIC = "loop.predictions"
 FLOOR_TOPIC = "spark-floor.requests"
+NO_LAKE_TOPIC = "stream-no-lake-sink.predictions"
 LOOP_BATCH = 500
 LOOP_POLL_S = 0.02  # consume() waits this long for a batch to fill: the loop's own batching delay
 PRODUCER_LINGER_MS = 5  # requests and loop predictions, as the stream's sink produces
@@ -380,6 +381,8 @@ def main(
     timeout: Annotated[float, typer.Option(help="Longest wait for the predictions of one phase, seconds.")] = 240.0,
     spark_floor: Annotated[bool, typer.Option(help="Also measure the Spark floor: the job's Kafka source and sink "
                                                    "copying requests unchanged.")] = True,
+    lake_sink_ab: Annotated[bool, typer.Option(help="Also measure the job without its lake sink (the master log "
+                                                    "query beside the scoring one): what the sink costs.")] = True,
     port: Annotated[int, typer.Option(help="Private port of the prediction service.")] = 18210,
     seed: Annotated[int, typer.Option(help="Seed of the generated trips.")] = 7,
     out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
@@ -388,15 +391,15 @@ def main(
     started = time.monotonic()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     source = RequestSource(max(backlog, round(rate * rate_seconds), WARMUP_REQUESTS), seed)
-    with PrivateSpeedLayer(get_settings(), port, NAME, extra_topics=(LOOP_TOPIC, FLOOR_TOPIC)) as layer:
+    with PrivateSpeedLayer(get_settings(), port, NAME, extra_topics=(LOOP_TOPIC, FLOOR_TOPIC, NO_LAKE_TOPIC)) as layer:
         s = layer.settings
         loop_topic = layer.extra_topics[LOOP_TOPIC]
         layer.publish_model()
         serve_model(s)
 
         typer.echo(f"\n== stream: {s.kafka.trip_requests_topic} -> {s.kafka.trip_predictions_topic}, "
-                   f"trigger {s.speed.stream_trigger}")
-        job = Stack(s, catalog=(StreamJob,), echo=typer.echo)
+                   f"trigger {s.speed.stream_trigger}" + (", with the lake sink beside it" if s.speed.lake_sink else ""))
+        job = Stack(s, catalog=(StreamJob, LakeSinkJob), echo=typer.echo)
         t0 = time.monotonic()
         job.up()
         since = now_ms()
@@ -407,6 +410,23 @@ def main(
         finally:
             job.down()
         stream["batches"] = batch_stats(s, since, now_ms())
+
+        no_lake = None
+        if lake_sink_ab and s.speed.lake_sink:
+            no_lake_topic = layer.extra_topics[NO_LAKE_TOPIC]
+            s2 = with_speed(s.model_copy(update={"kafka": s.kafka.model_copy(
+                update={"trip_predictions_topic": no_lake_topic})}),
+                lake_sink=False, stream_checkpoint=str(s.runtime_dir / "checkpoints" / "no-lake-sink"))
+            typer.echo(f"\n== stream without its lake sink: {s2.kafka.trip_requests_topic} -> {no_lake_topic}")
+            job = Stack(s2, catalog=(StreamJob,), echo=typer.echo)
+            t0 = time.monotonic()
+            job.up()
+            try:
+                no_lake = {"start_s": round(time.monotonic() - t0, 1)} | phases(
+                    "stream_no_lake_sink", s2, no_lake_topic, source, backlog, rate, rate_seconds, timeout,
+                    alive=lambda: StreamJob(s2).proc.pid() is not None)
+            finally:
+                job.down()
 
         floor = None
         if spark_floor:
@@ -441,6 +461,13 @@ def main(
         common.comparison(f"stream p50 at {rate:g}/s", _p50(stream), f"loop p50 at {rate:g}/s", _p50(loop), "ms",
                           higher_is_better=False, target="stream p50 <= 250 ms", met=targets["stream_p50_ms"]["met"]),
     ]
+    if no_lake is not None:
+        summary.append(common.comparison(f"stream p50 at {rate:g}/s", _p50(stream),
+                                         f"stream without lake sink p50 at {rate:g}/s", _p50(no_lake), "ms",
+                                         higher_is_better=False))
+        summary.append(common.comparison("stream backlog", stream["backlog"].get("events_per_s"),
+                                         "stream without lake sink backlog", no_lake["backlog"].get("events_per_s"),
+                                         "events/s", higher_is_better=True))
     if floor is not None:
         summary.append(common.comparison(f"stream p50 at {rate:g}/s", _p50(stream),
                                          f"Spark floor p50 at {rate:g}/s (copy, same source, sink, trigger)",
@@ -451,6 +478,7 @@ def main(
         NAME,
         parameters={"backlog": backlog, "warmup_requests": WARMUP_REQUESTS, "rate": rate, "rate_seconds": rate_seconds,
                     "stream_trigger": speed.stream_trigger, "stream_http_batch": speed.stream_http_batch,
+                    "lake_sink": speed.lake_sink, "lake_sink_trigger": speed.lake_sink_trigger,
                     "stream_max_offsets_per_trigger": speed.stream_max_offsets_per_trigger,
                     "topic_partitions": s.kafka.partitions, "loop_batch": LOOP_BATCH, "loop_poll_s": LOOP_POLL_S,
                     "producer_linger_ms": PRODUCER_LINGER_MS, "real_time_trigger": real_time_trigger,
@@ -464,7 +492,8 @@ def main(
                     "load_average_at_start": load_at_start,
                     "uncommitted_changes": uncommitted("speed", "core", "deploy"),
                     "elapsed_s": round(time.monotonic() - started, 1)},
-        measurements={"stream": stream, "spark_floor": floor, "loop": loop, "real_time_trigger": real_time,
+        measurements={"stream": stream, "stream_no_lake_sink": no_lake, "spark_floor": floor, "loop": loop,
+                      "real_time_trigger": real_time,
                       "targets": targets},
         ratios=ratios,
         echo=typer.echo,

@@ -158,7 +158,7 @@ def speed_down(only: SpeedOnly = None) -> None:
 
 
 def _print_speed_status(settings, only) -> bool:
-    from deploy.local.speed import SPEED_SERVICES, PredictionAPI, StreamJob
+    from deploy.local.speed import SPEED_SERVICES, LakeSinkJob, PredictionAPI, StreamJob
     from deploy.local.stack import Stack
 
     stack = Stack(settings, only, with_dependencies=False, catalog=SPEED_SERVICES)
@@ -166,17 +166,24 @@ def _print_speed_status(settings, only) -> bool:
     for svc in stack.services:
         if isinstance(svc, PredictionAPI):
             typer.echo(f"model: {svc.model()}")
-        if isinstance(svc, StreamJob):
-            status = svc.status()
-            if status.get("last"):
-                typer.echo(f"stream: last batch {json.dumps(status['last'])}")
-            if status.get("restarts"):
-                failure = status.get("last_failure") or {}
-                typer.echo(f"stream: {status['state']}, restarted {status['restarts']} time(s); last failure "
-                           f"{failure.get('at', '?')}: {failure.get('error', '?')}")
-                if failure.get("repeats", 0) > 1:
-                    typer.echo(f"stream: the batch after offsets {json.dumps(failure.get('after_offsets'))} failed "
-                               f"{failure['repeats']} times in a row; see the job's log")
+        if not isinstance(svc, StreamJob) or svc.external:
+            continue
+        label = "lake sink" if isinstance(svc, LakeSinkJob) else "stream"
+        status = svc.status()
+        last = status.get("last")
+        if last and isinstance(svc, LakeSinkJob):
+            typer.echo(f"lake sink: {status.get('batches', 0)} batches; last {last.get('rows', 0)} rows in "
+                       f"{last.get('seconds', 0)}s at {last.get('at', '?')}, {last.get('offsets_behind', '?')} "
+                       "offsets behind Kafka")
+        elif last:
+            typer.echo(f"stream: last batch {json.dumps(last)}")
+        if status.get("restarts"):
+            failure = status.get("last_failure") or {}
+            typer.echo(f"{label}: {status.get('state')}, restarted {status['restarts']} time(s); last failure "
+                       f"{failure.get('at', '?')}: {failure.get('error', '?')}")
+            if failure.get("repeats", 0) > 1:
+                typer.echo(f"{label}: the batch after offsets {json.dumps(failure.get('after_offsets'))} failed "
+                           f"{failure['repeats']} times in a row; see the job's log")
     return healthy
 
 

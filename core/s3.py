@@ -49,3 +49,16 @@ def split_uri(uri: str) -> tuple[str, str]:
         raise ValueError(f"not an S3 URI: {uri}")
     bucket, _, key = rest.partition("/")
     return bucket, key
+
+
+def delete_prefix(settings: Settings, uri: str) -> int:
+    """Delete every object under ``uri`` (``s3a://<bucket>/<prefix>``), children before their folder markers (the
+    S3 server refuses to delete a marker of a folder that still holds objects); returns the objects deleted."""
+    bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+    client = s3_client(settings)
+    keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                                     Prefix=prefix.rstrip("/") + "/")
+            for obj in page.get("Contents", [])]
+    for key in sorted(keys, key=len, reverse=True):
+        client.delete_object(Bucket=bucket, Key=key)
+    return len(keys)

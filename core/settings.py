@@ -288,6 +288,18 @@ class SpeedSettings(BaseModel):
         default=524_288, ge=4096, description="Largest value the stream writes to Kafka. A record over it is replaced "
         "by a small dead letter (`record_too_large`), so no input can fail a batch. Keep it under the sink's "
         "max.request.size (1 MiB).")
+    lake_sink: bool = Field(default=True, description="Run the lake sink (every event topic into the lake's "
+                            "master log, exactly once): `lambdaml speed up` starts it as speed-lake-sink.")
+    lake_sink_nice: int = Field(default=10, ge=0, le=19, description="Niceness of the lake sink's process (and its "
+                                "JVM): the scoring job gets the cores first when both want them.")
+    lake_sink_trigger: str = Field(default="processingTime:30 seconds",
+                                   description="Trigger of the lake sink: few, larger files, off the scoring path.")
+    lake_sink_max_offsets_per_trigger: int = Field(default=500_000, ge=1)
+    lake_sink_checkpoint: str | None = Field(default=None, description="Checkpoint of the lake sink. Unset: "
+                                             "<runtime_dir>/checkpoints/lake-sink.")
+    lake_sink_path: str | None = Field(default=None, description="The master log of events. Unset: "
+                                       "s3a://<bucket>/master/events. One writer per path: the file sink's own log "
+                                       "lives there.")
     stream_restart_max: int = Field(default=0, ge=0, description="Restarts of a failed streaming query before the "
                                     "job gives up (0: never gives up).")
     stream_restart_backoff_s: float = Field(default=2.0, gt=0, description="First wait before a failed query is "
@@ -474,6 +486,15 @@ class Settings(BaseSettings):
     @property
     def stream_checkpoint(self) -> str:
         return self.speed.stream_checkpoint or str(self.runtime_dir / "checkpoints" / "speed")
+
+    @property
+    def lake_sink_checkpoint(self) -> str:
+        return self.speed.lake_sink_checkpoint or str(self.runtime_dir / "checkpoints" / "lake-sink")
+
+    @property
+    def master_events_uri(self) -> str:
+        """The master log of events: ``<bucket>/master/events/topic=…/date=…/`` (Parquet, append-only)."""
+        return self.speed.lake_sink_path or self.s3.uri("master", "events")
 
     @property
     def warehouse_dir(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-SERVICES = ["mariadb", "s3", "kafka", "thrift", "speed-stream"]
+SERVICES = ["mariadb", "s3", "kafka", "thrift", "speed-stream", "speed-lake-sink"]
 
 
 @dag(

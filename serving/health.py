@@ -6,6 +6,7 @@ from core.settings import Settings, get_settings
 
 
 STREAM = "speed-stream"
+LAKE_SINK = "speed-lake-sink"
 
 
 def check_service(name: str, settings: Settings | None = None) -> str:
@@ -13,8 +14,8 @@ def check_service(name: str, settings: Settings | None = None) -> str:
     from deploy.local.services import ALL_SERVICES
 
     settings = settings or get_settings()
-    if name == STREAM:
-        return check_stream(settings)
+    if name in (STREAM, LAKE_SINK):
+        return check_stream(settings, name)
     by_name = {cls.name: cls for cls in ALL_SERVICES}
     if name not in by_name:
         raise ValueError(f"unknown service {name!r}; known: {sorted(by_name)}")
@@ -23,12 +24,13 @@ def check_service(name: str, settings: Settings | None = None) -> str:
     return service.describe()
 
 
-def check_stream(settings: Settings) -> str:
-    """The streaming job as its status file tells: fine when running or never started here; an error naming the
-    last failure when its query failed or is being restarted (the job restarts it by itself, with backoff)."""
-    from deploy.local.speed import StreamJob
+def check_stream(settings: Settings, name: str = STREAM) -> str:
+    """A streaming job (the scoring stream or the lake sink) as its status file tells: fine when running or never
+    started here; an error naming the last failure when its query failed or is being restarted (the job restarts
+    it by itself, with backoff)."""
+    from deploy.local.speed import LakeSinkJob, StreamJob
 
-    status = StreamJob(settings).status()
+    status = (LakeSinkJob if name == LAKE_SINK else StreamJob)(settings).status()
     if not status:
         return "not started on this host (lambdaml speed up)"
     failure = status.get("last_failure") or {}

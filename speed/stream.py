@@ -297,16 +297,21 @@ def records(kafka_rows: "DataFrame", settings: Settings) -> "DataFrame":
 
 
 class StatusFile:
-    """``<runtime>/speed/stream-status.json``: what ``lambdaml speed status`` and the tests read."""
+    """``<runtime>/speed/<name>``: what ``lambdaml speed status``, platform health and the tests read of a job."""
 
-    def __init__(self, settings: Settings):
-        self.path = settings.runtime_dir / "speed" / "stream-status.json"
+    def __init__(self, settings: Settings, name: str = "stream-status.json"):
+        self.path = settings.runtime_dir / "speed" / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sticky: dict[str, Any] = {}  # kept in every write: the restarts and the last failure
+        self.scoring: dict[str, Any] = {}
 
     def write(self, status: dict[str, Any]) -> None:
+        """Replace the scoring query's fields with ``status`` (``{}``: keep them) and write the file."""
+        if status:
+            self.scoring = status
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.sticky | status | {"ts": dt.datetime.now(dt.UTC).isoformat()}, default=str))
+        tmp.write_text(json.dumps(self.sticky | self.scoring | {"ts": dt.datetime.now(dt.UTC).isoformat()},
+                                  default=str))
         tmp.replace(self.path)
 
 
@@ -503,46 +508,58 @@ def _last_offsets(query) -> tuple[Any, int | None]:
     return (json.loads(end) if isinstance(end, str) else end), progress.get("batchId")
 
 
-def supervise(spark, settings: Settings) -> None:
-    """Run the query until it is stopped; restart it with backoff when it fails.
+def supervise(spark, settings: Settings, status: StatusFile, starters: dict[str, Any]) -> None:
+    """Run the named queries (``starters``: name -> function that starts it) until one is stopped on purpose;
+    restart a failed one with backoff while the others keep running.
 
     The failure, where its batch started and how often it repeated go to the status file (``lambdaml speed
     status``), the log and the ``metrics`` topic (``stream.restarts``).
     """
     from pyspark.errors import StreamingQueryException
 
-    from core import kafka
-
     s = settings.speed
-    restarts = Restarts(s.stream_restart_backoff_s, s.stream_restart_max)
-    status = StatusFile(settings)
-    spark.streams.addListener(progress_listener(settings, status))
-    query = start(spark, settings, status=status)
+    queries = {name: go() for name, go in starters.items()}
+    restarts = {name: Restarts(s.stream_restart_backoff_s, s.stream_restart_max) for name in starters}
     while True:
         try:
-            query.awaitTermination()
-            return  # stopped on purpose
-        except StreamingQueryException as exc:
-            offsets, batch_id = _last_offsets(query)
-            if query.lastProgress:  # this run of the query completed batches before it failed
-                restarts.succeeded()
-            failure = restarts.failed(str(exc.getErrorClass() or "") + ": " + str(exc), offsets,
-                                      None if batch_id is None else batch_id + 1)
-            wait = restarts.next_wait()
-            status.sticky = {"restarts": restarts.restarts, "last_failure": failure}
-            status.write({"state": "failed" if wait is None else "restarting", "batches": 0})
-            log.error("streaming query failed (%s in a row%s): %s", restarts.in_a_row,
-                      f"; the same batch after offsets {offsets} failed {failure['repeats']} times"
-                      if failure["repeats"] > 1 else "", failure["error"])
-            producer = kafka.producer(settings)
-            event = MetricEvent(source="speed.stream", name="stream.restarts", value=restarts.restarts,
-                                tags={"error": failure["error"][:200], "repeats": str(failure["repeats"])})
-            producer.produce(settings.kafka.metrics_topic, key=b"speed.stream", value=event.model_dump_json().encode())
-            producer.flush(5)
+            spark.streams.awaitAnyTermination()
+        except StreamingQueryException:
+            pass
+        spark.streams.resetTerminated()
+        for name, query in list(queries.items()):
+            if query.isActive:
+                continue
+            exc = query.exception()
+            if exc is None:
+                return  # stopped on purpose
+            wait = _record_failure(settings, status, name, query, restarts[name], str(exc))
             if wait is None:
-                raise
+                raise exc
             time.sleep(wait)
-            query = start(spark, settings, status=status)
+            queries[name] = starters[name]()
+
+
+def _record_failure(settings: Settings, status: StatusFile, name: str, query, restarts: Restarts,
+                    error: str) -> float | None:
+    """Note a failed query everywhere an operator looks; returns the wait before its restart (None: give up)."""
+    from core import kafka
+
+    offsets, batch_id = _last_offsets(query)
+    if query.lastProgress:  # this run of the query completed batches before it failed
+        restarts.succeeded()
+    failure = restarts.failed(error, offsets, None if batch_id is None else batch_id + 1)
+    wait = restarts.next_wait()
+    status.sticky.update(restarts=restarts.restarts, last_failure=failure)
+    status.write({"state": "failed" if wait is None else "restarting", "batches": 0})
+    log.error("%s query failed (%s in a row%s): %s", name, restarts.in_a_row,
+              f"; the same batch after offsets {offsets} failed {failure['repeats']} times"
+              if failure["repeats"] > 1 else "", failure["error"])
+    producer = kafka.producer(settings)
+    event = MetricEvent(source="speed.stream", name="stream.restarts", value=restarts.restarts,
+                        tags={"query": name, "error": failure["error"][:200], "repeats": str(failure["repeats"])})
+    producer.produce(settings.kafka.metrics_topic, key=b"speed.stream", value=event.model_dump_json().encode())
+    producer.flush(5)
+    return wait
 
 
 def main() -> None:
@@ -556,7 +573,9 @@ def main() -> None:
     log.info("streaming %s -> %s via %s (trigger %s, checkpoint %s)", settings.kafka.trip_requests_topic,
              settings.kafka.trip_predictions_topic, settings.speed.app_url, settings.speed.stream_trigger,
              settings.stream_checkpoint)
-    supervise(spark, settings)
+    status = StatusFile(settings)
+    spark.streams.addListener(progress_listener(settings, status))
+    supervise(spark, settings, status, {QUERY_NAME: lambda: start(spark, settings, status=status)})
 
 
 if __name__ == "__main__":

@@ -91,15 +91,13 @@ def _cmdline(pid: int | None) -> list[str]:
 
 
 def java_bin(settings: Settings) -> str:
-    if settings.java_home:
-        candidate = settings.java_home / "bin" / "java"
-        if candidate.exists():
-            return str(candidate)
-        raise StackError(f"LAMBDAML_JAVA_HOME={settings.java_home}: no bin/java there")
-    found = shutil.which("java")
-    if not found:
-        raise StackError("Java 17+ is missing: run `make install` (it installs openjdk-17-jre-headless).")
-    return found
+    from deploy.local.thrift_auth import jdk_tool
+
+    try:
+        return jdk_tool(settings, "java", "Java 17+ is missing: run `make install` (it installs "
+                        "openjdk-17-jre-headless).")
+    except RuntimeError as exc:
+        raise StackError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- MariaDB

@@ -190,7 +190,42 @@ class StreamJob(Service):
             raise RuntimeError("the streaming query has not started yet")
 
 
-SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, FrontProxy, StreamJob, Dashboard)
+class LakeSinkJob(StreamJob):
+    """The lake sink (``speed.lake_sink``): every event topic into the master log, at a lower CPU priority. With
+    ``speed.lake_sink`` off it is left out, shown as ``external`` (someone else keeps the master log, or nobody)."""
+
+    name = "speed-lake-sink"
+    depends_on = ()
+
+    @property
+    def status_file(self) -> Path:
+        from speed.lake_sink import STATUS_FILE
+
+        return self.settings.runtime_dir / "speed" / STATUS_FILE
+
+    @property
+    def external(self) -> bool:
+        return not self.settings.speed.lake_sink
+
+    def describe(self) -> str:
+        s = self.settings
+        if not s.speed.lake_sink:
+            return "off (LAMBDAML_SPEED__LAKE_SINK=false)"
+        return f"every topic -> {s.master_events_uri} ({s.speed.lake_sink_trigger}, nice {s.speed.lake_sink_nice})"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        from core.spark import spark_home
+
+        env = self.settings.child_env(PYTHONPATH=str(PROJECT_ROOT), SPARK_HOME=str(spark_home()))
+        return [sys.executable, "-m", "speed.lake_sink"], env
+
+    def check(self) -> None:
+        if self.external:
+            return
+        super().check()
+
+
+SPEED_SERVICES: tuple[type[Service], ...] = (PredictionAPI, FrontProxy, StreamJob, LakeSinkJob, Dashboard)
 
 
 def service_processes(settings: Settings) -> tuple[type[Service], ...]:

@@ -57,17 +57,23 @@ def is_built(settings: Settings) -> bool:
     return jar_path(settings).is_file()
 
 
-def javac(settings: Settings) -> str:
+def jdk_tool(settings: Settings, tool: str, missing: str) -> str:
+    """``tool`` (java, javac) of ``LAMBDAML_JAVA_HOME`` when set, else of the PATH; ``RuntimeError(missing)``
+    when there is none."""
     if settings.java_home:
-        candidate = settings.java_home / "bin" / "javac"
+        candidate = settings.java_home / "bin" / tool
         if candidate.exists():
             return str(candidate)
-        raise RuntimeError(f"LAMBDAML_JAVA_HOME={settings.java_home}: no bin/javac there (a JDK is needed, not a JRE)")
-    found = shutil.which("javac")
+        raise RuntimeError(f"LAMBDAML_JAVA_HOME={settings.java_home}: no bin/{tool} there")
+    found = shutil.which(tool)
     if not found:
-        raise RuntimeError("javac is missing: run `make install` (it installs openjdk-17-jdk-headless); the Thrift "
-                           "Server's login and read-only classes are compiled against pyspark's jars.")
+        raise RuntimeError(missing)
     return found
+
+
+def javac(settings: Settings) -> str:
+    return jdk_tool(settings, "javac", "javac is missing: run `make install` (it installs openjdk-17-jdk-headless); "
+                    "the Thrift Server's login and read-only classes are compiled against pyspark's jars.")
 
 
 def build(settings: Settings) -> Path:

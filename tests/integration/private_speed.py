@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from core import kafka, lake
+from core.s3 import delete_prefix
 from core.settings import Settings, SpeedSettings
 from deploy.local.speed import PredictionAPI, service_processes, wait_for_model
 from deploy.local.stack import Stack
@@ -28,6 +29,7 @@ def private_settings(settings: Settings, runtime_dir: Path, unique: str, **speed
     """``settings`` with a private runtime folder, topics and these speed fields, all marked as set
     (gunicorn re-reads the settings from the environment)."""
     topics = {f: f"it.{unique}.{getattr(settings.kafka, f)}" for f in TOPIC_FIELDS}
+    speed.setdefault("lake_sink_path", settings.s3.uri("tests", "master", unique))  # one writer per path
     validated = SpeedSettings.model_validate(settings.speed.model_dump() | speed)
     s = settings.model_copy(update={
         "runtime_dir": runtime_dir,
@@ -70,6 +72,7 @@ def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Se
         stack.down()
         AdminClient(kafka.client_config(s)).delete_topics(list(s.kafka.topics))
         fs.delete_dir(path.rsplit("/", 2)[0])
+        delete_prefix(s, s.master_events_uri)
 
 
 def workers(s: Settings) -> list[psutil.Process]:

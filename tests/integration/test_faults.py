@@ -206,7 +206,7 @@ def fault_speed(stack, settings, tmp_path_factory):
     model_name = f"it_faults_{unique}"
     port, app_port = _free_ports(2)
     speed = {"port": port, "app_port": app_port, "workers": 2, "threads": 4, "stream_retry_max_s": 180.0,
-             "model_name": model_name}
+             "model_name": model_name, "lake_sink_path": settings.s3.uri("tests", "master", unique)}
     s = settings.model_copy(update={
         "runtime_dir": tmp_path_factory.mktemp("faults-runtime"),
         "kafka": settings.kafka.model_copy(update=topics),
