@@ -469,7 +469,7 @@ class ThriftServer(Service):
             # Every login is checked against the password file (SASL PLAIN): no anonymous access.
             "--hiveconf", "hive.server2.authentication=CUSTOM",
             "--hiveconf", f"hive.server2.custom.authentication.class={thrift_auth.AUTHENTICATOR}",
-            "--hiveconf", f"{thrift_auth.PASSWORDS_PROPERTY}={self.passwords_file}",
+            "--hiveconf", f"{thrift_auth.FILE_PROPERTY}={self.passwords_file}",
         ]
         env = self.settings.child_env(SPARK_HOME=str(home))
         # Keep Derby's log and Spark's scratch space out of the working tree.

@@ -30,7 +30,7 @@ from core.settings import Settings
 SOURCES = Path(__file__).resolve().parent / "java"
 AUTHENTICATOR = "lambdaml.hive.PasswordFileAuthenticator"
 GUARD = "lambdaml.hive.ReadOnlyGuard"
-PASSWORDS_PROPERTY = "lambdaml.thrift.passwords.file"  # read by the authenticator (a --hiveconf: a system property)
+FILE_PROPERTY = "lambdaml.thrift.passwords.file"  # the login file, read by the authenticator (a --hiveconf: a system property)
 SCHEME = "pbkdf2_sha256"
 ITERATIONS = 200_000
 

@@ -88,7 +88,7 @@ def test_the_thrift_server_runs_with_read_only_credentials_a_login_check_and_the
     assert conf["spark.sql.hive.caseSensitiveInferenceMode"] == "INFER_ONLY"
     assert hiveconf["hive.server2.authentication"] == "CUSTOM"
     assert hiveconf["hive.server2.custom.authentication.class"] == thrift_auth.AUTHENTICATOR
-    assert hiveconf[thrift_auth.PASSWORDS_PROPERTY] == str(ThriftServer(s).passwords_file)
+    assert hiveconf[thrift_auth.FILE_PROPERTY] == str(ThriftServer(s).passwords_file)
 
 
 def test_the_classes_are_rebuilt_when_their_sources_change(tmp_path):
