@@ -292,6 +292,8 @@ class SpeedSettings(BaseModel):
                             "master log, exactly once): `lambdaml speed up` starts it as speed-lake-sink.")
     lake_sink_nice: int = Field(default=10, ge=0, le=19, description="Niceness of the lake sink's process (and its "
                                 "JVM): the scoring job gets the cores first when both want them.")
+    lake_sink_master: str = Field(default="local[1]", description="Spark master of the lake sink: local by default, "
+                                  "so that a never-ending application holds no cluster cores (one task a batch).")
     lake_sink_trigger: str = Field(default="processingTime:30 seconds",
                                    description="Trigger of the lake sink: few, larger files, off the scoring path.")
     lake_sink_max_offsets_per_trigger: int = Field(default=500_000, ge=1)

@@ -115,6 +115,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     os.nice(settings.speed.lake_sink_nice)  # before the JVM starts: it inherits the priority
+    # Its own small master: a never-ending application must not hold a cluster's cores (on the cluster profile
+    # the scoring job holds spark.cores.max already; the batch jobs need the rest).
+    settings = settings.model_copy(update={"spark": settings.spark.model_copy(
+        update={"master": settings.speed.lake_sink_master})})
     spark = build_session(settings, "lambdaml-lake-sink")
     spark.sparkContext.setLogLevel("WARN")
     log.info("lake sink: %s -> %s (%s, checkpoint %s)", ",".join(settings.kafka.topics), settings.master_events_uri,
