@@ -83,6 +83,8 @@ class ReadBatch:
     value) for every refused row."""
 
     n: int
+    values: list[bytes | None] = field(default_factory=list)  # the raw events, once out of Arrow
+    source: list[tuple[str, int, int]] = field(default_factory=list)  # (topic, partition, offset) of each
     trips: list[TripRequest] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     dead: dict[int, tuple[str, bytes]] = field(default_factory=dict)
@@ -106,16 +108,14 @@ def read_batch(batch: "pa.RecordBatch", settings: Settings) -> ReadBatch:
     """Read every event of a batch (``source_rows`` columns) with ``core.events.parse_request``."""
     keep = settings.speed.dead_letter_payload_bytes
     dlq = settings.kafka.dead_letter_topic
-    values = batch.column("value").to_pylist()
-    topics, partitions, offsets = (batch.column(c).to_pylist() for c in SOURCE_COLUMNS[:3])
-    out = ReadBatch(batch.num_rows)
-    for i, raw in enumerate(values):
+    out = ReadBatch(batch.num_rows, batch.column("value").to_pylist(),
+                    list(zip(*(batch.column(c).to_pylist() for c in SOURCE_COLUMNS[:3]))))
+    for i, raw in enumerate(out.values):
         try:
             out.trips.append(parse_request(raw))
             out.rows.append(i)
         except InvalidRequest as exc:
-            coordinates = (topics[i], partitions[i], offsets[i])
-            out.dead[i] = (dlq, dead_letter(raw, exc.reason, coordinates, keep))
+            out.dead[i] = (dlq, dead_letter(raw, exc.reason, out.source[i], keep))
     return out
 
 
@@ -228,8 +228,7 @@ def score_batch(client: PredictionClient, batch: "pa.RecordBatch", settings: Set
 
     k, chunk = settings.kafka, settings.speed.stream_http_batch
     read = read_batch(batch, settings)
-    raws = batch.column("value").to_pylist()
-    source = list(zip(*(batch.column(c).to_pylist() for c in SOURCE_COLUMNS[:3])))
+    raws, source = read.values, read.source
     event_ts = [ts if ts is None or ts.tzinfo else ts.replace(tzinfo=dt.UTC) for ts in batch.column("event_ts").to_pylist()]
     records: list[tuple[str, str, bytes]] = [("", "", b"")] * read.n
     latency: list[float | None] = [None] * read.n
