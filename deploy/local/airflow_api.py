@@ -6,6 +6,8 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
+from datetime import UTC, datetime
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
@@ -62,8 +64,7 @@ class AirflowAPI:
         ``progress(run)`` is called at every poll, e.g. to print the task states."""
         self.wait_for_dag(dag_id)
         self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        run = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        run_id = run["dag_run_id"]
+        run_id = self.trigger(dag_id, conf)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
@@ -73,6 +74,22 @@ class AirflowAPI:
                 progress(run)
             time.sleep(5)
         raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s")
+
+    def trigger(self, dag_id: str, conf: dict | None = None, retry_for: float = 120.0) -> str:
+        """Trigger one run and return its id. The client names the run, which makes the POST safe to repeat:
+        a trigger whose answer was lost (the API server busy past the socket timeout) is retried, and a 409
+        on the retry means the first one went through."""
+        run_id = f"manual__{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S')}__{uuid.uuid4().hex[:8]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        try:
+            for attempt in Retrying(retry=retry_if_exception(_transient), stop=stop_after_delay(retry_for),
+                                    wait=wait_exponential_jitter(initial=1, max=10), reraise=True):
+                with attempt:
+                    self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                raise
+        return run_id
 
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         return [f"{task}={state}" for task, state in self.task_states(dag_id, run_id).items()

@@ -20,14 +20,27 @@ class _Flaky(BaseHTTPRequestHandler):
 
     failures = 0
     seen: list[str] = []
+    runs: list[str] = []
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        sent = json.loads(self.rfile.read(length) or b"{}")
         if self.path == "/auth/token":
             code, body = 200, {"access_token": "t"}
         elif self.path.startswith("/missing"):
             code, body = 404, {"detail": "not found"}
+        elif self.path.endswith("/dagRuns") and "dag_run_id" in sent:
+            # Like Airflow: the run is created even when the answer fails to reach the client.
+            type(self).seen.append(self.command)
+            duplicate = sent["dag_run_id"] in type(self).runs
+            type(self).runs.append(sent["dag_run_id"])
+            if duplicate:
+                code, body = 409, {"detail": "run exists"}
+            elif type(self).failures > 0:
+                type(self).failures -= 1
+                code, body = 500, {"detail": "database is locked"}
+            else:
+                code, body = 200, {"dag_run_id": sent["dag_run_id"]}
         else:
             type(self).seen.append(self.command)
             if type(self).failures > 0:
@@ -52,7 +65,7 @@ class _Flaky(BaseHTTPRequestHandler):
 def api(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Flaky.failures, _Flaky.seen = 0, []
+    _Flaky.failures, _Flaky.seen, _Flaky.runs = 0, [], []
     settings = Settings(runtime_dir=tmp_path, airflow={"port": server.server_address[1]})
     yield AirflowAPI(settings)
     server.shutdown()
@@ -70,6 +83,17 @@ def test_a_post_is_not_repeated(api):
     with pytest.raises(urllib.error.HTTPError) as err:
         api.call("POST", "/api/v2/dags/d/dagRuns", {"conf": {}})
     assert err.value.code == 500 and _Flaky.seen == ["POST"]
+
+
+def test_a_trigger_whose_answer_was_lost_is_retried_and_runs_once(api):
+    _Flaky.failures = 1
+    run_id = api.trigger("d", {"k": 1})
+    assert _Flaky.seen == ["POST", "POST"] and _Flaky.runs == [run_id, run_id]
+
+
+def test_each_trigger_names_a_new_run(api):
+    assert api.trigger("d") != api.trigger("d")
+    assert _Flaky.seen == ["POST", "POST"] and len(set(_Flaky.runs)) == 2
 
 
 def test_a_client_error_is_raised_at_once(api):
