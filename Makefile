@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LAMBDAML := $(VENV)/bin/lambdaml
-# uv is bootstrapped into the user's site; its cache (~/.cache/uv) is shared by every clone.
-UV := $(PYTHON) -m uv
+# uv (pinned, from PyPI) is fetched into ~/.cache/lambdaml/uv by deploy/local/bootstrap.py; its cache
+# (~/.cache/uv) is shared by every clone.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: help install venv system jars demo test test-unit test-cluster bench test-integration test-e2e stack-up stack-status stack-down clean
@@ -14,24 +14,21 @@ help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
-	@echo "==> python environment ($(VENV))"
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet --disable-pip-version-check uv \
-	  || $(PYTHON) -m pip install --user --quiet --disable-pip-version-check --break-system-packages uv
-	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	@$(UV) pip install --quiet --python $(PY) -e '.[dev]'
+	@echo "==> Python environment ($(VENV))"
+	@$(PYTHON) deploy/local/bootstrap.py --venv $(VENV)
 	@rm -f $(VENV)/.installed-*; touch $@
 
-venv: $(STAMP)  ## Create the virtual environment and install the Python packages
+venv: $(STAMP)  ## uv from PyPI (into ~/.cache/lambdaml/uv), then .venv with the Python packages (~6.6 GB, torch)
 
-system: venv  ## Install missing Debian packages (MariaDB, JRE, JDK, Maven)
+system: venv  ## apt-get what is missing: mariadb-server, JRE + JDK 17, maven, npm, haproxy, chromium
 	@echo "==> Debian packages"
 	@$(LAMBDAML) install --no-jars
 
-jars: venv  ## Resolve the Kafka and Spark-extra jars from Maven Central, build the S3 server and the Thrift Server's classes
-	@echo "==> jars"
+jars: venv  ## Into ~/.cache/lambdaml: Kafka + Spark jars (Maven Central), S3 server (go install; Go from the Go proxy if none 1.25+), Thrift Server classes (javac), uPlot (npm)
+	@echo "==> jars, S3 server, Thrift Server classes, uPlot (cached in ~/.cache/lambdaml)"
 	@$(LAMBDAML) install --no-system
 
-install: venv system jars  ## Everything above
+install: venv system jars  ## Everything above (one line per step; tool output in .runtime/logs/install-*.log)
 
 stack-up: install  ## Start the local stack
 	@$(LAMBDAML) stack up

@@ -46,7 +46,7 @@ import requests
 import typer
 
 from bench import common
-from core import kafka, lake
+from core import gotool, kafka, lake
 from core.s3 import delete_prefix
 from core.settings import PROJECT_ROOT, Settings, SpeedSettings, get_settings
 from deploy.local.speed import SPEED_SERVICES, PredictionAPI, service_processes, wait_for_model
@@ -237,23 +237,13 @@ class Server:
 
 # --------------------------------------------------------------------------------------------------- vegeta
 def vegeta_binary(settings: Settings) -> Path:
-    """The pinned vegeta, ``go install``-ed into the cache on first use (Go's module cache keeps re-runs fast)."""
+    """The pinned vegeta, ``go install``-ed into the cache on first use (Go from ``core.gotool``)."""
     target = settings.cache_dir / "bin" / f"vegeta-{VEGETA_VERSION}"
-    if target.exists():
-        return target
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin:/usr/lib/go/bin")
-    if go is None:
-        raise RuntimeError("Go is missing: the load generator (vegeta) is built from its Go module. Install Go first.")
-    typer.echo(f"building {VEGETA_MODULE}@{VEGETA_VERSION} into {target} ...")
-    gobin = target.parent / ".gobin"
-    gobin.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, GOBIN=str(gobin), CGO_ENABLED="0", GOFLAGS="-trimpath")
-    result = subprocess.run([go, "install", f"{VEGETA_MODULE}@{VEGETA_VERSION}"], capture_output=True, text=True,
-                            env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"building {VEGETA_MODULE}@{VEGETA_VERSION} failed:\n{result.stderr[-3000:]}")
-    (gobin / "vegeta").rename(target)
-    return target
+    if not target.exists():
+        typer.echo(f"building {VEGETA_MODULE}@{VEGETA_VERSION} into {target} "
+                   f"(log: {settings.log_dir}/build-vegeta.log)")
+    return gotool.install_module(settings.cache_dir, VEGETA_MODULE, VEGETA_VERSION, "vegeta", target,
+                                 settings.log_dir / "build-vegeta.log")
 
 
 def write_targets(path: Path, url: str, count: int, seed: int) -> None:

@@ -31,26 +31,34 @@ def is_resolved(settings: Settings, name: str) -> bool:
     return (jar_set_dir(settings, name) / ".complete").exists()
 
 
-def resolve(settings: Settings, name: str) -> Path:
-    """Copy the recipe's runtime jars from Maven Central (through ~/.m2) into the cache."""
+def resolve(settings: Settings, name: str, log: Path | None = None) -> Path:
+    """Copy the recipe's runtime jars from Maven Central (through ~/.m2) into the cache.
+
+    Maven's output goes to ``log`` (default: ``<runtime>/logs/install-jars-<name>.log``); a failure shows
+    its last lines."""
     target = jar_set_dir(settings, name)
     if is_resolved(settings, name):
         return target
     mvn = shutil.which("mvn")
     if mvn is None:
         raise RuntimeError("Maven (mvn) is missing: run `make install` or `apt-get install maven`.")
+    log = log or settings.log_dir / f"install-jars-{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
         out = Path(tmp) / "jars"
         cmd = [
-            mvn, "-q", "-B", "-f", str(recipe(name)), "dependency:copy-dependencies",
+            mvn, "-B", "-ntp", "-f", str(recipe(name)), "dependency:copy-dependencies",
             "-DincludeScope=runtime", f"-DoutputDirectory={out}",
         ]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        with log.open("a") as sink:
+            sink.write(f"$ {' '.join(cmd)}\n")
+            sink.flush()
+            result = subprocess.run(cmd, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
-            raise RuntimeError(
-                f"resolving the {name} jars failed ({' '.join(cmd)}):\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
-            )
+            last = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-40:])
+            raise RuntimeError(f"resolving the {name} jars failed (exit {result.returncode}: {' '.join(cmd)}); "
+                               f"the last lines of {log}:\n{last}")
         (out / ".complete").write_text("ok\n")
         shutil.rmtree(target, ignore_errors=True)
         out.rename(target)

@@ -34,6 +34,20 @@ def consumer(settings: Settings, group_id: str, **extra: Any):
     return Consumer(conf)
 
 
+# librdkafka's syslog levels: 5 = notice. An AdminClient serves its results on a background thread; when the
+# handle is freed right after a call, that thread can stop with one reply left in its queue, and librdkafka
+# reports it at info level (6): "Purging 1 unserved events from background queue". The result was already
+# delivered, so it is noise; AdminClient has no close() to wait on. Notices, warnings and errors still print.
+ADMIN_LOG_LEVEL = 5
+
+
+def admin_client(settings: Settings, **extra: Any):
+    """An AdminClient that does not print librdkafka's info-level shutdown chatter."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(client_config(settings, **{"log_level": ADMIN_LOG_LEVEL, **extra}))
+
+
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
     k = settings.kafka
     # With acks=all, a write is acknowledged once this many replicas hold it.
@@ -46,9 +60,9 @@ def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the platform's topics that do not exist yet. Returns those created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    admin = AdminClient(client_config(settings))
+    admin = admin_client(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     k = settings.kafka
     wanted = [

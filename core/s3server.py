@@ -8,10 +8,8 @@ and the Hive metastore rely on.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from core.settings import Settings
@@ -28,22 +26,16 @@ def is_built(settings: Settings) -> bool:
     return binary_path(settings).exists()
 
 
-def build(settings: Settings) -> Path:
-    """``go install`` the pinned module into the cache (Go's module and build caches make re-runs fast)."""
-    target = binary_path(settings)
-    if target.exists():
-        return target
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin:/usr/lib/go/bin")
-    if go is None:
-        raise RuntimeError("Go is missing: the S3 server is built from its Go module. Install Go 1.24+ first.")
-    gobin = target.parent / ".gobin"
-    gobin.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, GOBIN=str(gobin), CGO_ENABLED="0", GOFLAGS="-trimpath")
-    result = subprocess.run([go, "install", f"{MODULE}@{VERSION}"], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"building {MODULE}@{VERSION} failed:\n{result.stderr[-3000:]}")
-    (gobin / "versitygw").rename(target)
-    return target
+def build(settings: Settings, log_file: Path | None = None, note: Callable[[str], None] | None = None) -> Path:
+    """``go install`` the pinned module into the cache (Go's module and build caches make re-runs fast).
+
+    Go comes from ``core.gotool``: the machine's own when it is at least 1.25, else the pinned toolchain
+    from the Go module proxy. The output of ``go`` goes to ``log_file`` (default: the build's log under the
+    runtime folder); ``note`` hears which Go was used."""
+    from core import gotool
+
+    return gotool.install_module(settings.cache_dir, MODULE, VERSION, "versitygw", binary_path(settings),
+                                 log_file or settings.log_dir / "install-s3-server.log", note)
 
 
 # ----------------------------------------------------------------------------- the read-only account

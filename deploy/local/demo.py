@@ -8,11 +8,15 @@
 6. run ``serving_sync`` and ``monitoring`` through Airflow
 7. shift the traffic: the last days arrive shifted (slower streets, more airport runs) and shifted trips are
    replayed; monitoring sees the drift and marks the drift asset, which schedules ``batch_training`` over
-   those days; the new version is promoted and hot-swapped into the running service
+   those days; the new version is promoted and hot-swapped into the running service, and more shifted
+   trips are replayed so that the new version's live error can be read beside the old one's
 8. archive the replayed days to Hive with ``hive_archive``
 
 Every number in the report is read back from the services: the registry, MySQL, Hive, Kafka, the
-service's own endpoints. Run ``python -m deploy.local.demo --help`` for a bigger run.
+service's own endpoints, the streaming job's status file. Model versions are compared on one test split
+(the newest version's, where ``evaluate_and_promote`` scored the challenger and the champion side by
+side); live error is shown per traffic phase and version. Run ``python -m deploy.local.demo --help`` for
+a bigger run.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from core.spark import spark_home
 
 MODEL = "trip_duration"
 SHIFT_DAYS = 3  # batch_training's default days_back
+REPLAY_SEED = 101  # the live replays before the swap
+AFTER_SWAP_SEED = 102  # the shifted replay after the swap: other trips, so other trip ids
 cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
 
@@ -53,6 +59,11 @@ class Demo:
         self.step_no = 0
         self.report: dict[str, Any] = {}
         self._api = None
+        # Each replay's trips carry its stem in their ids; the report groups live error by it.
+        self.phases = {replay_stem(self.end, REPLAY_SEED, False): "normal traffic"}
+        if shift:
+            self.phases[replay_stem(self.shift_end, REPLAY_SEED, True)] = "shifted, before the swap"
+            self.phases[replay_stem(self.shift_end, AFTER_SWAP_SEED, True)] = "shifted, after the swap"
 
     # ------------------------------------------------------------------ plumbing
     def step(self, title: str) -> None:
@@ -117,11 +128,11 @@ class Demo:
             raise RuntimeError("the prediction service loaded no model; see .runtime/logs/speed-api.log")
         print(f"  serving {version}")
 
-    def replay(self, day: dt.date, shift: bool) -> None:
+    def replay(self, day: dt.date, shift: bool, seed: int = REPLAY_SEED) -> None:
         from batch.replay import replay
 
         count = self.rate * self.seconds
-        replay(self.settings, day, count, self.rate, seed=101, shift=shift, time_scale=600,
+        replay(self.settings, day, count, self.rate, seed=seed, shift=shift, time_scale=600,
                malformed_share=0.01, echo=lambda line: print(f"  {line}", flush=True))
 
     def live(self) -> None:
@@ -203,6 +214,12 @@ class Demo:
                                "retrain_state": run["state"]}
         print(f"  service now serves {after}" + (" (hot-swapped, no restart)" if after != before else
                                                  " (the challenger was not promoted)"))
+        if after != before:
+            # Shifted trips again, now scored by the new version: its live error beside the old one's.
+            print(f"  replaying more shifted trips, scored by {after}", flush=True)
+            self.replay(self.shift_end, shift=True, seed=AFTER_SWAP_SEED)
+            self.wait_for_stream()
+            self.run_dag("serving_sync")
 
     def _asset_triggered_run(self, since: dt.datetime, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
@@ -227,6 +244,17 @@ class Demo:
 
         return requests.get(f"{self.settings.speed.url}/v1/models/current", timeout=5).json()["version"]
 
+    def scoring_now(self) -> dict:
+        """The version the service serves now, and the versions of the streaming job's last batch."""
+        from deploy.local.speed import StreamJob
+
+        try:
+            service = self._served_version()
+        except Exception as exc:  # noqa: BLE001 - an unreachable service is part of the report
+            service = f"unreachable ({str(exc).splitlines()[0][:80]})"
+        status = StreamJob(self.settings).status()
+        return {"service": service, "stream_last": status.get("last") or {}, "stream_ts": status.get("ts")}
+
     def measure_endpoint(self, n: int = 300) -> dict:
         import requests
 
@@ -250,22 +278,25 @@ class Demo:
         from core.registry import Registry
 
         r = self.report
-        r["models"] = []
-        for mv in Registry(self.settings).list(MODEL)[:4]:
-            test = (mv.metrics.get("test") or {})
-            r["models"].append({"version": mv.version, "stage": mv.stage,
-                                "mae_s": (test.get("model") or {}).get("mae_s"),
-                                "baseline_mae_s": (test.get("baseline") or {}).get("mae_s")})
+        r["models"] = [{"version": mv.version, "stage": mv.stage, "metrics": mv.metrics,
+                        "data_partitions": mv.data_partitions} for mv in Registry(self.settings).list(MODEL)[:4]]
+        r["shifted_days"] = sorted(str(self.shift_start + dt.timedelta(days=i)) for i in range(SHIFT_DAYS)) \
+            if self.shift else []
         eng = engine(self.settings)
         with eng.connect() as conn:
             r["mysql"] = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in
                           ("predictions_recent", "trip_outcomes", "zone_hour_stats", "drift_reports",
                            "training_runs", "model_versions")}
-            r["live_mae"] = [dict(row) for row in conn.execute(text(
-                "SELECT p.model_version, COUNT(*) AS completed, AVG(ABS(p.predicted_duration_s - o.duration_s)) "
-                "AS mae_s FROM predictions_recent p JOIN trip_outcomes o ON o.trip_id = p.trip_id "
-                "GROUP BY p.model_version ORDER BY MIN(p.scored_ts)")).mappings()]
+            # Grouped by the replay a trip came from (its id without the row number) and the version that
+            # scored it.
+            rows = [dict(row) for row in conn.execute(text(
+                "SELECT REGEXP_REPLACE(p.trip_id, '-[0-9]+$', '') AS stem, p.model_version, COUNT(*) AS completed, "
+                "AVG(ABS(p.predicted_duration_s - o.duration_s)) AS mae_s, MIN(p.scored_ts) AS first_scored "
+                "FROM predictions_recent p JOIN trip_outcomes o ON o.trip_id = p.trip_id "
+                "GROUP BY stem, p.model_version ORDER BY first_scored")).mappings()]
         eng.dispose()
+        r["live"] = live_error(rows, self.phases)
+        r["now"] = self.scoring_now()
         r["hive"] = self._hive_counts()
         lat = []
         for _, value in _messages(self.settings, self.settings.kafka.trip_predictions_topic, self.started_ms):
@@ -293,35 +324,138 @@ class Demo:
         return out
 
     def print_report(self) -> None:
-        r = self.report
-        print("\n" + "=" * 100 + "\nReport (every figure read back from the running services)\n" + "=" * 100)
-        print("\nModel versions (test split, MAE in seconds)")
-        for m in r["models"]:
-            gain = (f"{100 * (1 - m['mae_s'] / m['baseline_mae_s']):.0f}% better than the baseline"
-                    if m["mae_s"] and m["baseline_mae_s"] else "")
-            print(f"  {m['stage']:10s} {m['version']:52s} MAE {_num(m['mae_s']):>6s}  baseline "
-                  f"{_num(m['baseline_mae_s']):>6s}  {gain}")
-        print("\nLive error (predictions joined to outcomes in MySQL)")
-        for row in r["live_mae"]:
-            print(f"  {row['model_version']:52s} {row['completed']:>6} completed trips  MAE {_num(row['mae_s'])}s")
-        e, s = r.get("endpoint", {}), r["stream"]
-        print("\nLatency")
-        print(f"  endpoint  POST /v1/predict, {e.get('requests')} sequential requests: p50 {_num(e.get('p50_ms'), 1)} ms"
-              f", p99 {_num(e.get('p99_ms'), 1)} ms")
-        print(f"  stream    produce -> prediction on {self.settings.kafka.trip_predictions_topic}, "
-              f"{s['predictions']} events: p50 {_num(s['p50_ms'])} ms, p99 {_num(s['p99_ms'])} ms")
-        if "drift" in r:
-            d = r["drift"]
-            print(f"\nDrift: {'; '.join(d.get('reasons', [])) or 'none'}")
-        if "swap" in r:
-            w = r["swap"]
-            print(f"  retraining run {w['retrain_run']}: {w['retrain_state']}; served {w['before']} -> {w['after']}")
-        print("\nCounts")
-        print("  MySQL   " + ", ".join(f"{k} {v}" for k, v in r["mysql"].items()))
-        print("  Hive    " + ", ".join(f"lake.{k} {v}" for k, v in r["hive"].items()))
-        print(f"  Kafka   dead letters on {self.settings.kafka.dead_letter_topic}: {s['dead_letters']}")
+        k = self.settings.kafka
+        print(report_text(self.report, k.trip_predictions_topic, k.dead_letter_topic))
         print(where_to_look(self.settings))
         print(f"demo finished in {time.monotonic() - self.t0:.0f}s")
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def replay_stem(day: dt.date, seed: int, shift: bool) -> str:
+    """The stem of a replay's trip ids (``batch.replay``: ``<YYYYMMDD>-<seed>[-shift]-<row>``)."""
+    return f"{day:%Y%m%d}-{seed}{'-shift' if shift else ''}"
+
+
+def live_error(rows: list[dict], phases: dict[str, str]) -> list[dict]:
+    """MySQL's (stem, model_version, completed, mae_s) groups as rows per traffic phase and version, in the
+    demo's phase order; trips of other replays (earlier runs, tests) are left out."""
+    order = list(phases)
+    out = [{"phase": phases[r["stem"]], "model_version": r["model_version"], "completed": int(r["completed"]),
+            "mae_s": None if r["mae_s"] is None else float(r["mae_s"]), "_order": order.index(r["stem"])}
+           for r in rows if r["stem"] in phases]
+    out.sort(key=lambda r: r["_order"])  # stable: within a phase, the order MySQL gave (first scored first)
+    for r in out:
+        del r["_order"]
+    return out
+
+
+def _mae(block: dict | None) -> float | None:
+    return (block or {}).get("mae_s")
+
+
+def _days(partitions: list[str]) -> list[str]:
+    return sorted(p.rsplit("=", 1)[-1] for p in partitions or [])
+
+
+def compare_on_one_split(models: list[dict]) -> dict | None:
+    """The versions that were scored on the newest version's test split, from what ``evaluate_and_promote``
+    recorded with it: ``test.model`` (the newest), ``test.champion`` (the version in production then,
+    ``champion_version``), ``test.baseline``. ``models`` come newest first (the registry's order)."""
+    if not models:
+        return None
+    newest = models[0]
+    metrics = newest.get("metrics") or {}
+    test = metrics.get("test") or {}
+    rows = [{"version": newest["version"], "stage": newest["stage"], "mae_s": _mae(test.get("model")),
+             "note": "the newest, trained on the first 70% of these days"}]
+    champion = metrics.get("champion_version")
+    if champion and test.get("champion"):
+        stage = next((m["stage"] for m in models if m["version"] == champion), "?")
+        rows.append({"version": champion, "stage": stage, "mae_s": _mae(test["champion"]),
+                     "note": "in production when the newest was evaluated"})
+    on_split = {row["version"] for row in rows}
+    return {"split_of": newest["version"], "days": _days(newest.get("data_partitions") or []), "rows": rows,
+            "baseline_mae_s": _mae(test.get("baseline")), "decision": metrics.get("decision"),
+            "not_on_split": [m["version"] for m in models if m["version"] not in on_split]}
+
+
+def _gain(mae: float | None, reference: float | None) -> str:
+    if not mae or not reference:
+        return ""
+    gain = 1 - mae / reference
+    return f"{abs(gain):.0%} {'better' if gain >= 0 else 'worse'}"
+
+
+def report_text(r: dict, predictions_topic: str, dead_letter_topic: str) -> str:
+    """The report, from the figures ``Demo.collect`` read back (pure: a fixture of figures is enough)."""
+    out = ["", "=" * 100, "Report (every figure read back from the running services)", "=" * 100]
+    cmp = compare_on_one_split(r.get("models") or [])
+    if cmp:
+        days = cmp["days"]
+        span = f"{days[0]} .. {days[-1]}" if days else "?"
+        shifted = " (the shifted traffic)" if days and set(days) <= set(r.get("shifted_days") or []) else ""
+        out += ["", "Model versions on one test split (MAE in seconds)",
+                f"  split: the test split of {cmp['split_of']}: the last 15% of its trips by pickup time, pickup "
+                f"days {span}{shifted}"]
+        base = cmp["baseline_mae_s"]
+        for row in cmp["rows"]:
+            vs = _gain(row["mae_s"], base)
+            out.append(f"  {row['stage']:10s} {row['version']:48s} MAE {_num(row['mae_s']):>6s}  "
+                       f"{vs + ' than the baseline' if vs else '':29s} {row['note']}")
+        out.append(f"  {'baseline':10s} {'mean duration per zone pair (train split)':48s} MAE {_num(base):>6s}")
+        if len(cmp["rows"]) == 2:
+            new, old = cmp["rows"]
+            out.append(f"  on this split the newest is {_gain(new['mae_s'], old['mae_s'])} than {old['version']}")
+        if cmp["decision"]:
+            out.append(f"  promotion decision: {cmp['decision']}")
+        own = [m for m in r["models"] if _mae((m.get("metrics") or {}).get("test", {}).get("model"))]
+        if len(own) > 1:
+            out.append("  each version on its own test split (other days: read a row against its own baseline, "
+                       "not against the other rows)")
+            for m in own:
+                test = m["metrics"]["test"]
+                d = _days(m.get("data_partitions") or [])
+                mae, base_own = _mae(test.get("model")), _mae(test.get("baseline"))
+                out.append(f"    {m['version']:46s} MAE {_num(mae):>6s}  baseline {_num(base_own):>6s}  "
+                           f"{_gain(mae, base_own):>10s}  days {d[0] + ' .. ' + d[-1] if d else '?'}")
+    out += ["", "Live error per traffic phase and model version (predictions joined to outcomes in MySQL)"]
+    if not r.get("live"):
+        out.append("  no completed trips were scored yet")
+    for row in r.get("live") or []:
+        out.append(f"  {row['phase']:26s} {row['model_version']:52s} {row['completed']:>6} completed trips  "
+                   f"MAE {_num(row['mae_s'])}s")
+    now = r.get("now")
+    if now:
+        last = now.get("stream_last") or {}
+        versions = last.get("model_versions") or []
+        out += ["", "Scoring now",
+                f"  service  GET /v1/models/current: {now.get('service')}"]
+        if last:
+            line = (f"  stream   last batch (#{last.get('batch_id')}, {last.get('rows')} rows"
+                    + (f", status written {now['stream_ts']}" if now.get("stream_ts") else "")
+                    + f"): scored by {', '.join(versions) or '-'}")
+            out.append(line)
+            if versions and now.get("service") not in versions:
+                out.append("           the stream has scored nothing since the swap; its next batch is scored by "
+                           "the service's version")
+        else:
+            out.append("  stream   no batch yet")
+    e, s = r.get("endpoint", {}), r["stream"]
+    out += ["", "Latency",
+            f"  endpoint  POST /v1/predict, {e.get('requests')} sequential requests: p50 {_num(e.get('p50_ms'), 1)} "
+            f"ms, p99 {_num(e.get('p99_ms'), 1)} ms",
+            f"  stream    produce -> prediction on {predictions_topic}, {s['predictions']} events: "
+            f"p50 {_num(s['p50_ms'])} ms, p99 {_num(s['p99_ms'])} ms"]
+    if "drift" in r:
+        out += ["", f"Drift: {'; '.join(r['drift'].get('reasons', [])) or 'none'}"]
+    if "swap" in r:
+        w = r["swap"]
+        out.append(f"  retraining run {w['retrain_run']}: {w['retrain_state']}; served {w['before']} -> {w['after']}")
+    out += ["", "Counts",
+            "  MySQL   " + ", ".join(f"{k} {v}" for k, v in r["mysql"].items()),
+            "  Hive    " + ", ".join(f"lake.{k} {v}" for k, v in r["hive"].items()),
+            f"  Kafka   dead letters on {dead_letter_topic}: {s['dead_letters']}"]
+    return "\n".join(out)
 
 
 def _messages(settings: Settings, topic: str, since_ms: int) -> list[tuple[bytes | None, bytes]]:

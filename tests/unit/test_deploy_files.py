@@ -421,17 +421,18 @@ def test_compose_uses_every_secret_it_documents_and_documents_every_one_it_uses(
 def go_command(src: Path) -> Path:
     """A Go command of this repository, built once into the cache; Go's module cache keeps its dependencies."""
     import hashlib
-    import shutil
 
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin:/usr/lib/go/bin")
-    assert go, f"Go is missing: it builds {src.relative_to(PROJECT_ROOT)} (and the local S3 server)"
+    from core import gotool
+
     digest = hashlib.sha256(b"".join((src / n).read_bytes() for n in ("go.mod", "go.sum", "main.go"))).hexdigest()
     binary = Settings().cache_dir / "bin" / f"{src.parent.name}-check-{digest[:12]}"
     if not binary.exists():
+        # The machine's Go when it is new enough for the module, else the pinned toolchain (as `lambdaml install`).
+        go = gotool.ensure(Settings().cache_dir, required=gotool.go_mod_version((src / "go.mod").read_text())).path
         binary.parent.mkdir(parents=True, exist_ok=True)
         partial = binary.with_suffix(".partial")
         result = subprocess.run([go, "build", "-o", str(partial), "."], cwd=src, capture_output=True, text=True,
-                                timeout=900, env={**os.environ, "CGO_ENABLED": "0"})
+                                timeout=900, env={**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"})
         assert result.returncode == 0, f"building {src} failed:\n{result.stderr[-3000:]}"
         partial.rename(binary)
     return binary
