@@ -24,6 +24,8 @@ DIRTY_KINDS = (
     "unknown_zone",
     "outside_partition",
     "null_pickup_time",
+    "zero_distance",
+    "duration_too_long",
 )
 
 # Share of pickups per hour of day (a weekday profile; weekends are flatter).
@@ -69,6 +71,15 @@ def speed_mph(pattern: TrafficPattern, hour: np.ndarray, dow: np.ndarray, pu_bor
     return base * factor
 
 
+def soft_cap(duration_s: np.ndarray, knee_s: float = 2 * 3600, top_s: float = 0.95 * tlc.MAX_DURATION_S) -> np.ndarray:
+    """Durations past ``knee_s`` bent smoothly towards ``top_s``: a clean generated trip stays under the
+    validation bound (``tlc.MAX_DURATION_S``). Long slow cross-borough trips of the city model went on for
+    up to 7.5 h, which real yellow trips do not; the order of durations is kept."""
+    over = duration_s > knee_s
+    span = top_s - knee_s
+    return np.where(over, knee_s + span * np.tanh((duration_s - knee_s) / span), duration_s)
+
+
 def generate_day(day: dt.date, rows: int, seed: int = 7, dirty_share: float = 0.03,
                  shift: bool = False) -> pa.Table:
     """``rows`` trips picked up on ``day``, in ``tlc.RAW_SCHEMA``."""
@@ -105,7 +116,7 @@ def generate_day(day: dt.date, rows: int, seed: int = 7, dirty_share: float = 0.
     miles = np.round(km * 0.621371, 2)
     mph = speed_mph(pattern, hour, dow, z.borough[pu], z.borough[do], airport)
     duration_s = (miles / mph * 3600.0 + 90.0) * rng.lognormal(0.0, pattern.noise_sigma, size=rows)
-    duration_s = np.maximum(np.round(duration_s), 30).astype("int64")
+    duration_s = np.maximum(np.round(soft_cap(duration_s)), 30).astype("int64")
     dropoff = pickup + duration_s.astype("timedelta64[s]").astype("timedelta64[us]")
 
     minutes = duration_s / 60.0
@@ -141,6 +152,10 @@ def generate_day(day: dt.date, rows: int, seed: int = 7, dirty_share: float = 0.
             dropoff_out[i] = dropoff_out[i] - np.timedelta64(2, "D")
         elif kind == "null_pickup_time":
             pickup_null[i] = True
+        elif kind == "zero_distance":
+            km_out[i] = 0.0
+        elif kind == "duration_too_long":  # a meter left running
+            dropoff_out[i] = pickup_out[i] + np.timedelta64(tlc.MAX_DURATION_S + 600 + 60 * (i % 600), "s")
 
     def ints(values: np.ndarray, typ: pa.DataType) -> pa.Array:
         mask = np.isnan(values)

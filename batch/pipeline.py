@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from core.lake import DataError, NoRawData
 from core.settings import Settings, get_settings
 from core.spark import storage_errors
 
@@ -32,9 +33,32 @@ def dataset_key(dag_id: str, run_id: str) -> str:
     return f"{dag_id}/{re.sub(r'[^A-Za-z0-9_.=-]', '_', run_id)}"
 
 
-def partition_days(end_date: str, days_back: int) -> list[str]:
+MAX_RANGE_DAYS = 366
+
+
+def partition_days(end_date: str, days_back: int, start_date: str | None = None) -> list[str]:
+    """The days a run covers: ``start_date`` .. ``end_date`` when a start is given, else the ``days_back`` days
+    ending on ``end_date``."""
     end = dt.date.fromisoformat(end_date)
+    if start_date:
+        start = dt.date.fromisoformat(start_date)
+        if start > end:
+            raise DataError(f"start_date {start} is after end_date {end}")
+        if (end - start).days + 1 > MAX_RANGE_DAYS:
+            raise DataError(f"{start} .. {end} spans {(end - start).days + 1} days; at most {MAX_RANGE_DAYS}")
+        days_back = (end - start).days + 1
     return [(end - dt.timedelta(days=i)).isoformat() for i in reversed(range(days_back))]
+
+
+def fail_fast(step, *args, **kwargs):
+    """Run a step in an Airflow task: a ``DataError`` (the same data gives the same error) fails the task at once,
+    without the retries that are there for services that may come back."""
+    try:
+        return step(*args, **kwargs)
+    except DataError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _spark(settings: Settings, step: str):
@@ -48,23 +72,43 @@ def _spark(settings: Settings, step: str):
 def validate_day(day: str, lake_root: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     from batch import validate
 
+    """Validate one day. A day without raw data is no error here (a range may have empty days): it reports
+    ``missing`` and ``preprocess`` leaves it out; a file that cannot be read fails (``DataError``)."""
     s = _settings(settings)
-    with storage_errors(s, "validate"):
-        r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root)
-    return {"day": day, "rows_in": r.rows_in, "valid": r.valid, "quarantined": r.quarantined, "by_rule": r.by_rule}
+    try:
+        with storage_errors(s, "validate"):
+            r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root)
+    except NoRawData as exc:
+        return {"day": day, "rows_in": 0, "valid": 0, "quarantined": 0, "by_rule": {}, "missing": str(exc),
+                "objects": []}
+    return {"day": day, "rows_in": r.rows_in, "valid": r.valid, "quarantined": r.quarantined, "by_rule": r.by_rule,
+            "objects": [o.record() for o in r.objects]}
 
 
 def preprocess(days: list[str], dataset: str, dag_id: str, run_id: str, lake_root: str | None = None,
-               settings: Settings | None = None) -> dict[str, Any]:
+               settings: Settings | None = None, validated: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Features and splits of ``days``. With ``validated`` (the ``validate_day`` results), only the days that
+    hold valid trips are read, and the raw objects they were read from ride along for the registry."""
     from batch import preprocess as pre
     from core.events import BatchEvent, publish_batch_event
 
     s = _settings(settings)
+    objects: list[dict[str, Any]] = []
+    if validated is not None:
+        objects = [o for v in validated if v["valid"] > 0 for o in v.get("objects", [])]
+        with_data = {v["day"] for v in validated if v["valid"] > 0}
+        if not with_data:
+            missing = [v["day"] for v in validated if v.get("missing")]
+            raise DataError(f"no valid trips in {min(days)} .. {max(days)}: {len(missing)} of {len(days)} day(s) "
+                            "hold no raw data and the rest none that passed validation. Load the data with "
+                            "`lambdaml ingest`, or choose the days that hold it (start_date/end_date).")
+        days = [d for d in days if d in with_data]
     with storage_errors(s, "preprocess"):
         result = pre.run(_spark(s, "preprocess"), s, [dt.date.fromisoformat(d) for d in days], dataset, lake_root)
     publish_batch_event(s, BatchEvent(dag_id=dag_id, run_id=run_id, step="preprocess", status="success",
                                       rows=sum(result.rows.values()), uri=result.uri))
-    return {"uri": result.uri, "rows": result.rows, "feature_spec": result.feature_spec, "days": days}
+    return {"uri": result.uri, "rows": result.rows, "feature_spec": result.feature_spec, "days": days,
+            "cuts": list(result.cuts), "objects": objects}
 
 
 def _load(settings: Settings, uri: str, split: str):
@@ -102,7 +146,7 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
                         metrics={"val_mae_s": min(h["val_mae_s"] for h in history), "epochs": len(history)})
     params = {**config.to_dict(), "dag_run_id": run_id, "trials": tuned["trials"]}
     partitions = [f"raw/trips/pickup_date={d}" for d in dataset["days"]]
-    mv = registry.register(MODEL_NAME, artifact, params, partitions)
+    mv = registry.register(MODEL_NAME, artifact, params, partitions, data_objects=dataset.get("objects", []))
     return {"version": mv.version}
 
 

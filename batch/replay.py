@@ -133,10 +133,10 @@ def _column(table: pa.Table, name: str, typ: pa.DataType, fill: Any) -> tuple[np
 def build_plan(table: pa.Table, day: dt.date, seed: int, shift: bool = False, limit: int | None = None) -> ReplayPlan:
     """The trips of ``table`` (``tlc.RAW_SCHEMA``) that make valid ``TripRequest``s and end after they start.
 
-    Rows failing on zones, distance, passenger count or timestamps (missing, not ending after the
-    pickup, picked up on another day than ``day``) are skipped; rows the batch validator would only
-    find odd (unknown zones 264/265, impossible speeds) are valid requests and stay. ``limit``
-    keeps the first that many clean rows of the table.
+    Rows failing on zones (unknown zones 264/265 included), distance (0 included), passenger count or
+    timestamps (missing, not ending after the pickup, picked up on another day than ``day``) are skipped;
+    rows only the batch validator can judge (an impossible speed needs the dropoff time) are valid requests
+    and stay. ``limit`` keeps the first that many clean rows of the table.
     """
     pickup, has_pickup = _column(table, tlc.PICKUP, pa.int64(), 0)
     dropoff, has_dropoff = _column(table, tlc.DROPOFF, pa.int64(), 0)

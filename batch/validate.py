@@ -11,14 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core import tlc
 from core.tlc import DROPOFF, PICKUP
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-MAX_SPEED_MPH = 80.0
-MAX_DURATION_S = 6 * 3600
-MAX_DISTANCE_MILES = 200.0
 REASON_COL = "failed_rule"
 
 
@@ -29,26 +27,36 @@ def _duration_s() -> "Column":
 
 
 def rules(partition_date: dt.date) -> list[tuple[str, "Column"]]:
-    """(name, condition-that-means-bad) pairs, checked in this order."""
+    """(name, condition-that-means-bad) pairs, checked in this order.
+
+    Every range is ``core.tlc``'s, the definition the request contract (``core.events.REQUEST_LIMITS``)
+    is derived from too. ``passenger_count`` 0 passes on purpose (see ``tlc.PASSENGER_COUNT``); a null
+    count passes (real files have them; the feature reads it as 1).
+    """
     from pyspark.sql import functions as F
 
-    required = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
     duration = _duration_s()
     speed = F.col("trip_distance") / (duration / F.lit(3600.0))
-    zone_ok = lambda c: F.col(c).between(1, 263)  # noqa: E731 - 264/265 are "unknown"
+    zone_lo, zone_hi = tlc.KNOWN_ZONES
+    zone_ok = lambda c: F.col(c).between(zone_lo, zone_hi)  # noqa: E731 - 264/265 are "Unknown" in the lookup
+    dist_lo, dist_hi = tlc.TRIP_DISTANCE_MILES
+    pass_lo, pass_hi = tlc.PASSENGER_COUNT
     return [
-        ("null_required_field", F.greatest(*[F.col(c).isNull().cast("int") for c in required]) == 1),
+        ("null_required_field", F.greatest(*[F.col(c).isNull().cast("int") for c in tlc.REQUIRED]) == 1),
         ("outside_partition", F.to_date(F.col(PICKUP)) != F.lit(partition_date)),
         ("non_positive_duration", duration <= 0),
-        ("duration_too_long", duration > MAX_DURATION_S),
+        ("duration_too_long", duration > tlc.MAX_DURATION_S),
         ("unknown_zone", ~(zone_ok("PULocationID") & zone_ok("DOLocationID"))),
-        ("negative_or_huge_distance", (F.col("trip_distance") < 0) | (F.col("trip_distance") > MAX_DISTANCE_MILES)),
-        ("impossible_speed", speed > MAX_SPEED_MPH),
+        ("zero_distance", (F.col("trip_distance") >= 0) & (F.col("trip_distance") < dist_lo)),
+        ("negative_or_huge_distance", (F.col("trip_distance") < 0) | (F.col("trip_distance") > dist_hi)),
+        ("passenger_count_out_of_range", ~F.col("passenger_count").between(pass_lo, pass_hi)),
+        ("impossible_speed", speed > tlc.MAX_SPEED_MPH),
     ]
 
 
 RULE_NAMES = ("null_required_field", "outside_partition", "non_positive_duration", "duration_too_long",
-              "unknown_zone", "negative_or_huge_distance", "impossible_speed")
+              "unknown_zone", "zero_distance", "negative_or_huge_distance", "passenger_count_out_of_range",
+              "impossible_speed")
 
 
 def tag(df: "DataFrame", partition_date: dt.date) -> "DataFrame":
@@ -75,6 +83,7 @@ class Reconciliation:
     valid: int
     quarantined: int
     by_rule: dict[str, int]
+    objects: tuple[tlc.RawObject, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -85,10 +94,12 @@ def run(spark, settings, day: dt.date, lake_root: str | None = None) -> Reconcil
     """Validate one raw partition; overwrite its validated and quarantine partitions."""
     from pyspark.sql import functions as F
 
-    from core import lake, tlc
+    from core import lake
 
     base = lake.spark_uri(lake.root(settings, lake_root))
-    raw = tlc.read_partition_spark(spark, settings, lake.partition(base, "raw/trips", day))
+    raw_uri = lake.partition(base, tlc.RAW_DATASET, day)
+    objects = tlc.partition_objects(settings, raw_uri)
+    raw = tlc.read_partition_spark(spark, settings, raw_uri, objects)
     tagged = tag(raw, day).withColumn("pickup_date", F.lit(day)).cache()
     try:
         valid_uri = lake.partition(base, "validated/trips", day)
@@ -107,6 +118,7 @@ def run(spark, settings, day: dt.date, lake_root: str | None = None) -> Reconcil
         valid=spark.read.parquet(valid_uri).count(),
         quarantined=written_bad.count(),
         by_rule={r[REASON_COL]: r["count"] for r in written_bad.groupBy(REASON_COL).count().collect()},
+        objects=tuple(objects),
     )
     if not result.ok:
         raise RuntimeError(f"row counts do not reconcile for {day}: {result}")

@@ -173,7 +173,10 @@ def main(
 ) -> None:
     """Time Spark SQL, DuckDB SQL and the platform's Spark transform over the same raw Parquet."""
     raw = data.raw_trips(rows, seed, echo=typer.echo)
-    train_end, val_end = preprocess.split_bounds(data.days()[0], data.days()[-1])
+    # Fixed cut points at 70% and 85% of the covered days: every engine cuts at the same times.
+    start = dt.datetime.combine(data.days()[0], dt.time())
+    span = dt.datetime.combine(data.days()[-1] + dt.timedelta(days=1), dt.time()) - start
+    train_end, val_end = start + span * 0.7, start + span * 0.85
     sql = feature_sql(train_end, val_end)
     con = duckdb_connection()
     con.execute(f"CREATE VIEW {SOURCE} AS SELECT * FROM read_parquet('{raw}/*.parquet')")

@@ -273,21 +273,20 @@ def query_sql(
 
 @app.command("install")
 def install(
-    system: Annotated[bool, typer.Option(help="Install missing Debian packages (MariaDB, JRE, JDK, Maven).")] = True,
-    jar_sets: Annotated[bool, typer.Option("--jars/--no-jars", help="Resolve the jars from Maven Central, build the S3 server and the Thrift Server's classes.")] = True,
+    system: Annotated[bool, typer.Option(help="Install missing Debian packages with apt-get (MariaDB, a JRE and "
+                                         "JDK 17, Maven, npm, haproxy, Chromium).")] = True,
+    jar_sets: Annotated[bool, typer.Option("--jars/--no-jars", help="Resolve the jars from Maven Central, build the "
+                                           "S3 server (Go from the Go module proxy if go 1.25+ is missing), compile "
+                                           "the Thrift Server's classes, fetch uPlot from npm.")] = True,
 ) -> None:
-    """Install what the local stack needs and this machine lacks."""
+    """Install what the local stack needs and this machine lacks: one line per step, tool output in
+    <runtime>/logs/install-*.log."""
     from deploy.local import install as inst
 
-    settings = get_settings()
-    if system:
-        done = inst.install_system(typer.echo)
-        typer.echo("  Debian packages: " + (", ".join(done) if done else "all present"))
-    if jar_sets:
-        inst.install_jars(settings, typer.echo)
-        inst.install_s3_server(settings, typer.echo)
-        inst.install_thrift_classes(settings, typer.echo)
-        inst.install_dashboard_assets(settings, typer.echo)
+    try:
+        inst.install_all(get_settings(), system=system, jar_sets=jar_sets, echo=typer.echo)
+    except inst.InstallError as exc:
+        _fail(str(exc))
 
 
 @app.command("migrate")
@@ -319,6 +318,73 @@ def generate(
     typer.echo(f"generating {days} day(s) x {rows_per_day:,} trips from {first} (seed {seed}, "
                f"{dirty_share:.0%} dirty{', shifted' if shift else ''})")
     run(get_settings(), first, days, rows_per_day, seed, dirty_share, shift, lake_root or None, typer.echo)
+
+
+@app.command("ingest")
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Files, folders or s3:// URIs: Parquet, CSV or CSV.gz "
+                                                      "trip files in any known variant of the schema.")],
+    workload: Annotated[str, typer.Option(help="Whose raw data this is (taxi).")] = "taxi",
+    lake_root: Annotated[str, typer.Option(help="Lake root (s3a://bucket or a local folder). "
+                                                "Default: the configured bucket.")] = "",
+) -> None:
+    """Load your own files into raw/<dataset>/<date>=.../ split by day; a file already ingested writes nothing."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from batch.ingest import IndexUnavailable, IngestError, mysql_recorder
+    from batch.ingest import ingest as run
+
+    settings = get_settings()
+    console = Console(stderr=True)
+    record, close = mysql_recorder(settings)
+    tasks: list = []
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
+                      TimeElapsedColumn(), console=console) as bar:
+            def on_start(found, skipped) -> None:
+                for name in skipped:
+                    console.print(f"skipped (not a .parquet/.csv/.csv.gz file): {name}")
+                tasks.extend(bar.add_task(src.name, total=3, what="waiting") for src in found)
+
+            def progress(index: int, done: int, total: int, what: str) -> None:
+                bar.update(tasks[index], completed=done, total=total, what=what)
+
+            results = run(settings, sources, workload, lake_root or None, progress, on_start, record)
+    except (IngestError, IndexUnavailable) as exc:
+        _fail(str(exc))
+    finally:
+        close()
+    status = {"present": "yes", "repeated": "yes (repeated)", "refused": "refused"}
+    _print_table(["file", "variant", "rows", "days", "outside month", "no pickup time", "already present", "seconds"],
+                 [(r.name, r.variant or "-", r.rows, r.days, r.outside_month, r.no_event_time,
+                   status.get(r.status, "no"), round(r.seconds, 1)) for r in results])
+    written = [r for r in results if r.status == "ingested"]
+    typer.echo(f"{len(written)} file(s) ingested ({sum(r.rows for r in written):,} rows), "
+               f"{sum(r.already_present for r in results)} already present: nothing written for those")
+    refused = [r for r in results if r.status == "refused"]
+    for r in refused:
+        typer.secho(f"refused: {r.error}", fg=typer.colors.RED, err=True)
+    if refused:
+        typer.secho(f"error: {len(refused)} file(s) refused; nothing of them was written", fg=typer.colors.RED,
+                    err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("move-aside")
+def move_aside(
+    uris: Annotated[list[str], typer.Argument(help="Objects under <lake>/raw/ that validation cannot read.")],
+    lake_root: Annotated[str, typer.Option(help="Lake root. Default: the configured bucket.")] = "",
+) -> None:
+    """Move raw objects that cannot be read to the same path under rejected/ (raw data is otherwise never touched)."""
+    from batch.ingest import IngestError
+    from batch.ingest import move_aside as run
+
+    for uri in uris:
+        try:
+            typer.echo(f"moved {uri} -> {run(get_settings(), uri, lake_root or None)}")
+        except IngestError as exc:
+            _fail(str(exc))
 
 
 @app.command("replay")

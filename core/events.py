@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, WithJsonSchema,
                       field_validator)
 
+from core import tlc
+
 SCHEMA_VERSION = 1
 
 
@@ -51,13 +53,19 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
 # sync's parsers and the replayer.
 
 PICKUP_YEARS = (2001, 2099)
+# The trip's ranges come from the one definition batch validation quarantines by (core/tlc.py): a request for a
+# trip that validation would quarantine (an unknown zone 264/265, a distance of 0) is refused here, naming the field.
 REQUEST_LIMITS = {
-    "zone": (1, 265),
-    "passenger_count": (0, 9),
-    "trip_distance": (0.0, 500.0),
+    "zone": tlc.KNOWN_ZONES,
+    "passenger_count": tlc.PASSENGER_COUNT,
+    "trip_distance": tlc.TRIP_DISTANCE_MILES,
     "trip_id_max_len": 64,
     "VendorID": (0, 2**31 - 1),
 }
+# What the serving sync accepts in events already recorded on the topics: the request contract of every release so
+# far (zones 264/265 and a distance of 0 were accepted before the contract took its ranges from validation), so a
+# prediction made then still reaches MySQL.
+RECORDED_LIMITS = {**REQUEST_LIMITS, "zone": tlc.ZONE_IDS, "trip_distance": (0.0, 500.0)}
 # RFC 3339 with the pickup years, seconds and offset optional, ``T`` or a space: what ``pickup_ts`` accepts, stated
 # in the OpenAPI description as it is enforced. The calendar is in the pattern (month lengths; 29 February in the
 # leap years 2004..2096), so every string it admits is a real date-time.

@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 
+class DataError(ValueError):
+    """A problem with the data itself (a file that cannot be read, too few rows for a split): running the same
+    step again gives the same error, so it fails at once instead of being retried."""
+
+
+class NoRawData(DataError, FileNotFoundError):
+    """A raw partition holds no data."""
+
+
 def root(settings: Settings, lake_root: str | None = None) -> str:
     return (lake_root or settings.s3.uri()).rstrip("/")
 

@@ -69,6 +69,7 @@ class ModelVersion:
     code_version: str
     created_at: dt.datetime | None = None
     promoted_at: dt.datetime | None = None
+    data_objects: list[dict[str, Any]] = field(default_factory=list)  # the raw objects it trained on
 
     def announcement(self) -> dict[str, Any]:
         return {
@@ -225,7 +226,7 @@ class Registry:
 
     # ------------------------------------------------------------------ register
     def register(self, name: str, artifact: Artifact, params: dict, data_partitions: list[str],
-                 when: dt.datetime | None = None) -> ModelVersion:
+                 when: dt.datetime | None = None, data_objects: list[dict[str, Any]] | None = None) -> ModelVersion:
         """Store the artifact and insert its index row as a new candidate version.
 
         The minor comes from :meth:`_next_minor`, handed out once each. The row is a plain
@@ -248,13 +249,15 @@ class Registry:
                 version = make_version(name, minor, when, code)
                 uri = f"{self.settings.s3.uri('models', name, version.split(':', 1)[1])}/model.pt"
                 mv = ModelVersion(name, version, "candidate", uri, digest, artifact.metrics, params,
-                                  data_partitions, artifact.feature_spec, code, when)
+                                  data_partitions, artifact.feature_spec, code, when,
+                                  data_objects=list(data_objects or []))
                 try:
                     with eng.begin() as conn:
                         conn.execute(text(load_sql("registry/insert_version")), {
                             "name": name, "version": version, "minor": minor, "stage": "candidate",
                             "artifact_uri": uri, "sha256": digest, "metrics_json": json.dumps(mv.metrics),
                             "params_json": json.dumps(params), "data_partitions": json.dumps(data_partitions),
+                            "data_objects": json.dumps(mv.data_objects),
                             "feature_spec": mv.feature_spec, "code_version": code,
                         })
                         self._put(uri, data)
@@ -470,4 +473,4 @@ def _from_row(r) -> ModelVersion:
 
     return ModelVersion(r["name"], r["version"], r["stage"], r["artifact_uri"], r["sha256"], js(r["metrics_json"]),
                         js(r["params_json"]), js(r["data_partitions"]) or [], r["feature_spec"], r["code_version"],
-                        r["created_at"], r["promoted_at"])
+                        r["created_at"], r["promoted_at"], js(r.get("data_objects")) or [])

@@ -377,6 +377,23 @@ class ClusterSettings(BaseModel):
         return f"spark://127.0.0.1:{self.spark_master_port}"
 
 
+class BatchSettings(BaseModel):
+    """The batch layer's time-ordered split and its floor."""
+
+    train_share: float = Field(default=0.70, gt=0, lt=1, description="Share of the trips, earliest first, that "
+                               "trains; the cut is a quantile of pickup time over the trips present.")
+    val_share: float = Field(default=0.15, gt=0, lt=1, description="Share after it that validates; the rest tests.")
+    min_split_rows: int = Field(default=30, ge=1, description="Fewest trips any split may hold: preprocess refuses "
+                                "the run before tuning below it (raise it for real runs, e.g. 1000).")
+
+    @model_validator(mode="after")
+    def _test_share_left(self) -> BatchSettings:
+        if self.train_share + self.val_share >= 1:
+            raise ValueError(f"train_share + val_share ({self.train_share + self.val_share:g}) must leave a test "
+                             "share (below 1)")
+        return self
+
+
 class ServingSettings(BaseModel):
     """The serving layer: the Hive archive and MySQL retention."""
 
@@ -417,6 +434,7 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     speed: SpeedSettings = SpeedSettings()
     serving: ServingSettings = ServingSettings()
+    batch: BatchSettings = BatchSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     cluster: ClusterSettings = ClusterSettings()
 

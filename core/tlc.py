@@ -8,6 +8,8 @@ double for ``passenger_count``/``RatecodeID``, extra columns such as
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 RAW_SCHEMA = pa.schema(
@@ -42,11 +44,74 @@ COLUMN_ALIASES = {"airport_fee": "Airport_fee"}
 
 REQUIRED = (PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance")
 
+# Where the raw records live in the lake and which column places a row in its day partition
+# (``raw/trips/pickup_date=YYYY-MM-DD/``): what ``lambdaml ingest`` and ``batch.generate`` write.
+RAW_DATASET = "raw/trips"
+EVENT_TIME = PICKUP
+PARTITION_COLUMN = "pickup_date"
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What a trip's fields may hold: ONE definition. Batch validation (batch/validate.py) quarantines a row outside it and
+# the request contract (core.events.REQUEST_LIMITS, used by the API, the stream and the replayer) refuses a request
+# outside it, both derived from these values, so the endpoint never accepts what validation would quarantine.
+# Bounds are inclusive.
+ZONE_IDS = (1, 265)  # every LocationID of the TLC zone lookup (core/data/taxi_zone_lookup.csv)
+UNKNOWN_ZONES = (264, 265)  # "Unknown"/"NV" and "Unknown"/"NA" (service zone "N/A") in the lookup: no place at all
+KNOWN_ZONES = (1, 263)  # the zones a trip may start and end in
+# The meter records distance in hundredths of a mile: 0.00 is a trip the meter did not measure (a cancelled
+# ride, a flag-down fare, a meter fault), so the label cannot be learnt from it. 200 miles is beyond any NYC fare.
+TRIP_DISTANCE_MILES = (0.01, 200.0)
+# passenger_count is entered by the driver (TLC data dictionary). 0 is ACCEPTED on purpose: it is a trip whose driver
+# did not key in the count, and its times, zones and distance (what the duration is learnt from) are as real as any
+# other trip's; the count is only a weak feature. Counts above 9 cannot fit a yellow cab and are quarantined.
+PASSENGER_COUNT = (0, 9)
+# A yellow trip longer than 3 hours is a meter left running, not a trip. Measured on the generator (batch/generate.py,
+# 14 days x 20,000 trips, seeds 0-13): unshifted median 22 min, p99 100 min, p99.9 2.5 h, 0.03% over 3 h; the drift
+# shift (all traffic 30% slower) p99.9 3.5 h, 0.26% over 3 h, before the generator capped its trips at this bound.
+MAX_DURATION_S = 3 * 3600
+MAX_SPEED_MPH = 80.0  # average over the whole trip; faster is a distance or a clock error
+
+
+class MissingColumns(ValueError):
+    """A file that is not a TLC yellow-trip table: a required column is absent."""
+
 
 def check_required(columns) -> None:
-    missing = sorted(set(REQUIRED) - set(columns))
+    names = {COLUMN_ALIASES.get(c, c) for c in columns}
+    missing = sorted(set(REQUIRED) - names)
     if missing:
-        raise ValueError(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}")
+        hint = ""
+        if {"pickup_longitude", "Pickup_longitude", "Start_Lon"} & set(columns):
+            hint = (" (this looks like a TLC file from before July 2016, with coordinates instead of zones: "
+                    "those cannot be read as zones)")
+        elif {"lpep_pickup_datetime", "pickup_datetime", "request_datetime"} & set(columns):
+            hint = " (this looks like a green-taxi or for-hire-vehicle file, not a yellow-trip file)"
+        raise MissingColumns(f"not a TLC yellow-trip file: missing column(s) {', '.join(missing)}{hint}")
+
+
+def variant(schema: pa.Schema, counts: bool = True) -> str:
+    """Which known variant of the yellow-trip file a schema is, in words (for the ingest summary).
+
+    The variants differ by what the TLC added over the years: location ids (the files as published since
+    2011 carry ``PULocationID``/``DOLocationID``), ``congestion_surcharge`` (2019), ``airport_fee`` /
+    ``Airport_fee`` (2021 on; the spelling changed), ``cbd_congestion_fee`` (2025), and counts stored as
+    int64 or double. ``normalize`` reads every one of them.
+    """
+    names = set(schema.names)
+    if "cbd_congestion_fee" in names:
+        era = "2025+ (cbd_congestion_fee)"
+    elif names & {"airport_fee", "Airport_fee"}:
+        era = "2021+ (" + next(n for n in ("Airport_fee", "airport_fee") if n in names) + ")"
+    elif "congestion_surcharge" in names:
+        era = "2019+ (congestion_surcharge)"
+    else:
+        era = "2011+ (location ids)"
+    if not counts:  # a CSV: its types are the reader's, not the file's
+        return era
+    typ = schema.field("passenger_count").type if "passenger_count" in names else None
+    kind = ("double" if pa.types.is_floating(typ) else "int64" if pa.types.is_integer(typ) else str(typ)) \
+        if typ is not None else "no"
+    return f"{era}, {kind} counts"
 
 
 def normalize(table: pa.Table) -> pa.Table:
@@ -90,43 +155,104 @@ def normalize_spark(df):
     return df.select(*cols)
 
 
-def read_partition_spark(spark, settings, uri: str):
-    """One raw partition as a normalised DataFrame, whatever mix of file schemas it holds.
+@dataclass(frozen=True)
+class RawObject:
+    """One file of a raw partition: what a model version records it trained on."""
 
-    Real TLC files differ from month to month (``airport_fee`` or ``Airport_fee``,
-    int64 or double counts), and late data may arrive in another variant than the
-    files already there. Spark infers one schema per read, so files are grouped by
-    their own Parquet schema, each group normalised, and the groups unioned.
+    uri: str
+    bytes: int
+    sha256: str
+    schema_key: str  # the file's own Parquet schema, for grouping files that Spark can read together
+    source_name: str | None = None  # set by ``lambdaml ingest`` in the file's metadata
+    source_sha256: str | None = None
+
+    def record(self) -> dict:
+        out = {"uri": self.uri, "bytes": self.bytes, "sha256": self.sha256}
+        if self.source_sha256:
+            out["source"] = {"name": self.source_name, "sha256": self.source_sha256}
+        return out
+
+
+SOURCE_NAME_KEY, SOURCE_SHA256_KEY = b"lambdaml.source_name", b"lambdaml.source_sha256"
+
+
+def _move_aside_hint(uri: str) -> str:
+    return (f"Raw data is never rewritten by the platform: move the file aside with `lambdaml move-aside {uri}` "
+            "(it goes to the same path under rejected/), load a good copy with `lambdaml ingest`, then run again.")
+
+
+def partition_objects(settings, uri: str) -> list[RawObject]:
+    """Every file of one raw partition, read and checked: a checksum, a size and the Parquet schema of each.
+
+    Raises ``core.lake.NoRawData`` when the partition holds no Parquet file, and ``core.lake.DataError``
+    naming the file and the command that moves it aside when a file is not Parquet (a CSV copied in by
+    hand, a stray file) or cannot be read: nothing in a partition is ignored silently.
     """
+    import hashlib
+
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     from core import lake
 
     fs, path = lake.filesystem(settings, uri)
-    infos = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-             if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")]
+    infos = sorted((i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+                    if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+    def uri_of(info) -> str:
+        return f"{uri.rstrip('/')}/{info.path[len(path.rstrip('/')) + 1:]}"
+
+    stray = [uri_of(i) for i in infos if not i.base_name.endswith(".parquet")]
+    if stray:
+        raise lake.DataError(
+            f"{', '.join(stray)}: not Parquet: a raw partition holds only the Parquet files `lambdaml ingest` "
+            f"(or `lambdaml generate`) writes. Ingest a CSV with `lambdaml ingest <file>`. "
+            + _move_aside_hint(stray[0]))
     if not infos:
-        raise FileNotFoundError(f"no raw data for this day: no Parquet files under {uri}. Load the day's TLC files "
-                                "there (or `lambdaml generate` test data), or run batch_training with an end_date "
-                                "and days_back that cover days with data.")
-    groups: dict[str, list[str]] = {}
-    for info in sorted(infos, key=lambda i: i.path):
-        file_uri = f"{uri.rstrip('/')}/{info.path[len(path.rstrip('/')) + 1:]}"
+        raise lake.NoRawData(f"no raw data for this day: no Parquet files under {uri}. Load the day's TLC files "
+                             "with `lambdaml ingest` (or `lambdaml generate` test data), or run batch_training with "
+                             "an end_date and days_back (or start_date) that cover days with data.")
+    out = []
+    for info in infos:
+        file_uri = uri_of(info)
+        with fs.open_input_stream(info.path, compression=None) as f:
+            data = f.read()
         try:
-            with fs.open_input_file(info.path) as f:
-                schema = pq.read_schema(f)
-        except pa.ArrowInvalid as exc:
-            raise ValueError(f"{file_uri}: not a Parquet file ({exc}). Raw data is never rewritten here: move the "
-                             "file out of the partition or replace it with a readable copy, then run again.") from None
-        key = ",".join(f"{fld.name}:{fld.type}" for fld in schema)
-        groups.setdefault(key, []).append(file_uri)
+            schema = pq.read_schema(pa.BufferReader(data))
+            pq.ParquetFile(pa.BufferReader(data)).metadata  # noqa: B018 - the footer must parse too
+        except (pa.ArrowException, OSError) as exc:
+            raise lake.DataError(f"{file_uri}: not a readable Parquet file ({exc}). " + _move_aside_hint(file_uri)) \
+                from None
+        meta = schema.metadata or {}
+        out.append(RawObject(
+            uri=file_uri, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+            schema_key=",".join(f"{fld.name}:{fld.type}" for fld in schema),
+            source_name=meta[SOURCE_NAME_KEY].decode() if SOURCE_NAME_KEY in meta else None,
+            source_sha256=meta[SOURCE_SHA256_KEY].decode() if SOURCE_SHA256_KEY in meta else None))
+    return out
+
+
+def read_partition_spark(spark, settings, uri: str, objects: list[RawObject] | None = None):
+    """One raw partition as a normalised DataFrame, whatever mix of file schemas it holds.
+
+    Real TLC files differ from month to month (``airport_fee`` or ``Airport_fee``,
+    int64 or double counts), and late data may arrive in another variant than the
+    files already there. Spark infers one schema per read, so files are grouped by
+    their own Parquet schema, each group normalised, and the groups unioned.
+    ``objects``: the partition's files as ``partition_objects`` found them (listed again if not given).
+    """
+    from core import lake
+
+    objects = partition_objects(settings, uri) if objects is None else objects
+    groups: dict[str, list[str]] = {}
+    for obj in objects:
+        groups.setdefault(obj.schema_key, []).append(obj.uri)
     frames = []
     for files in groups.values():
         try:
             frames.append(normalize_spark(spark.read.parquet(*files)))
         except ValueError as exc:  # a required column is missing: name the files
-            raise ValueError(f"{', '.join(files)}: {exc}") from None
+            raise lake.DataError(f"{', '.join(files)}: {exc}. " + _move_aside_hint(files[0])) from None
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)

@@ -2,7 +2,10 @@
 
 Runs daily at 03:00 UTC over the last ``days_back`` days of raw partitions,
 and whenever monitoring marks the drift asset. Trigger it by hand with
-``{"end_date": "YYYY-MM-DD", "days_back": 3}`` to train on chosen days.
+``{"end_date": "YYYY-MM-DD", "days_back": 3}`` or an explicit range
+``{"start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}`` to train on chosen days.
+A data error (an unreadable file, a split below its minimum) fails its task at
+once; retries are for services that may come back.
 """
 
 from __future__ import annotations
@@ -26,32 +29,37 @@ DRIFT_ASSET = Asset(DRIFT_ASSET_URI)
         "end_date": Param(None, type=["null", "string"], description="Last pickup date (YYYY-MM-DD); "
                                                                         "default: the day before the run."),
         "days_back": Param(3, type="integer", minimum=1, maximum=90),
+        "start_date": Param(None, type=["null", "string"], description="First pickup date (YYYY-MM-DD): with "
+                                                                          "end_date, the range to train on (days_back "
+                                                                          "is then ignored)."),
     },
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
 )
 def batch_training():
     @task
     def plan_days() -> list[str]:
-        from batch.pipeline import partition_days
+        from batch.pipeline import fail_fast, partition_days
 
         ctx = get_current_context()
-        end = ctx["params"]["end_date"] or (ctx["dag_run"].run_after - pendulum.duration(days=1)).date().isoformat()
-        return partition_days(end, int(ctx["params"]["days_back"]))
+        params = ctx["params"]
+        end = params["end_date"] or (ctx["dag_run"].run_after - pendulum.duration(days=1)).date().isoformat()
+        return fail_fast(partition_days, end, int(params["days_back"]), params.get("start_date"))
 
     @task(map_index_template="{{ task.op_kwargs['day'] }}")
     def validate_day(day: str) -> dict:
+        from batch.pipeline import fail_fast
         from batch.pipeline import validate_day as step
 
-        return step(day)
+        return fail_fast(step, day)
 
     @task
     def preprocess(days: list[str], validated: list[dict]) -> dict:
-        from batch.pipeline import dataset_key
+        from batch.pipeline import dataset_key, fail_fast
         from batch.pipeline import preprocess as step
 
         ctx = get_current_context()
         dag_id, run_id = ctx["dag"].dag_id, ctx["run_id"]
-        return step(days, dataset_key(dag_id, run_id), dag_id, run_id)
+        return fail_fast(step, days, dataset_key(dag_id, run_id), dag_id, run_id, validated=list(validated))
 
     @task
     def tune(dataset: dict) -> dict:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 import typer
 
 from core.db import engine, load_sql
-from core.events import PICKUP_YEARS, REQUEST_LIMITS, SCHEMA_VERSION
+from core.events import PICKUP_YEARS, RECORDED_LIMITS, SCHEMA_VERSION
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -193,15 +193,15 @@ def parse_timestamp(value: Any, name: str) -> dt.datetime:
 
 def parse_prediction(value: bytes | None) -> PredictionRow:
     obj = _object(value)
-    zones = REQUEST_LIMITS["zone"]
-    passengers = REQUEST_LIMITS["passenger_count"]
+    zones = RECORDED_LIMITS["zone"]
+    passengers = RECORDED_LIMITS["passenger_count"]
     return PredictionRow(
-        trip_id=_text(obj, "trip_id", REQUEST_LIMITS["trip_id_max_len"]),
+        trip_id=_text(obj, "trip_id", RECORDED_LIMITS["trip_id_max_len"]),
         model_version=_text(obj, "model_version", 128),
         pu_location_id=_integer(obj, "PULocationID", *zones),
         do_location_id=_integer(obj, "DOLocationID", *zones),
         passenger_count=_integer(obj, "passenger_count", *passengers, optional=True),
-        trip_distance=_number(obj, "trip_distance", *REQUEST_LIMITS["trip_distance"]),
+        trip_distance=_number(obj, "trip_distance", *RECORDED_LIMITS["trip_distance"]),
         pickup_ts=parse_timestamp(obj.get("pickup_ts"), "pickup_ts"),
         predicted_duration_s=_number(obj, "predicted_duration_s", -MAX_DURATION_S, MAX_DURATION_S),
         scored_ts=parse_timestamp(obj.get("scored_ts"), "scored_ts"),
@@ -212,7 +212,7 @@ def parse_prediction(value: bytes | None) -> PredictionRow:
 def parse_outcome(value: bytes | None) -> OutcomeRow:
     obj = _object(value)
     return OutcomeRow(
-        trip_id=_text(obj, "trip_id", REQUEST_LIMITS["trip_id_max_len"]),
+        trip_id=_text(obj, "trip_id", RECORDED_LIMITS["trip_id_max_len"]),
         dropoff_ts=parse_timestamp(obj.get("dropoff_ts"), "dropoff_ts"),
         duration_s=_number(obj, "duration_s", 0.0, MAX_DURATION_S, positive=True),
     )

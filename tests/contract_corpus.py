@@ -27,8 +27,9 @@ CORPUS: list[tuple[bytes | None, str | None]] = [
     (trip(pickup_ts="2026-01-05T08:30"), None),
     (trip(pickup_ts="2026-01-05T08:30:00.123456Z"), None),
     (trip(trip_id=" a "), None),
-    (trip(PULocationID=265, DOLocationID=1), None),
-    (trip(trip_distance=0), None),
+    (trip(PULocationID=263, DOLocationID=1), None),
+    (trip(trip_distance=0.01), None),
+    (trip(passenger_count=0), None),  # accepted on purpose, as validation accepts it (core/tlc.py)
     (trip(extra={"nested": [1, 2]}), None),
     (b" " + trip() + b"\n", None),
     (trip(PULocationID=161.0, passenger_count=2.0, VendorID=1e0), None),  # integers, as JSON Schema says
@@ -67,12 +68,17 @@ CORPUS: list[tuple[bytes | None, str | None]] = [
     (trip(pickup_ts="2026-02-30T08:00:00Z"), "pickup_ts"),
     (trip(PULocationID=0), "PULocationID"),
     (trip(PULocationID=266), "PULocationID"),
+    (trip(PULocationID=264), "PULocationID"),  # "Unknown" in the TLC lookup: validation quarantines it
+    (trip(DOLocationID=265), "DOLocationID"),
     (trip(PULocationID=1.5), "PULocationID"),
     (trip(PULocationID="161"), "PULocationID"),
     (trip(PULocationID=True), "PULocationID"),
     (trip(PULocationID=10 ** 400), "PULocationID"),
     (trip(DOLocationID="x"), "DOLocationID"),
     (trip(trip_distance=-3), "trip_distance"),
+    (trip(trip_distance=0), "trip_distance"),  # a trip the meter did not measure: validation quarantines it
+    (trip(trip_distance=0.001), "trip_distance"),
+    (trip(trip_distance=200.5), "trip_distance"),
     (trip(trip_distance=500.5), "trip_distance"),
     (trip(trip_distance="2.1"), "trip_distance"),
     (trip(trip_distance=True), "trip_distance"),

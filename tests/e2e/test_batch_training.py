@@ -16,6 +16,7 @@ from core import hive
 from core import kafka as k
 from core.db import engine
 from core.registry import Registry
+from tests.e2e.training import train
 
 START, DAYS, ROWS, DIRTY = dt.date(2026, 10, 1), 3, 4000, 0.03
 END = START + dt.timedelta(days=DAYS - 1)
@@ -41,20 +42,9 @@ def _messages(settings, topic: str, since_ms: int) -> list:
 @pytest.fixture(scope="module")
 def dag_run(stack, settings):
     """One run of batch_training, triggered through the running Airflow's API as a user would."""
-    from tests.airflow_api import AirflowAPI
-
     generate.generate(settings, START, DAYS, ROWS, seed=11, dirty_share=DIRTY, echo=lambda _: None)
     started_ms = int(time.time() * 1000) - 1000
-    api = AirflowAPI(settings)
-    run = api.run_dag("batch_training", {"end_date": END.isoformat(), "days_back": DAYS})
-    assert run["state"] == "success", api.failed_tasks("batch_training", run["dag_run_id"])
-    eng = engine(settings)
-    with eng.connect() as conn:
-        row = conn.execute(text("SELECT model_version, metrics_json FROM training_runs WHERE run_id = :r"),
-                           {"r": run["dag_run_id"]}).mappings().one()
-    eng.dispose()
-    return {"run_id": run["dag_run_id"], "version": row["model_version"], "test": json.loads(row["metrics_json"]),
-            "since_ms": started_ms}
+    return {**train(settings, {"end_date": END.isoformat(), "days_back": DAYS}), "since_ms": started_ms}
 
 
 def test_counts_reconcile_and_quarantine_holds_every_dirty_row(dag_run, spark, settings):

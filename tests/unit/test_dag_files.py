@@ -102,3 +102,8 @@ def test_no_dag_runs_a_missed_slot_at_any_time_of_day(dagbag):
                                                       restriction=TimeRestriction(dag.start_date, None, dag.catchup))
                 assert info is None or now - info.run_after <= FIRST_RUN_GRACE, \
                     f"{dag_id} unpaused at {now} would run its slot of {info.run_after}"
+
+
+def test_batch_training_takes_days_back_or_an_explicit_date_range(dagbag):
+    dag = dagbag.dags["batch_training"]
+    assert dag.params["start_date"] is None and dag.params["end_date"] is None and dag.params["days_back"] == 3

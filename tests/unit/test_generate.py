@@ -28,6 +28,8 @@ def test_dirty_share_is_respected():
         | ~t["PULocationID"].between(1, 263)
         | (t[tlc.PICKUP].dt.date != DAY)
         | (t["trip_distance"] / (duration / 3600) > 80)
+        | (t["trip_distance"] == 0)
+        | (duration > tlc.MAX_DURATION_S)
     )
     assert bad.sum() == pytest.approx(6000 * 0.05, abs=len(DIRTY_KINDS))
 
@@ -41,6 +43,17 @@ def test_zones_and_hours_are_realistic():
     assert 300 < duration.median() < 3600
     # Longer trips take longer: distance explains much of the duration.
     assert np.corrcoef(t["trip_distance"], duration)[0, 1] > 0.5
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_clean_trips_stay_within_the_validation_bounds(shift):
+    """A clean generated trip never breaks a rule: its duration stays under tlc.MAX_DURATION_S even in the
+    slowed-down drift scenario (before the cap, long cross-borough trips went on for up to 7.5 h)."""
+    t = generate_day(DAY, 20000, seed=5, dirty_share=0.0, shift=shift).to_pandas()
+    duration = (t[tlc.DROPOFF] - t[tlc.PICKUP]).dt.total_seconds()
+    assert duration.max() < tlc.MAX_DURATION_S
+    assert t["trip_distance"].between(*tlc.TRIP_DISTANCE_MILES).all()
+    assert t["PULocationID"].between(*tlc.KNOWN_ZONES).all() and t["DOLocationID"].between(*tlc.KNOWN_ZONES).all()
 
 
 def test_shift_slows_traffic_and_moves_demand():

@@ -47,16 +47,17 @@ def test_every_request_is_valid_ordered_by_pickup_and_unique():
 
 def test_rows_that_would_fail_a_request_are_skipped():
     good = {"VendorID": 2, tlc.PICKUP: dt.datetime(2026, 1, 5, 8), tlc.DROPOFF: dt.datetime(2026, 1, 5, 8, 20),
-            "passenger_count": None, "trip_distance": 3.1, "PULocationID": 264, "DOLocationID": 48}
+            "passenger_count": None, "trip_distance": 3.1, "PULocationID": 263, "DOLocationID": 48}
     bad = [
         {"PULocationID": None}, {"PULocationID": 0}, {"DOLocationID": 300}, {"trip_distance": -1.0},
+        {"PULocationID": 264}, {"DOLocationID": 265}, {"trip_distance": 0.0},
         {"trip_distance": 501.0}, {"trip_distance": math.nan}, {"passenger_count": 12}, {tlc.PICKUP: None},
         {tlc.DROPOFF: dt.datetime(2026, 1, 5, 7, 59)}, {tlc.PICKUP: dt.datetime(2026, 1, 3, 8)},
     ]
     rows = [good, *({**good, **change} for change in bad), {**good, "trip_distance": 150.0}]
     table = tlc.normalize(pa.Table.from_pylist(rows))
     plan = build_plan(table, DAY, seed=1)
-    assert list(plan.row) == [0, len(rows) - 1]  # unknown zone 264, null passengers, impossible speed: valid
+    assert list(plan.row) == [0, len(rows) - 1]  # null passengers, impossible speed: valid requests
     assert plan.request(0).passenger_count is None
 
 
