@@ -210,8 +210,8 @@ def test_bad_raw_files_fail_validation_naming_the_file_and_leave_raw_untouched(s
     generate.generate(settings, DAY, 1, 300, seed=6, lake_root=root, echo=_quiet)
     wrong_schema = parquet_bytes(pa.table({"trip": ["a", "b"], "fare": [1.0, 2.0]}))
     for name, data, says in (("wrong-schema.parquet", wrong_schema, "missing column(s)"),
-                             ("garbage.parquet", b"PK\x03\x04 this is a zip file, not Parquet" * 20, "not a Parquet"),
-                             ("empty.parquet", b"", "not a Parquet")):
+                             ("garbage.parquet", b"PK\x03\x04 this is a zip file, not Parquet" * 20, "not a readable Parquet"),
+                             ("empty.parquet", b"", "not a readable Parquet")):
         day_root = f"{root}/{name.split('.')[0]}"
         generate.generate(settings, DAY, 1, 300, seed=6, lake_root=day_root, echo=_quiet)
         put_raw(settings, day_root, DAY, name, data)
