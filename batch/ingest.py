@@ -7,7 +7,7 @@ One source file goes through, in order:
 2. **refuse it at the door**, whole, when it is not a table (not Parquet, not UTF-8 CSV), is corrupt (a cut
    Parquet file, a broken gzip, a ragged CSV) or lacks a required column: an ``IngestError`` names the file and
    what is wrong, and nothing is written.
-3. **normalise** it from whichever known variant it is (``core.tlc``: 2011+ location ids, 2019+
+3. **normalise** it from whichever known variant it is (for taxi ``workloads.taxi.tlc``: 2011+ location ids, 2019+
    ``congestion_surcharge``, ``airport_fee``/``Airport_fee``, 2025 ``cbd_congestion_fee``, int64 or double
    counts) onto the raw schema, and **split** it by the day of its event time. Rows dated outside the file's
    month go to their own day and are counted; rows without an event time go to the file's first day, where
@@ -38,6 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.lake import DataError
+from core.workload import UnknownWorkload, Workload
+from core.workload import load as load_workload
 
 TABLE_SUFFIXES = (".parquet", ".parq", ".pq", ".csv", ".csv.gz", ".csv.gzip")
 PARQUET_MAGIC, GZIP_MAGIC = b"PAR1", b"\x1f\x8b"
@@ -53,40 +55,12 @@ class IndexUnavailable(RuntimeError):
     """The file is in the lake with its manifest, but MySQL did not take its ``ingest_manifest`` row."""
 
 
-@dataclass(frozen=True)
-class Workload:
-    """What ingest needs to know of a workload's raw data (today only ``taxi``, defined in ``core.tlc``)."""
-
-    name: str
-    dataset: str  # raw/<dataset>/ under the lake root
-    event_time: str  # the column whose day places a row
-    partition_column: str  # <partition_column>=YYYY-MM-DD
-    schema: pa.Schema
-    normalize: Callable[[pa.Table], pa.Table]
-    check_required: Callable[[Iterable[str]], None]
-    variant: Callable[..., str]  # (schema, counts=True) -> which known variant, in words
-    aliases: dict[str, str] = field(default_factory=dict)
-
-    def csv_types(self) -> dict[str, pa.DataType]:
-        """Column types to read a CSV with: integers as doubles ("1.0" and "1" both read; the normaliser casts)."""
-        out: dict[str, pa.DataType] = {}
-        for fld in self.schema:
-            typ = pa.float64() if pa.types.is_integer(fld.type) else fld.type
-            out[fld.name] = typ
-            for alias, canonical in self.aliases.items():
-                if canonical == fld.name:
-                    out[alias] = typ
-        return out
-
-
 def workload(name: str) -> Workload:
-    if name == "taxi":
-        from core import tlc
-
-        return Workload(name="taxi", dataset=tlc.RAW_DATASET, event_time=tlc.EVENT_TIME,
-                        partition_column=tlc.PARTITION_COLUMN, schema=tlc.RAW_SCHEMA, normalize=tlc.normalize,
-                        check_required=tlc.check_required, variant=tlc.variant, aliases=dict(tlc.COLUMN_ALIASES))
-    raise IngestError(f"--workload {name}: no such workload (known: taxi)")
+    """The workload ``--workload`` names (``core.workload.load``), or ``IngestError`` listing the known ones."""
+    try:
+        return load_workload(name)
+    except UnknownWorkload as exc:
+        raise IngestError(f"--workload {name}: no such workload (known: {', '.join(exc.known)})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -358,7 +332,7 @@ def ingest_file(settings, source: Source, wl: Workload, root: str, seen: dict[st
     import pyarrow.parquet as pq
 
     from core import lake
-    from core.tlc import SOURCE_NAME_KEY, SOURCE_SHA256_KEY
+    from workloads.taxi.tlc import SOURCE_NAME_KEY, SOURCE_SHA256_KEY
 
     def step(done: int, total: int, what: str) -> None:
         if progress:

@@ -130,8 +130,8 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
                        settings: Settings | None = None) -> dict[str, Any]:
     """Train the tuned configuration in full and register it as a candidate (once per run)."""
     from batch import evaluate, train
-    from core import features
     from core.registry import Artifact, Registry
+    from workloads.taxi import features
 
     s = _settings(settings)
     registry = Registry(s)

@@ -1,6 +1,6 @@
 """Preprocess validated trips into model-ready train/validation/test splits.
 
-Features come from ``core.features`` (the same definitions the speed layer
+Features come from ``workloads.taxi.features`` (the same definitions the speed layer
 uses). The label is the trip duration in seconds; the model trains on its
 log. Splits are by time: the earliest share of the covered period trains,
 the next validates, the latest tests, so no future trip leaks into training.
@@ -12,9 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core import features
 from core.lake import DataError
-from core.tlc import DROPOFF, PICKUP
+from workloads.taxi import features
+from workloads.taxi.tlc import DROPOFF, PICKUP
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -25,10 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.generate import generate_day
-from core import kafka, tlc
+from core import kafka
 from core.events import REQUEST_LIMITS, TripCompleted, TripRequest
 from core.settings import Settings
+from workloads.taxi import tlc
+from workloads.taxi.generate import generate_day
 
 DIRTY_SHARE = 0.03  # of the generated rows; the dirty ones that would not be valid requests are skipped
 DEFAULT_TIME_SCALE = 300.0  # a 15-minute trip completes 3 s after its request

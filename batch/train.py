@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from batch.preprocess import LABEL
-from core import features
 from core.model import ModelConfig, WideAndDeep, to_tensors
+from workloads.taxi import features
 
 COLUMNS = (*features.FEATURE_NAMES, LABEL, "PULocationID", "DOLocationID", "trip_distance")
 

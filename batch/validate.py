@@ -11,8 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core import tlc
-from core.tlc import DROPOFF, PICKUP
+from workloads.taxi import tlc
+from workloads.taxi.tlc import DROPOFF, PICKUP
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -29,7 +29,7 @@ def _duration_s() -> "Column":
 def rules(partition_date: dt.date) -> list[tuple[str, "Column"]]:
     """(name, condition-that-means-bad) pairs, checked in this order.
 
-    Every range is ``core.tlc``'s, the definition the request contract (``core.events.REQUEST_LIMITS``)
+    Every range is ``workloads.taxi.tlc``'s, the definition the request contract (``core.events.REQUEST_LIMITS``)
     is derived from too. ``passenger_count`` 0 passes on purpose (see ``tlc.PASSENGER_COUNT``); a null
     count passes (real files have them; the feature reads it as 1).
     """

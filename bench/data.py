@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.generate import generate_day
 from batch.preprocess import LABEL
 from bench.common import CACHE_DIR
-from core.features import Batch
-from core.tlc import DROPOFF, PICKUP
+from workloads.taxi.features import Batch
+from workloads.taxi.generate import generate_day
+from workloads.taxi.tlc import DROPOFF, PICKUP
 
 FIRST_DAY = dt.date(2026, 11, 2)  # a Monday: the week covers every day of the week
 DAYS = 7
@@ -48,7 +48,8 @@ def raw_trips(rows: int, seed: int, echo: Callable[[str], None] = print) -> Path
 
 
 def requests(raw: pa.Table) -> Batch:
-    """Raw TLC rows as the request columns ``core.features`` reads, plus the label (as ``batch.preprocess``)."""
+    """Raw TLC rows as the request columns ``workloads.taxi.features`` reads, plus the label (as
+    ``batch.preprocess``)."""
     pickup = raw.column(PICKUP).to_numpy(zero_copy_only=False).astype("datetime64[us]")
     dropoff = raw.column(DROPOFF).to_numpy(zero_copy_only=False).astype("datetime64[us]")
     as_double = {c: raw.column(c).to_numpy(zero_copy_only=False).astype("float64")

@@ -67,9 +67,9 @@ def production_size_artifact(seed: int = 0) -> bytes:
     """A model artifact of the size production trains (``ModelConfig()``), with random weights."""
     import torch
 
-    from core.features import spec_version
     from core.model import ModelConfig, WideAndDeep
     from core.registry import Artifact
+    from workloads.taxi.features import spec_version
 
     torch.manual_seed(seed)
     config = ModelConfig()

@@ -23,7 +23,7 @@ import typer
 
 from batch import preprocess
 from bench import common, data
-from core import features, zones
+from workloads.taxi import features, zones
 
 if TYPE_CHECKING:
     import duckdb
@@ -62,7 +62,7 @@ def feature_sql(train_end: dt.datetime, val_end: dt.datetime, source: str = SOUR
     weekdays differently, share no epoch function and round differently in ``CAST(2.5 AS INT)``,
     so the day of week, the label and the split come from an epoch day computed from
     ``year``/``dayofyear``; the day of week is then (days since 1970-01-01 + 3) mod 7, Monday = 0,
-    as ``core.features`` defines it.
+    as ``workloads.taxi.features`` defines it.
     """
     pickup, dropoff = "tpep_pickup_datetime", "tpep_dropoff_datetime"
     airports = ", ".join(str(z) for z in zones.AIRPORT_ZONES)

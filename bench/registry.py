@@ -1,5 +1,7 @@
 """Every benchmark ``python -m bench`` runs, in this order: adding one is one line in ``BENCHMARKS``.
 
+Long ones go in ``OPT_IN`` instead: they run only when named with ``--only``.
+
 An entry names a module ``bench.<name>`` whose typer CLI takes ``--out DIR`` and writes its JSON
 result there through ``bench.common.write_result`` (with ``summary=`` lines from
 ``bench.common.comparison`` for the table). ``args`` are the options of a full run; ``smoke``
@@ -37,4 +39,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                                "--real-time-trigger", "", "--timeout", "120")),
     Benchmark("scaling", args=("--events", "100000"),
               smoke=("--events", "2000", "--repeats", "1", "--workers", "1,2", "--partitions", "1,3")),
+)
+
+# Run only when named (``python -m bench --only batch_scale``): too long for every ``make bench``.
+OPT_IN: tuple[Benchmark, ...] = (
+    # Months of 0.3M, 1M and 3M trips through batch_training's steps: about an hour on two cores.
+    Benchmark("batch_scale", smoke=("--sizes", "4k", "--days", "2", "--validate-concurrency", "2"), timeout_s=7200.0),
 )

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 import typer
 
 from bench import common
-from bench.registry import BENCHMARKS, Benchmark
+from bench.registry import BENCHMARKS, OPT_IN, Benchmark
 
 INTERRUPT_GRACE_S = 90.0  # after SIGINT, time for a benchmark to remove its processes, topics and files
 ERROR_LINES = 20
@@ -59,15 +59,18 @@ def result_stem(date: dt.date, tag: str, smoke: bool, only: list[str] | None) ->
     return stem
 
 
-def select(benchmarks: tuple[Benchmark, ...], only: list[str] | None) -> list[Benchmark]:
-    """The registered benchmarks named in ``only`` (all when empty), in registry order."""
+def select(benchmarks: tuple[Benchmark, ...], only: list[str] | None,
+           opt_in: tuple[Benchmark, ...] = ()) -> list[Benchmark]:
+    """The registered benchmarks named in ``only`` (all of ``benchmarks`` when empty), in registry order;
+    those of ``opt_in`` only when named."""
     if not only:
         return list(benchmarks)
-    names = [b.name for b in benchmarks]
+    every = (*benchmarks, *opt_in)
+    names = [b.name for b in every]
     unknown = [n for n in only if n not in names]
     if unknown:
         raise typer.BadParameter(f"unknown benchmark(s) {', '.join(unknown)}; registered: {', '.join(names)}")
-    return [b for b in benchmarks if b.name in only]
+    return [b for b in every if b.name in only]
 
 
 def _number(value: float | None) -> str:
@@ -231,7 +234,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @app.command(help=__doc__)
 def main(
     only: Annotated[list[str] | None, typer.Option(
-        help="Run only this benchmark (repeatable, or comma-separated); see --list.")] = None,
+        help="Run only this benchmark (repeatable, or comma-separated); see --list. Opt-in ones (batch_scale) "
+             "run only when named here.")] = None,
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="Tiny sizes: every benchmark only proves it runs end to end; the numbers mean nothing.")]
     = False,
@@ -241,12 +245,13 @@ def main(
 ) -> None:
     """Run the benchmarks one after another; write <out>/<date>-<machine>.json and .md; print the table."""
     if list_:
-        for b in BENCHMARKS:
-            typer.echo(f"{b.name:20s} python -m {b.module} {' '.join(b.args)}")
+        for b in (*BENCHMARKS, *OPT_IN):
+            typer.echo(f"{b.name:20s} python -m {b.module} {' '.join(b.args)}"
+                       + (f"  (opt-in: --only {b.name})" if b in OPT_IN else ""))
             typer.echo(f"{'':20s} --smoke: {' '.join(repr(a) if not a else a for a in b.smoke)}")
         return
     names = [n.strip() for item in only or [] for n in item.split(",") if n.strip()]
-    chosen = select(BENCHMARKS, names)
+    chosen = select(BENCHMARKS, names, OPT_IN)
     host = describe_machine()
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()

@@ -5,7 +5,7 @@ min.insync.replicas 2) gets the same ``--events`` trip requests from the replay 
 malformed. For each number of Spark workers (``--workers 1,2``; the other workers are stopped by their pid
 files), one application reads the whole topic from Kafka and runs what the streaming job runs per
 micro-batch before it calls the prediction service: in the Python workers (``mapInArrow``), every event read
-by the request contract (``speed.stream.read_batch``) and the in-process form of ``core.features``, into
+by the request contract (``speed.stream.read_batch``) and the in-process form of ``workloads.taxi.features``, into
 Spark's ``noop`` sink.
 The figure is events / wall seconds of that job, best of ``--repeats``. Each application takes every
 core the running workers offer (``spark.cores.max`` = workers x ``cluster.spark_worker_cores``).
@@ -97,9 +97,9 @@ def _prepare(settings):
     def run(batches):
         import pyarrow as pa
 
-        from core import features
         from speed import stream
         from speed.predictor import request_columns
+        from workloads.taxi import features
 
         for batch in batches:
             read = stream.read_batch(batch, settings)

@@ -7,7 +7,7 @@ weights) against the same prediction service, one after the other so that they n
   Streaming, the configured trigger, ``foreachBatch`` scoring over HTTP);
 - ``loop``: a confluent-kafka consumer of the same requests topic (own group id) that ``consume``-s up
   to 500 messages at a time, validates them (``TripRequest``), computes the features in-process
-  (``core.features.compute_numpy`` of ``speed.predictor.request_columns``), makes the same calls
+  (``workloads.taxi.features.compute_numpy`` of ``speed.predictor.request_columns``), makes the same calls
   (``POST /v1/predict/features`` over one kept-alive session, ``stream_http_batch`` trips a call),
   produces the predictions to a topic of its own, then commits — at least once, like the stream.
 
@@ -188,10 +188,10 @@ def run_loop(settings: Settings, out_topic: str, group_id: str, ready: Event, st
     from confluent_kafka import TopicPartition
     from pydantic import ValidationError
 
-    from core import features
     from core.events import Prediction, TripRequest
     from speed.predictor import request_columns
     from speed.stream import PredictionClient
+    from workloads.taxi import features
 
     topic = settings.kafka.trip_requests_topic
     consumer = kafka.consumer(settings, group_id)

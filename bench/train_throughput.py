@@ -21,9 +21,9 @@ import typer
 
 from batch.train import DeviceData, Split, TrainConfig, load_split, select_device, train_one_epoch
 from bench import common, data
-from core import features
 from core.model import WideAndDeep
 from core.settings import get_settings
+from workloads.taxi import features
 
 NAME = "train_throughput"
 SPLIT = "train"

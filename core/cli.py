@@ -312,7 +312,7 @@ def generate(
     """Write realistic NYC taxi trips in the TLC schema into raw/trips/pickup_date=.../ ."""
     import datetime as dt
 
-    from batch.generate import generate as run
+    from workloads.taxi.generate import generate as run
 
     first = dt.date.fromisoformat(start) if start else dt.date.today() - dt.timedelta(days=days)
     typer.echo(f"generating {days} day(s) x {rows_per_day:,} trips from {first} (seed {seed}, "

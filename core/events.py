@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, WithJsonSchema,
                       field_validator)
 
-from core import tlc
+from workloads.taxi import tlc
 
 SCHEMA_VERSION = 1
 
@@ -53,8 +53,9 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
 # sync's parsers and the replayer.
 
 PICKUP_YEARS = (2001, 2099)
-# The trip's ranges come from the one definition batch validation quarantines by (core/tlc.py): a request for a
-# trip that validation would quarantine (an unknown zone 264/265, a distance of 0) is refused here, naming the field.
+# The trip's ranges come from the one definition batch validation quarantines by (workloads/taxi/tlc.py): a
+# request for a trip that validation would quarantine (an unknown zone 264/265, a distance of 0) is refused here,
+# naming the field.
 REQUEST_LIMITS = {
     "zone": tlc.KNOWN_ZONES,
     "passenger_count": tlc.PASSENGER_COUNT,

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from core import features
+from workloads.taxi import features
 
 WIDE = ("pu_do_cross", "hour_of_week")
 # Day of week enters only through the wide hour-of-week cross and the is_weekend number:

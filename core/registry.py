@@ -113,8 +113,8 @@ class Artifact:
             raise ArtifactError(f"artifact cannot be loaded: {exc}") from exc
 
     def build_model(self):
-        from core.features import spec_version
         from core.model import ModelConfig, WideAndDeep
+        from workloads.taxi.features import spec_version
 
         if self.feature_spec != spec_version():
             raise ArtifactError(f"artifact was trained with features {self.feature_spec}, "

@@ -4,7 +4,7 @@ Every check looks at the live window (``monitoring.window_minutes``) of
 ``predictions_recent`` for the production version:
 
 - **PSI per feature** (calendar features aside) between the live values (the in-process form of
-  ``core.features`` over the requests' inputs) and the training histograms
+  ``workloads.taxi.features`` over the requests' inputs) and the training histograms
   saved with the model (``Artifact.feature_stats``), on the same bin edges.
 - **Live MAE** over the trips whose outcome has arrived (``trip_outcomes``)
   against the model's test MAE from the registry.
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from core import features
 from core.settings import Settings
+from workloads.taxi import features
 
 log = logging.getLogger("lambdaml.serving.monitor")
 MODEL_NAME = "trip_duration"

@@ -2,7 +2,7 @@
 
 It says what the service enforces, no more and no less: the request schema is ``core.events.TripRequest``'s
 (ranges, the pickup_ts pattern with its years, required fields), the feature endpoint's columns are those of
-``core.features`` with their types and ranges, responses name their required fields and allow nothing else,
+``workloads.taxi.features`` with their types and ranges, responses name their required fields and allow nothing else,
 and every ``/v1`` operation documents 401 when an API key is configured.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import features
 from core.events import TripRequest
 from core.settings import Settings
+from workloads.taxi import features
 
 
 def _closed(properties: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +71,8 @@ def spec(settings: Settings) -> dict[str, Any]:
                     **bad, **keyed, **too_large, **overloaded,
                 }}},
             "/v1/predict/features": {"post": {
-                "summary": "Predict from feature columns already computed with core.features (used by the stream)",
+                "summary": "Predict from feature columns already computed with workloads.taxi.features "
+                           "(used by the stream)",
                 "security": security,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["trip_ids", "features"], "properties": {

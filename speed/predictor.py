@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from core import features
 from core.events import TripRequest
 from core.registry import Artifact, ArtifactError
+from workloads.taxi import features
 
 log = logging.getLogger("lambdaml.speed")
 
@@ -43,7 +43,7 @@ class LoadedModel:
 
 
 def request_columns(trips: Sequence[TripRequest]) -> dict[str, np.ndarray]:
-    """Validated requests to the input columns of ``core.features`` (the in-process form)."""
+    """Validated requests to the input columns of ``workloads.taxi.features`` (the in-process form)."""
     return {
         "pickup_ts": np.array([t.utc_pickup().replace(tzinfo=None) for t in trips], dtype="datetime64[us]"),
         "PULocationID": np.fromiter((t.PULocationID for t in trips), dtype="float64", count=len(trips)),

@@ -6,7 +6,7 @@ source coordinates) to Spark's Python workers (``mapInArrow``). There every even
 and the API accept and refuse exactly the same bytes, with the same reason. A refused event becomes a
 dead letter on ``trips.dlq`` with the reason, a bounded head of the payload, the payload's length and
 sha256, and its source topic/partition/offset; the stream carries on. Valid events get their features
-from the in-process form of ``core.features`` and are scored by the prediction service in calls of
+from the in-process form of ``workloads.taxi.features`` and are scored by the prediction service in calls of
 ``stream_http_batch`` trips (also the size of the Arrow batches Spark sends) over one kept-alive
 connection per worker. The workers return finished Kafka records (topic, key, JSON value), which the
 job's Kafka sink writes. A micro-batch runs in ``stream_tasks`` tasks, one wave on the local master's
@@ -223,8 +223,8 @@ def score_batch(client: PredictionClient, batch: "pa.RecordBatch", settings: Set
     scored in calls of up to ``stream_http_batch`` trips, their features by the in-process form."""
     import pyarrow as pa
 
-    from core import features
     from speed.predictor import request_columns
+    from workloads.taxi import features
 
     k, chunk = settings.kafka, settings.speed.stream_http_batch
     read = read_batch(batch, settings)

@@ -29,7 +29,7 @@ CORPUS: list[tuple[bytes | None, str | None]] = [
     (trip(trip_id=" a "), None),
     (trip(PULocationID=263, DOLocationID=1), None),
     (trip(trip_distance=0.01), None),
-    (trip(passenger_count=0), None),  # accepted on purpose, as validation accepts it (core/tlc.py)
+    (trip(passenger_count=0), None),  # accepted on purpose, as validation accepts it (workloads/taxi/tlc.py)
     (trip(extra={"nested": [1, 2]}), None),
     (b" " + trip() + b"\n", None),
     (trip(PULocationID=161.0, passenger_count=2.0, VendorID=1e0), None),  # integers, as JSON Schema says

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from core.features import spec_version
 from core.model import ModelConfig, WideAndDeep
 from core.registry import Artifact, sha256
+from workloads.taxi.features import spec_version
 
 
 def artifact_bytes(seed: int, label_mean: float = 6.5) -> bytes:

@@ -108,7 +108,7 @@ class Demo:
         Stack(self.settings).up()
 
     def generate(self) -> None:
-        from batch import generate
+        from workloads.taxi import generate
 
         self.step(f"generating {self.days} days x {self.rows_per_day:,} trips ({self.start} .. {self.end})")
         generate.generate(self.settings, self.start, self.days, self.rows_per_day, seed=7, dirty_share=0.03)
@@ -178,7 +178,7 @@ class Demo:
         return verdict
 
     def shift_traffic(self) -> None:
-        from batch import generate
+        from workloads.taxi import generate
 
         self.step("shifting the traffic: drift -> drift asset -> retraining -> promotion -> hot swap")
         before = self._served_version()

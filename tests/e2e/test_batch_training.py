@@ -11,12 +11,13 @@ import pytest
 from confluent_kafka import TopicPartition
 from sqlalchemy import text
 
-from batch import generate, pipeline
+from batch import pipeline
 from core import hive
 from core import kafka as k
 from core.db import engine
 from core.registry import Registry
 from tests.e2e.training import train
+from workloads.taxi import generate
 
 START, DAYS, ROWS, DIRTY = dt.date(2026, 10, 1), 3, 4000, 0.03
 END = START + dt.timedelta(days=DAYS - 1)

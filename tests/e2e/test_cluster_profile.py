@@ -100,8 +100,8 @@ def test_the_clusters_are_multi_node(cluster):
 
 @pytest.fixture(scope="module")
 def trained(cluster):
-    from batch import generate
     from deploy.local.airflow_api import AirflowAPI
+    from workloads.taxi import generate
 
     s = cluster
     generate.generate(s, START, DAYS, ROWS, seed=23, dirty_share=0.02, echo=lambda _: None)

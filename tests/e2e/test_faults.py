@@ -24,11 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch import generate, pipeline, validate
+from batch import pipeline, validate
 from core import lake
 from core.s3 import s3_client, split_uri
 from deploy.local.stack import Stack
 from tests.airflow_api import AirflowAPI
+from workloads.taxi import generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 

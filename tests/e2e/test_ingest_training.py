@@ -18,11 +18,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch import ingest
-from batch.generate import generate_day
-from core import lake, tlc
+from core import lake
 from core.s3 import s3_client, split_uri
 from core.settings import PROJECT_ROOT
 from tests.e2e.training import train
+from workloads.taxi import tlc
+from workloads.taxi.generate import generate_day
 
 DAYS, ROWS, LAST_DAY_UNTIL = 3, 6000, 10
 

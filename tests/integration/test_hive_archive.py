@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from core import hive, lake
 from core.cli import app
 from core.db import SQL_DIR, engine, load_sql
-from core.tlc import RAW_SCHEMA
 from serving import archive, merge
 from tests.airflow_api import AirflowAPI
+from workloads.taxi.tlc import RAW_SCHEMA
 
 TABLES = ("trips", "quarantine", "predictions", "zone_hour_stats")
 TRIPS_PER_DAY = 40

@@ -19,11 +19,12 @@ import pytest
 from sqlalchemy import bindparam, text
 
 from batch import ingest, validate
-from batch.generate import generate_day
-from core import lake, tlc
+from core import lake
 from core.db import engine
 from core.s3 import s3_client, split_uri
 from core.settings import PROJECT_ROOT
+from workloads.taxi import tlc
+from workloads.taxi.generate import generate_day
 
 LAMBDAML = [sys.executable, "-m", "core.cli"]
 REPO = str(PROJECT_ROOT)

@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import text
 
 from batch import evaluate, train
-from batch.generate import generate_day
-from core import features
 from core.db import engine
-from core.features import spec_version
 from core.model import ModelConfig, WideAndDeep
 from core.registry import Artifact, Registry
 from serving import monitor
 from tests.airflow_api import AirflowAPI
+from workloads.taxi import features
+from workloads.taxi.features import spec_version
+from workloads.taxi.generate import generate_day
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
-from core import features, lake
+from core import lake
 from core import kafka as k
 from core.model import ModelConfig, WideAndDeep
 from core.registry import AnnouncementError, Artifact, ArtifactError, Registry, code_version, make_version, \
     parse_version
 from core.settings import PROJECT_ROOT
+from workloads.taxi import features
 
 
 def _artifact(seed: int) -> Artifact:

@@ -50,9 +50,9 @@ def keyed(stack, settings, tmp_path_factory):
 
 
 def feature_body(trips: list[dict]) -> dict:
-    from core import features
     from core.events import TripRequest
     from speed.predictor import request_columns
+    from workloads.taxi import features
 
     cols = features.compute_numpy(request_columns([TripRequest.model_validate(t) for t in trips]))
     return {"trip_ids": [t["trip_id"] for t in trips], "features": {k: v.tolist() for k, v in cols.items()}}

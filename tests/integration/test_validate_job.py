@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batch import generate, validate
+from batch import validate
 from core import lake
 from core.s3 import s3_client, split_uri
+from workloads.taxi import generate
 
 DAY = dt.date(2026, 11, 20)
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.db import load_sql
-from core.tlc import RAW_SCHEMA
 from serving.archive import advance, aligned, retention_cutoff, zone_hour_view
 from serving.merge import Sums, split, window
+from workloads.taxi.tlc import RAW_SCHEMA
 
 D = dt.date(2026, 3, 10)
 

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.generate import generate_day
 from batch.preprocess import LABEL
 from bench import data
 from bench.preprocess_engines import SOURCE, feature_sql
-from core import features
+from workloads.taxi import features
+from workloads.taxi.generate import generate_day
 
 
 def test_shared_sql_matches_numpy_features():

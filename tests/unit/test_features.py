@@ -7,8 +7,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from batch.generate import generate_day
-from core import features
+from workloads.taxi import features
+from workloads.taxi.generate import generate_day
 
 
 def request_frame(rows: int = 2000) -> pd.DataFrame:

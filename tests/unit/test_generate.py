@@ -5,8 +5,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from batch.generate import DIRTY_KINDS, generate_day
-from core import tlc
+from workloads.taxi import tlc
+from workloads.taxi.generate import DIRTY_KINDS, generate_day
 
 DAY = dt.date(2026, 11, 20)
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch import ingest
-from core import tlc
+from workloads.taxi import tlc
 
 TAXI = ingest.workload("taxi")
 COLUMNS_2018 = ["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "passenger_count", "trip_distance",

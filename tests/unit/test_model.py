@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from batch import baseline, train
-from batch.generate import generate_day
-from core import features
 from core.model import ModelConfig, WideAndDeep, to_tensors
+from workloads.taxi import features
+from workloads.taxi.generate import generate_day
 
 
 def make_split(day: dt.date, rows: int, seed: int) -> train.Split:

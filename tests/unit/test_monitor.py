@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from batch import evaluate, train
-from batch.generate import generate_day
-from core import features
 from core.settings import Settings
 from serving.monitor import Verdict, feature_psi, judge, live_histogram, psi
+from workloads.taxi import features
+from workloads.taxi.generate import generate_day
 
 
 def inputs(day: dt.date, rows: int, seed: int, shift: bool = False) -> dict[str, np.ndarray]:

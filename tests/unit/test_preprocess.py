@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 
 from batch import preprocess, validate
-from batch.generate import generate_day
-from core import features
+from workloads.taxi import features
+from workloads.taxi.generate import generate_day
 
 
 def test_cut_points_are_quantiles_of_the_rows_present(local_spark):

@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 import torch
 
-from core import features
 from core.model import ModelConfig, WideAndDeep
 from core.registry import Artifact, ArtifactError, make_version, sha256
+from workloads.taxi import features
 
 
 def artifact() -> Artifact:

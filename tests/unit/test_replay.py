@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch.generate import generate_day
 from batch.replay import MALFORMED_KINDS, MALFORMED_PREFIX, Message, build_plan, plan_day, schedule
-from core import tlc
 from core.events import TripCompleted, TripRequest
+from workloads.taxi import tlc
+from workloads.taxi.generate import generate_day
 
 DAY = dt.date(2026, 1, 5)
 

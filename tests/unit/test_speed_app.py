@@ -92,8 +92,8 @@ def test_invalid_input_is_a_400_naming_the_field(client, body, field):
 
 
 def feature_body(trips: list[dict]) -> dict:
-    from core import features
     from speed.predictor import request_columns
+    from workloads.taxi import features
 
     cols = features.compute_numpy(request_columns([TripRequest.model_validate(t) for t in trips]))
     return {"trip_ids": [t["trip_id"] for t in trips], "features": {k: v.tolist() for k, v in cols.items()}}

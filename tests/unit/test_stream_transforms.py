@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core import features
 from core.events import Prediction, TripRequest
 from core.settings import Settings
 from speed import stream
 from speed.predictor import request_columns
 from tests.contract_corpus import CORPUS, GOOD, trip
+from workloads.taxi import features
 
 def source_batch(payloads: list[bytes | None]) -> pa.RecordBatch:
     ts = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)

@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from core import tlc
+from workloads.taxi import tlc
 
 
 def real_style_file(fee_column: str, passenger_type: pa.DataType) -> pa.Table:

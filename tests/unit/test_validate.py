@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 from batch import validate
-from batch.generate import generate_day
+from workloads.taxi.generate import generate_day
 
 DAY = dt.date(2026, 11, 20)
 
@@ -27,7 +27,7 @@ def test_rules_catch_each_kind_of_bad_row(local_spark):
                 PULocationID=161, DOLocationID=236, trip_distance=3.0, passenger_count=1)
     cases = {
         "ok": {},
-        "ok_zero_passengers": dict(passenger_count=0),  # accepted on purpose (core/tlc.py says why)
+        "ok_zero_passengers": dict(passenger_count=0),  # accepted on purpose (workloads/taxi/tlc.py says why)
         "ok_null_passengers": dict(passenger_count=None),
         "ok_three_hours": dict(tpep_dropoff_datetime=dt.datetime(2026, 11, 20, 11, 0), trip_distance=30.0),
         "ok_smallest_distance": dict(trip_distance=0.01, tpep_dropoff_datetime=dt.datetime(2026, 11, 20, 8, 1)),
@@ -55,11 +55,11 @@ def test_rules_catch_each_kind_of_bad_row(local_spark):
 
 
 def test_validation_and_the_request_contract_agree_on_every_range():
-    """One definition (core/tlc.py): what validation quarantines, the endpoint and the stream refuse."""
-    from core import tlc
+    """One definition (workloads/taxi/tlc.py): what validation quarantines, the endpoint and the stream refuse."""
     from core.events import REQUEST_LIMITS
     from tests.contract_corpus import trip
     from core.events import InvalidRequest, parse_request
+    from workloads.taxi import tlc
 
     assert REQUEST_LIMITS["zone"] == tlc.KNOWN_ZONES and REQUEST_LIMITS["trip_distance"] == tlc.TRIP_DISTANCE_MILES
     assert REQUEST_LIMITS["passenger_count"] == tlc.PASSENGER_COUNT

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from core import tlc, zones
+from workloads.taxi import tlc, zones
 
 DIRTY_KINDS = (
     "null_pickup_zone",

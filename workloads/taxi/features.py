@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import zones
+from workloads.taxi import zones
 
 if TYPE_CHECKING:
     from pyspark.sql import Column

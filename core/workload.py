@@ -1,0 +1,82 @@
+"""What the layers know of a workload: its generic definition, and how one is found by name.
+
+A workload is one package, ``workloads/<name>/``, whose ``__init__`` declares ``WORKLOAD``, a ``Workload``.
+The layers read a workload's data only through that definition, never by its field names. ``load`` imports the
+package by name at run time, so ``core`` holds no import of anything above it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+PACKAGE = "workloads"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a layer needs to know of a workload's raw data."""
+
+    name: str
+    dataset: str  # raw/<dataset>/ under the lake root
+    event_time: str  # the column whose day places a row
+    partition_column: str  # <partition_column>=YYYY-MM-DD
+    schema: pa.Schema
+    normalize: Callable[[pa.Table], pa.Table]
+    check_required: Callable[[Iterable[str]], None]
+    variant: Callable[..., str]  # (schema, counts=True) -> which known variant, in words
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def csv_types(self) -> dict[str, pa.DataType]:
+        """Column types to read a CSV with: integers as doubles ("1.0" and "1" both read; the normaliser casts)."""
+        out: dict[str, pa.DataType] = {}
+        for fld in self.schema:
+            typ = pa.float64() if pa.types.is_integer(fld.type) else fld.type
+            out[fld.name] = typ
+            for alias, canonical in self.aliases.items():
+                if canonical == fld.name:
+                    out[alias] = typ
+        return out
+
+
+class UnknownWorkload(LookupError):
+    """No workload folder of that name; ``known`` lists the ones there are."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name, self.known = name, known
+        super().__init__(f"no such workload: {name!r} (known: {', '.join(known) or 'none'}; "
+                         f"a workload is a folder {PACKAGE}/<name>/ with an __init__.py declaring WORKLOAD)")
+
+
+def folders() -> list[Path]:
+    """Where the importable ``workloads`` package lives (looked up without importing anything)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the {PACKAGE} package is not importable: install the project "
+                                  f"(make install) or run from the repository root", name=PACKAGE)
+    return [Path(p) for p in spec.submodule_search_locations]
+
+
+def known(where: Iterable[Path] | None = None) -> list[str]:
+    """The workload folders there are: the folders under ``workloads/`` with an ``__init__.py``, sorted."""
+    return sorted({p.name for folder in (folders() if where is None else where) if folder.is_dir()
+                   for p in folder.iterdir() if (p / "__init__.py").is_file() and p.name.isidentifier()})
+
+
+def load(name: str) -> Workload:
+    """The ``WORKLOAD`` declared by ``workloads/<name>/``; ``UnknownWorkload`` when there is no such folder."""
+    names = known()
+    # Only a listed folder is imported: a name is never a dotted path into something else.
+    if name not in names:
+        raise UnknownWorkload(name, names)
+    module = importlib.import_module(f"{PACKAGE}.{name}")
+    definition = getattr(module, "WORKLOAD", None)
+    if not isinstance(definition, Workload):
+        raise TypeError(f"{PACKAGE}.{name} declares no WORKLOAD (a core.workload.Workload); "
+                        f"it has {type(definition).__name__}")
+    return definition
