@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
 import torch
 
 from batch import baseline, train
@@ -53,6 +54,29 @@ def test_training_is_reproducible_and_beats_the_baseline():
     base_pred = base.predict(te.columns["PULocationID"], te.columns["DOLocationID"], te.columns["trip_distance"])
     base_mae = baseline.metrics(te.y, base_pred)["mae_s"]
     assert model_mae < 0.85 * base_mae, (model_mae, base_mae)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_training_on_cuda_gives_a_cpu_model_that_serves_like_the_gpu_one():
+    """The GPU path (pinned copies, bf16 autocast): the model comes back on the CPU, as the service loads it,
+    predicts there what it predicted on the GPU, and learns as well as on the CPU."""
+    tr = make_split(dt.date(2026, 11, 16), 6000, 1)
+    va = make_split(dt.date(2026, 11, 17), 1500, 2)
+    te = make_split(dt.date(2026, 11, 18), 1500, 3)
+    cfg = train.TrainConfig(max_epochs=12, batch_size=256, model=ModelConfig(hidden=[64, 32]))
+    model, history = train.fit(cfg, tr, va, device=torch.device("cuda"))
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert min(h["val_mae_s"] for h in history) <= history[0]["val_mae_s"]
+
+    cat, num = to_tensors(te.columns)
+    on_cpu = train.predict_seconds(model, cat, num)
+    on_gpu = train.predict_seconds(model.to("cuda"), cat.to("cuda"), num.to("cuda"))
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-3)
+
+    cpu_model, _ = train.fit(cfg, tr, va, device=torch.device("cpu"))
+    cpu_mae = baseline.metrics(te.y, train.predict_seconds(cpu_model, cat, num))["mae_s"]
+    gpu_mae = baseline.metrics(te.y, on_cpu)["mae_s"]
+    assert gpu_mae < 1.1 * cpu_mae, (gpu_mae, cpu_mae)
 
 
 def test_metrics():
