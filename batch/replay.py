@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core import kafka
-from core.events import REQUEST_LIMITS, TripCompleted, TripRequest
+from core.events import REQUEST, TripCompleted, TripRequest
 from core.settings import Settings
 from workloads.taxi import tlc
 from workloads.taxi.generate import generate_day
@@ -109,7 +109,7 @@ class ReplayPlan:
         if kind == "missing_trip_id":
             del body["trip_id"]
         elif kind == "zone_out_of_range":
-            body["PULocationID"] = REQUEST_LIMITS["zone"][1] + 35
+            body["PULocationID"] = REQUEST.field("PULocationID").high + 35
         elif kind == "negative_distance":
             body["trip_distance"] = -abs(body["trip_distance"]) - 0.5
         elif kind == "wrong_type":
@@ -147,9 +147,9 @@ def build_plan(table: pa.Table, day: dt.date, seed: int, shift: bool = False, li
     passengers, has_passengers = _column(table, "passenger_count", pa.int64(), _MISSING)
     vendor, _ = _column(table, "VendorID", pa.int64(), _MISSING)
 
-    zone_lo, zone_hi = REQUEST_LIMITS["zone"]
-    dist_lo, dist_hi = REQUEST_LIMITS["trip_distance"]
-    pass_lo, pass_hi = REQUEST_LIMITS["passenger_count"]
+    zone_lo, zone_hi = REQUEST.field("PULocationID").bounds
+    dist_lo, dist_hi = REQUEST.field("trip_distance").bounds
+    pass_lo, pass_hi = REQUEST.field("passenger_count").bounds
     clean = (
         has_pickup & has_dropoff & has_pu & has_do & has_distance
         & (dropoff > pickup)

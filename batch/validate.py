@@ -29,7 +29,7 @@ def _duration_s() -> "Column":
 def rules(partition_date: dt.date) -> list[tuple[str, "Column"]]:
     """(name, condition-that-means-bad) pairs, checked in this order.
 
-    Every range is ``workloads.taxi.tlc``'s, the definition the request contract (``core.events.REQUEST_LIMITS``)
+    Every range is ``workloads.taxi.tlc``'s, the definition the request contract (``workloads/taxi/contract.py``)
     is derived from too. ``passenger_count`` 0 passes on purpose (see ``tlc.PASSENGER_COUNT``); a null
     count passes (real files have them; the feature reads it as 1).
     """

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, WithJsonSchema,
-                      field_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workloads.taxi import tlc
-
-SCHEMA_VERSION = 1
+from core import contract
+from core.contract import SCHEMA_VERSION
+from core.workload import DEFAULT as DEFAULT_WORKLOAD
+from core.workload import load as load_workload
 
 
 def _now() -> dt.datetime:
@@ -49,95 +48,12 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # The speed layer's events. One definition serves the HTTP API and the stream: both read a request's bytes with
 # ``parse_request`` (the stream in its Python workers), so they accept and refuse exactly the same bytes, with the
-# same reason. ``REQUEST_LIMITS`` feeds the model's ranges, the OpenAPI description (built from the model), the
-# sync's parsers and the replayer.
+# same reason. The request model is derived from the workload's declaration (``workloads/<name>/contract.py``, read
+# through ``core.contract``), and so are the OpenAPI description (built from the model) and the sync's checks.
 
-PICKUP_YEARS = (2001, 2099)
-# The trip's ranges come from the one definition batch validation quarantines by (workloads/taxi/tlc.py): a
-# request for a trip that validation would quarantine (an unknown zone 264/265, a distance of 0) is refused here,
-# naming the field.
-REQUEST_LIMITS = {
-    "zone": tlc.KNOWN_ZONES,
-    "passenger_count": tlc.PASSENGER_COUNT,
-    "trip_distance": tlc.TRIP_DISTANCE_MILES,
-    "trip_id_max_len": 64,
-    "VendorID": (0, 2**31 - 1),
-}
-# What the serving sync accepts in events already recorded on the topics: the request contract of every release so
-# far (zones 264/265 and a distance of 0 were accepted before the contract took its ranges from validation), so a
-# prediction made then still reaches MySQL.
-RECORDED_LIMITS = {**REQUEST_LIMITS, "zone": tlc.ZONE_IDS, "trip_distance": (0.0, 500.0)}
-# RFC 3339 with the pickup years, seconds and offset optional, ``T`` or a space: what ``pickup_ts`` accepts, stated
-# in the OpenAPI description as it is enforced. The calendar is in the pattern (month lengths; 29 February in the
-# leap years 2004..2096), so every string it admits is a real date-time.
-_YEAR = r"20(0[1-9]|[1-9][0-9])"
-_LEAP_YEAR = r"20(0[48]|[2468][048]|[13579][26])"
-_DATE = (rf"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-         rf"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)")
-PICKUP_TS_PATTERN = (rf"^{_DATE}[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{{1,6}})?)?"
-                     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$")
-assert PICKUP_YEARS == (2001, 2099), "PICKUP_TS_PATTERN spells these years out"
-_PICKUP_TS = re.compile(PICKUP_TS_PATTERN)
-_NOT_BLANK = re.compile(r"\S")
-
-def _integral(value: Any) -> Any:
-    """JSON Schema's integer: 161 or 161.0, never "161", true or 161.5."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _integer(low: int, high: int) -> Any:
-    """An integer field in ``low..high`` (the constraints must precede the validator to reach the JSON schema)."""
-    return Annotated[int, Strict(), Field(ge=low, le=high), BeforeValidator(_integral)]
-
-
-def _number(low: float, high: float) -> Any:
-    return Annotated[float, Strict(), Field(ge=low, le=high, allow_inf_nan=False)]
-
-
-def _pickup_ts(value: Any) -> Any:
-    """A string as the pattern says; a ``datetime`` only from Python (JSON has none) in the years."""
-    if isinstance(value, dt.datetime) and PICKUP_YEARS[0] <= value.year <= PICKUP_YEARS[1]:
-        return value
-    if not isinstance(value, str) or not _PICKUP_TS.match(value):
-        raise ValueError(f"must be a date-time string (RFC 3339, e.g. 2026-01-05T08:30:00Z) in "
-                         f"{PICKUP_YEARS[0]}..{PICKUP_YEARS[1]}")
-    return value
-
-
-def _trip_id(value: str) -> str:
-    if not _NOT_BLANK.search(value):
-        raise ValueError("must not be blank")
-    return value
-
-
-
-class TripRequest(BaseModel):
-    """``trips.requests`` (key: trip_id), also the body of ``POST /v1/predict``. Read bytes with
-    ``parse_request``; construct it directly only from trusted values."""
-
-    model_config = ConfigDict(extra="ignore")
-    trip_id: Annotated[str, Strict(), Field(min_length=1, max_length=REQUEST_LIMITS["trip_id_max_len"]),
-                       AfterValidator(_trip_id), WithJsonSchema({
-                           "type": "string", "minLength": 1, "maxLength": REQUEST_LIMITS["trip_id_max_len"],
-                           "pattern": _NOT_BLANK.pattern, "description": "Not blank; the key of the event"})]
-    pickup_ts: Annotated[dt.datetime, BeforeValidator(_pickup_ts),
-                         WithJsonSchema({"type": "string", "pattern": PICKUP_TS_PATTERN, "description":
-                                         "RFC 3339 date-time (UTC when no offset is given), years "
-                                         f"{PICKUP_YEARS[0]}..{PICKUP_YEARS[1]}"})]
-    PULocationID: _integer(*REQUEST_LIMITS["zone"])
-    DOLocationID: _integer(*REQUEST_LIMITS["zone"])
-    passenger_count: _integer(*REQUEST_LIMITS["passenger_count"]) | None = None
-    trip_distance: _number(*REQUEST_LIMITS["trip_distance"])
-    VendorID: _integer(*REQUEST_LIMITS["VendorID"]) | None = None
-    schema_version: _integer(1, SCHEMA_VERSION) = SCHEMA_VERSION
-
-    @field_validator("pickup_ts")
-    @classmethod
-    def _utc(cls, ts: dt.datetime) -> dt.datetime:
-        return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
-
-    def utc_pickup(self) -> dt.datetime:
-        return self.pickup_ts
+REQUEST = load_workload(DEFAULT_WORKLOAD).request
+TripRequest = contract.request_model(REQUEST)
+TIMESTAMP_YEARS = contract.TIMESTAMP_YEARS
 
 
 class InvalidRequest(ValueError):
@@ -198,7 +114,7 @@ def field_path(loc: tuple) -> str:
     return out or "body"
 
 
-def validate_trip(obj: Any, prefix: tuple = ()) -> TripRequest:
+def validate_trip(obj: Any, prefix: tuple = ()) -> BaseModel:
     """One trip object (already read by ``load_json_object``) as a ``TripRequest``, or ``InvalidRequest`` naming
     the first failing field (under ``prefix``, e.g. ``("trips", 3)``)."""
     try:
@@ -211,25 +127,23 @@ def validate_trip(obj: Any, prefix: tuple = ()) -> TripRequest:
                              [{"field": f, "message": m} for f, m in zip(fields, messages)]) from None
 
 
-def parse_request(raw: bytes | None) -> TripRequest:
+def parse_request(raw: bytes | None) -> BaseModel:
     """One request event's bytes, as the stream reads them and as ``POST /v1/predict`` reads a single trip."""
     return validate_trip(load_json_object(raw))
 
 
-class Prediction(BaseModel):
-    """``trips.predictions`` (key: trip_id). The request's inputs ride along for live views and drift."""
+class _PredictionBase(BaseModel):
+    """``trips.predictions`` (key: the request's key). The request's stored inputs ride along for live views and
+    drift (``core.contract.prediction_model`` adds them)."""
 
     schema_version: int = SCHEMA_VERSION
-    trip_id: str
     model_version: str
     predicted_duration_s: float
     event_ts: dt.datetime
     scored_ts: dt.datetime = Field(default_factory=_now)
-    pickup_ts: dt.datetime | None = None
-    PULocationID: int | None = None
-    DOLocationID: int | None = None
-    passenger_count: int | None = None
-    trip_distance: float | None = None
+
+
+Prediction = contract.prediction_model(REQUEST, _PredictionBase)
 
 
 class TripCompleted(BaseModel):

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from core.contract import Request
+
 PACKAGE = "workloads"
+# The workload ``POST /v1/predict`` and the un-prefixed topics serve, as before there were several.
+DEFAULT = "taxi"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Workload:
     normalize: Callable[[pa.Table], pa.Table]
     check_required: Callable[[Iterable[str]], None]
     variant: Callable[..., str]  # (schema, counts=True) -> which known variant, in words
+    request: Request  # the online request (core.contract): the endpoint's, the stream's and the sync's rules
     aliases: dict[str, str] = field(default_factory=dict)
 
     def csv_types(self) -> dict[str, pa.DataType]:

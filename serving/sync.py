@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 import typer
 
 from core.db import engine, load_sql
-from core.events import PICKUP_YEARS, RECORDED_LIMITS, SCHEMA_VERSION
+from core.contract import Malformed, check_recorded, recorded_text, recorded_timestamp
+from core.events import REQUEST, SCHEMA_VERSION
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -73,10 +74,6 @@ Kind = Literal["prediction", "outcome", "metric"]
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Pure: messages to rows.
-
-class Malformed(ValueError):
-    """A message that cannot become a row; the message names the field."""
-
 
 class Record(NamedTuple):
     """One Kafka message, as the sync needs it."""
@@ -141,13 +138,7 @@ def _object(value: bytes | None) -> dict[str, Any]:
     return obj
 
 
-def _text(obj: dict[str, Any], name: str, max_len: int) -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise Malformed(f"{name}: expected a non-empty string")
-    if len(value) > max_len:
-        raise Malformed(f"{name}: longer than {max_len} characters")
-    return value
+_text = recorded_text
 
 
 def _number(obj: dict[str, Any], name: str, low: float, high: float, *, positive: bool = False) -> float:
@@ -165,44 +156,17 @@ def _number(obj: dict[str, Any], name: str, low: float, high: float, *, positive
     return number
 
 
-def _integer(obj: dict[str, Any], name: str, low: int, high: int, *, optional: bool = False) -> int | None:
-    value = obj.get(name)
-    if value is None and optional:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Malformed(f"{name}: expected an integer in {low}..{high}")
-    return value
-
-
-def parse_timestamp(value: Any, name: str) -> dt.datetime:
-    """An ISO-8601 string (``Z``, ``+00:00``, any offset, or none meaning UTC) as naive UTC to the millisecond."""
-    if not isinstance(value, str):
-        raise Malformed(f"{name}: expected an ISO-8601 timestamp string")
-    try:
-        ts = dt.datetime.fromisoformat(value)
-        if ts.tzinfo is not None:
-            ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError):
-        raise Malformed(f"{name}: not an ISO-8601 timestamp: {value[:40]!r}") from None
-    if not PICKUP_YEARS[0] <= ts.year <= PICKUP_YEARS[1]:
-        raise Malformed(f"{name}: year {ts.year} outside {PICKUP_YEARS[0]}..{PICKUP_YEARS[1]}")
-    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)  # DATETIME(3)
+parse_timestamp = recorded_timestamp
 
 
 def parse_prediction(value: bytes | None) -> PredictionRow:
+    """A prediction event as a row: the request's stored fields checked as the workload's contract declares them
+    for recorded events (``core.contract.check_recorded``), then the prediction's own."""
     obj = _object(value)
-    zones = RECORDED_LIMITS["zone"]
-    passengers = RECORDED_LIMITS["passenger_count"]
+    request = check_recorded(REQUEST, obj)
     return PredictionRow(
-        trip_id=_text(obj, "trip_id", RECORDED_LIMITS["trip_id_max_len"]),
+        **request,
         model_version=_text(obj, "model_version", 128),
-        pu_location_id=_integer(obj, "PULocationID", *zones),
-        do_location_id=_integer(obj, "DOLocationID", *zones),
-        passenger_count=_integer(obj, "passenger_count", *passengers, optional=True),
-        trip_distance=_number(obj, "trip_distance", *RECORDED_LIMITS["trip_distance"]),
-        pickup_ts=parse_timestamp(obj.get("pickup_ts"), "pickup_ts"),
         predicted_duration_s=_number(obj, "predicted_duration_s", -MAX_DURATION_S, MAX_DURATION_S),
         scored_ts=parse_timestamp(obj.get("scored_ts"), "scored_ts"),
         event_ts=parse_timestamp(obj.get("event_ts"), "event_ts"),
@@ -212,7 +176,7 @@ def parse_prediction(value: bytes | None) -> PredictionRow:
 def parse_outcome(value: bytes | None) -> OutcomeRow:
     obj = _object(value)
     return OutcomeRow(
-        trip_id=_text(obj, "trip_id", RECORDED_LIMITS["trip_id_max_len"]),
+        trip_id=_text(obj, "trip_id", int(REQUEST.field(REQUEST.key).high)),
         dropoff_ts=parse_timestamp(obj.get("dropoff_ts"), "dropoff_ts"),
         duration_s=_number(obj, "duration_s", 0.0, MAX_DURATION_S, positive=True),
     )

@@ -45,7 +45,7 @@ class LoadedModel:
 def request_columns(trips: Sequence[TripRequest]) -> dict[str, np.ndarray]:
     """Validated requests to the input columns of ``workloads.taxi.features`` (the in-process form)."""
     return {
-        "pickup_ts": np.array([t.utc_pickup().replace(tzinfo=None) for t in trips], dtype="datetime64[us]"),
+        "pickup_ts": np.array([t.pickup_ts.replace(tzinfo=None) for t in trips], dtype="datetime64[us]"),
         "PULocationID": np.fromiter((t.PULocationID for t in trips), dtype="float64", count=len(trips)),
         "DOLocationID": np.fromiter((t.DOLocationID for t in trips), dtype="float64", count=len(trips)),
         "passenger_count": np.fromiter((np.nan if t.passenger_count is None else t.passenger_count for t in trips),

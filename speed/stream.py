@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.events import InvalidRequest, MetricEvent, TripRequest, parse_request
+from core.events import REQUEST, InvalidRequest, MetricEvent, TripRequest, parse_request
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -122,12 +122,12 @@ def read_batch(batch: "pa.RecordBatch", settings: Settings) -> ReadBatch:
 def prediction(trip: TripRequest, predicted_s: float, version: str, event_ts: dt.datetime | None,
                scored_ts: dt.datetime) -> bytes:
     """``trips.predictions`` value (``core.events.Prediction``): the request's inputs ride along."""
-    return _dumps({
-        "schema_version": 1, "trip_id": trip.trip_id, "model_version": version,
-        "predicted_duration_s": predicted_s, "event_ts": _iso(event_ts), "scored_ts": _iso(scored_ts),
-        "pickup_ts": _iso(trip.pickup_ts), "PULocationID": trip.PULocationID, "DOLocationID": trip.DOLocationID,
-        "passenger_count": trip.passenger_count, "trip_distance": trip.trip_distance,
-    })
+    out = {"schema_version": 1, REQUEST.key: getattr(trip, REQUEST.key), "model_version": version,
+           "predicted_duration_s": predicted_s, "event_ts": _iso(event_ts), "scored_ts": _iso(scored_ts)}
+    for f in REQUEST.echoed:
+        value = getattr(trip, f.name)
+        out[f.name] = _iso(value) if f.kind == "timestamp" else value
+    return _dumps(out)
 
 
 def bounded(topic: str, key: str, value: bytes, raw: bytes | None, coordinates: tuple[str, int, int],

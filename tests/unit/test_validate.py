@@ -56,13 +56,13 @@ def test_rules_catch_each_kind_of_bad_row(local_spark):
 
 def test_validation_and_the_request_contract_agree_on_every_range():
     """One definition (workloads/taxi/tlc.py): what validation quarantines, the endpoint and the stream refuse."""
-    from core.events import REQUEST_LIMITS
+    from core.events import REQUEST, InvalidRequest, parse_request
     from tests.contract_corpus import trip
-    from core.events import InvalidRequest, parse_request
     from workloads.taxi import tlc
 
-    assert REQUEST_LIMITS["zone"] == tlc.KNOWN_ZONES and REQUEST_LIMITS["trip_distance"] == tlc.TRIP_DISTANCE_MILES
-    assert REQUEST_LIMITS["passenger_count"] == tlc.PASSENGER_COUNT
+    assert REQUEST.field("PULocationID").bounds == REQUEST.field("DOLocationID").bounds == tlc.KNOWN_ZONES
+    assert REQUEST.field("trip_distance").bounds == tlc.TRIP_DISTANCE_MILES
+    assert REQUEST.field("passenger_count").bounds == tlc.PASSENGER_COUNT
     for zone in tlc.UNKNOWN_ZONES:
         assert not tlc.KNOWN_ZONES[0] <= zone <= tlc.KNOWN_ZONES[1]
     refused = {"PULocationID": [0, *tlc.UNKNOWN_ZONES], "DOLocationID": list(tlc.UNKNOWN_ZONES),

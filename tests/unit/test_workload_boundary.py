@@ -49,7 +49,6 @@ STILL_IMPORTS_TAXI = frozenset({
     "batch/train.py",
     "batch/validate.py",
     "core/cli.py",
-    "core/events.py",
     "core/model.py",
     "core/registry.py",
     "serving/monitor.py",

@@ -8,7 +8,7 @@ or the generator.
 from __future__ import annotations
 
 from core.workload import Workload
-from workloads.taxi import tlc
+from workloads.taxi import contract, tlc
 
 WORKLOAD = Workload(
     name="taxi",
@@ -19,5 +19,6 @@ WORKLOAD = Workload(
     normalize=tlc.normalize,
     check_required=tlc.check_required,
     variant=tlc.variant,
+    request=contract.REQUEST,
     aliases=dict(tlc.COLUMN_ALIASES),
 )

@@ -52,7 +52,7 @@ PARTITION_COLUMN = "pickup_date"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # What a trip's fields may hold: ONE definition. Batch validation (batch/validate.py) quarantines a row outside it and
-# the request contract (core.events.REQUEST_LIMITS, used by the API, the stream and the replayer) refuses a request
+# the request contract (workloads/taxi/contract.py, used by the API, the stream and the replayer) refuses a request
 # outside it, both derived from these values, so the endpoint never accepts what validation would quarantine.
 # Bounds are inclusive.
 ZONE_IDS = (1, 265)  # every LocationID of the TLC zone lookup (workloads/taxi/data/taxi_zone_lookup.csv)

@@ -1,0 +1,26 @@
+"""The taxi workload's online request, declared once: what ``POST /v1/predict`` and ``trips.requests`` accept.
+
+The ranges are the ones batch validation quarantines by (``tlc``), so the endpoint never accepts a trip that
+validation would quarantine. ``recorded`` ranges are those of earlier releases (zones 264/265 and a distance of 0
+were accepted before the contract took its ranges from validation): the serving sync still accepts predictions made
+then. ``column`` names the field's column in the real-time views (``sql/mysql/002_serving.sql``).
+"""
+
+from __future__ import annotations
+
+from core import contract
+from workloads.taxi import tlc
+
+REQUEST = contract.Request(
+    model_name="TripRequest",
+    fields=(
+        contract.key("trip_id", 64),
+        contract.timestamp("pickup_ts"),
+        contract.integer("PULocationID", *tlc.KNOWN_ZONES, recorded=tlc.ZONE_IDS, column="pu_location_id"),
+        contract.integer("DOLocationID", *tlc.KNOWN_ZONES, recorded=tlc.ZONE_IDS, column="do_location_id"),
+        contract.integer("passenger_count", *tlc.PASSENGER_COUNT, required=False, column="passenger_count"),
+        contract.number("trip_distance", *tlc.TRIP_DISTANCE_MILES, recorded=(0.0, 500.0), column="trip_distance"),
+        contract.integer("VendorID", 0, 2**31 - 1, required=False),
+    ),
+    description="A trip at pickup: ``trips.requests`` (key: trip_id), also the body of ``POST /v1/predict``.",
+)
