@@ -46,7 +46,9 @@ def decide(challenger: dict, base: dict, champion: dict | None, rule: PromotionR
 
 def feature_stats(split: train.Split, bins: int = 10) -> dict[str, dict]:
     """Per-feature histograms of the training data, saved with the model for drift checks."""
-    from workloads.taxi import features
+    from core.workload import default
+
+    features = default().features
 
     stats = {}
     for f in features.FEATURES:

@@ -131,7 +131,9 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
     """Train the tuned configuration in full and register it as a candidate (once per run)."""
     from batch import evaluate, train
     from core.registry import Artifact, Registry
-    from workloads.taxi import features
+    from core.workload import default
+
+    features = default().features
 
     s = _settings(settings)
     registry = Registry(s)

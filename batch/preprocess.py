@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.lake import DataError
-from workloads.taxi import features
+from core.workload import default as default_workload
 from workloads.taxi.tlc import DROPOFF, PICKUP
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+features = default_workload().features
 LABEL = "duration_s"
 SPLITS = ("train", "val", "test")
 

@@ -19,8 +19,9 @@ import torch
 
 from batch.preprocess import LABEL
 from core.model import ModelConfig, WideAndDeep, to_tensors
-from workloads.taxi import features
+from core.workload import default as default_workload
 
+features = default_workload().features
 COLUMNS = (*features.FEATURE_NAMES, LABEL, "PULocationID", "DOLocationID", "trip_distance")
 
 

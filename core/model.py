@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from workloads.taxi import features
+from core.workload import default as default_workload
 
 WIDE = ("pu_do_cross", "hour_of_week")
 # Day of week enters only through the wide hour-of-week cross and the is_weekend number:
 # a few days of data cannot teach an embedding for a weekday never seen in training.
 DEEP_CATEGORICAL = ("pu_zone", "do_zone", "pu_borough", "do_borough", "hour")
+features = default_workload().features
 NUMERIC = tuple(f.name for f in features.NUMERIC)
 CARDINALITY = {f.name: f.cardinality for f in features.CATEGORICAL}
 

@@ -114,11 +114,12 @@ class Artifact:
 
     def build_model(self):
         from core.model import ModelConfig, WideAndDeep
-        from workloads.taxi.features import spec_version
+        from core.workload import default
 
-        if self.feature_spec != spec_version():
+        current = default().features.spec_version()
+        if self.feature_spec != current:
             raise ArtifactError(f"artifact was trained with features {self.feature_spec}, "
-                                f"this code computes {spec_version()}", reason="feature_spec")
+                                f"this code computes {current}", reason="feature_spec")
         model = WideAndDeep(ModelConfig(**self.model_config))
         model.load_state_dict(self.state_dict)
         return model.eval()

@@ -11,7 +11,9 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -20,6 +22,22 @@ from core.contract import Request
 PACKAGE = "workloads"
 # The workload ``POST /v1/predict`` and the un-prefixed topics serve, as before there were several.
 DEFAULT = "taxi"
+
+
+class FeatureSet(Protocol):
+    """A workload's features (e.g. the module ``workloads/taxi/features.py``): each defined once with a Spark form
+    and an in-process form."""
+
+    FEATURES: tuple[Any, ...]  # each with .name, .kind ("categorical"/"numeric"), .cardinality, .spark, .numpy
+    FEATURE_NAMES: tuple[str, ...]
+    CATEGORICAL: tuple[Any, ...]
+    NUMERIC: tuple[Any, ...]
+
+    def spec_version(self) -> str: ...
+
+    def compute_numpy(self, batch: dict[str, Any]) -> dict[str, Any]: ...
+
+    def with_features(self, df: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,7 @@ class Workload:
     check_required: Callable[[Iterable[str]], None]
     variant: Callable[..., str]  # (schema, counts=True) -> which known variant, in words
     request: Request  # the online request (core.contract): the endpoint's, the stream's and the sync's rules
+    features: FeatureSet
     aliases: dict[str, str] = field(default_factory=dict)
 
     def csv_types(self) -> dict[str, pa.DataType]:
@@ -71,6 +90,12 @@ def known(where: Iterable[Path] | None = None) -> list[str]:
     """The workload folders there are: the folders under ``workloads/`` with an ``__init__.py``, sorted."""
     return sorted({p.name for folder in (folders() if where is None else where) if folder.is_dir()
                    for p in folder.iterdir() if (p / "__init__.py").is_file() and p.name.isidentifier()})
+
+
+@cache
+def default() -> Workload:
+    """The ``DEFAULT`` workload, loaded once."""
+    return load(DEFAULT)
 
 
 def load(name: str) -> Workload:

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
-from workloads.taxi import features
+from core.workload import default as default_workload
 
 log = logging.getLogger("lambdaml.serving.monitor")
+features = default_workload().features
 MODEL_NAME = "trip_duration"
 LIVE_MAE_ROW = "__live_mae__"
 EPS = 1e-4

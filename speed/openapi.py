@@ -12,7 +12,9 @@ from typing import Any
 
 from core.events import TripRequest
 from core.settings import Settings
-from workloads.taxi import features
+from core.workload import default as default_workload
+
+features = default_workload().features
 
 
 def _closed(properties: dict[str, Any]) -> dict[str, Any]:
@@ -20,7 +22,7 @@ def _closed(properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
 
 
-def _feature_column(f: features.Feature, max_rows: int) -> dict[str, Any]:
+def _feature_column(f: Any, max_rows: int) -> dict[str, Any]:
     item = ({"type": "integer", "minimum": 0, "maximum": f.cardinality - 1} if f.kind == "categorical"
             else {"type": "number"})
     return {"type": "array", "minItems": 1, "maxItems": max_rows, "items": item,

@@ -20,9 +20,10 @@ import numpy as np
 
 from core.events import TripRequest
 from core.registry import Artifact, ArtifactError
-from workloads.taxi import features
+from core.workload import default as default_workload
 
 log = logging.getLogger("lambdaml.speed")
+features = default_workload().features
 
 
 @dataclass(frozen=True)

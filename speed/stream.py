@@ -224,7 +224,9 @@ def score_batch(client: PredictionClient, batch: "pa.RecordBatch", settings: Set
     import pyarrow as pa
 
     from speed.predictor import request_columns
-    from workloads.taxi import features
+    from core.workload import default
+
+    features = default().features
 
     k, chunk = settings.kafka, settings.speed.stream_http_batch
     read = read_batch(batch, settings)

@@ -1,14 +1,13 @@
 """NYC TLC yellow-taxi trip duration: the platform's first workload.
 
-``WORKLOAD`` is what the layers read of it (``core.workload.load("taxi")``). Only ``tlc`` is imported here,
-so that loading the definition (``lambdaml ingest``, the request contract) does not pull in the features
-or the generator.
+``WORKLOAD`` is what the layers read of it (``core.workload.load("taxi")``). The generator is not imported
+here: loading the definition stays light (numpy and pyarrow; Spark only when a feature's Spark form is built).
 """
 
 from __future__ import annotations
 
 from core.workload import Workload
-from workloads.taxi import contract, tlc
+from workloads.taxi import contract, features, tlc
 
 WORKLOAD = Workload(
     name="taxi",
@@ -20,5 +19,6 @@ WORKLOAD = Workload(
     check_required=tlc.check_required,
     variant=tlc.variant,
     request=contract.REQUEST,
+    features=features,
     aliases=dict(tlc.COLUMN_ALIASES),
 )
