@@ -140,6 +140,19 @@ class Request:
         return self.stored[1:]
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What happened, sent once it is known (``trips.completed`` for taxi): the request's key, the time it became
+    known and the observed value the label derives from. It joins its prediction by the key."""
+
+    model_name: str
+    time: str
+    value: str
+    value_range: tuple[float, float] = (0.0, 1e9)  # inclusive; the sync refuses a recorded value outside it
+    positive: bool = False  # a value of 0 is refused too (a duration of zero is no outcome)
+    description: str = ""
+
+
 # ---------------------------------------------------------------------------------------------------- pydantic types
 
 def _integral(value: Any) -> Any:
@@ -199,6 +212,17 @@ def request_model(request: Request) -> type[BaseModel]:
     return create_model(request.model_name, __config__=ConfigDict(extra="ignore"),
                         __doc__=request.description or f"A request (key: {request.key}).",
                         **fields)
+
+
+@cache
+def outcome_model(request: Request, outcome: Outcome) -> type[BaseModel]:
+    """The outcome event: the request's key, the time it became known and the observed value."""
+    low, high = outcome.value_range
+    value = Field(gt=low, le=high) if outcome.positive else Field(ge=low, le=high)
+    return create_model(outcome.model_name, __doc__=outcome.description or f"An outcome (key: {request.key}).",
+                        schema_version=(int, SCHEMA_VERSION), **{request.key: (str, ...),
+                                                                outcome.time: (dt.datetime, ...),
+                                                                outcome.value: (float, value)})
 
 
 _ECHO_TYPES = {"key": str, "timestamp": dt.datetime, "integer": int, "number": float}
@@ -262,6 +286,17 @@ def recorded_timestamp(value: Any, name: str) -> dt.datetime:
     if not TIMESTAMP_YEARS[0] <= ts.year <= TIMESTAMP_YEARS[1]:
         raise Malformed(f"{name}: year {ts.year} outside {TIMESTAMP_YEARS[0]}..{TIMESTAMP_YEARS[1]}")
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)  # DATETIME(3)
+
+
+def check_recorded_outcome(request: Request, outcome: Outcome, obj: Mapping[str, Any]) -> tuple[str, dt.datetime,
+                                                                                            float]:
+    """(key, time, value) of a recorded outcome event; ``Malformed`` names the first bad field."""
+    key = recorded_text(obj, request.key, int(request.field(request.key).high))
+    when = recorded_timestamp(obj.get(outcome.time), outcome.time)
+    value = _recorded_number(RequestField(outcome.value, "number", *outcome.value_range), obj.get(outcome.value))
+    if outcome.positive and value <= 0:
+        raise Malformed(f"{outcome.value}: must be positive")
+    return key, when, value
 
 
 def check_recorded(request: Request, obj: Mapping[str, Any]) -> dict[str, Any]:

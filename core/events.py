@@ -146,13 +146,7 @@ class _PredictionBase(BaseModel):
 Prediction = contract.prediction_model(REQUEST, _PredictionBase)
 
 
-class TripCompleted(BaseModel):
-    """``trips.completed`` (key: trip_id): the actual outcome, sent when the trip ends."""
-
-    schema_version: int = SCHEMA_VERSION
-    trip_id: str
-    dropoff_ts: dt.datetime
-    duration_s: float
+TripCompleted = contract.outcome_model(REQUEST, load_workload(DEFAULT_WORKLOAD).outcome)
 
 
 class MetricEvent(BaseModel):

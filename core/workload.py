@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from core.contract import Request
+from core.contract import Outcome, Request
 
 PACKAGE = "workloads"
 # The workload ``POST /v1/predict`` and the un-prefixed topics serve, as before there were several.
@@ -53,6 +53,7 @@ class Workload:
     check_required: Callable[[Iterable[str]], None]
     variant: Callable[..., str]  # (schema, counts=True) -> which known variant, in words
     request: Request  # the online request (core.contract): the endpoint's, the stream's and the sync's rules
+    outcome: Outcome  # the outcome event and the observed value the label derives from; joins by the request's key
     features: FeatureSet
     aliases: dict[str, str] = field(default_factory=dict)
 

@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 import typer
 
 from core.db import engine, load_sql
-from core.contract import Malformed, check_recorded, recorded_text, recorded_timestamp
+from core.contract import Malformed, check_recorded, check_recorded_outcome, recorded_text, recorded_timestamp
 from core.events import REQUEST, SCHEMA_VERSION
+from core.workload import default as default_workload
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ MALFORMED_LOGGED_PER_CHUNK = 5
 # Durations beyond this are nonsense; the bound keeps the view's sums far from DOUBLE overflow,
 # which would fail the chunk's transaction on every retry.
 MAX_DURATION_S = 1e9
+OUTCOME = default_workload().outcome
 
 Kind = Literal["prediction", "outcome", "metric"]
 
@@ -174,12 +176,8 @@ def parse_prediction(value: bytes | None) -> PredictionRow:
 
 
 def parse_outcome(value: bytes | None) -> OutcomeRow:
-    obj = _object(value)
-    return OutcomeRow(
-        trip_id=_text(obj, "trip_id", int(REQUEST.field(REQUEST.key).high)),
-        dropoff_ts=parse_timestamp(obj.get("dropoff_ts"), "dropoff_ts"),
-        duration_s=_number(obj, "duration_s", 0.0, MAX_DURATION_S, positive=True),
-    )
+    """An outcome event as a row, checked as the workload declares its outcome (``core.contract.Outcome``)."""
+    return OutcomeRow(*check_recorded_outcome(REQUEST, OUTCOME, _object(value)))
 
 
 def parse_metric(value: bytes | None) -> MetricRow:

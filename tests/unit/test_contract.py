@@ -91,3 +91,18 @@ def test_the_taxi_request_is_derived_from_its_declaration():
     assert events.TripRequest.__name__ == "TripRequest" and taxi.REQUEST.key == "trip_id"
     assert taxi.REQUEST.event_time == "pickup_ts"
     assert list(events.Prediction.model_fields)[0] == "trip_id"
+
+
+def test_the_outcome_event_and_its_recorded_check_come_from_the_declaration():
+    paid = contract.Outcome("BasketPaid", time="paid_at", value="total", value_range=(0.0, 5000.0), positive=True)
+    model = contract.outcome_model(SHOP, paid)
+    assert list(model.model_fields) == ["schema_version", "basket_id", "paid_at", "total"]
+    with pytest.raises(ValidationError):
+        model(basket_id="b1", paid_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC), total=0.0)
+    event = model(basket_id="b1", paid_at=dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC), total=12.5)
+    assert contract.check_recorded_outcome(SHOP, paid, event.model_dump(mode="json")) == (
+        "b1", dt.datetime(2026, 3, 1, 10), 12.5)
+    for bad, message in [({"total": 0}, "total: must be positive"), ({"total": 6000}, "total: expected a finite"),
+                         ({"paid_at": None}, "paid_at: expected an ISO-8601"), ({"basket_id": 3}, "basket_id")]:
+        with pytest.raises(Malformed, match=message):
+            contract.check_recorded_outcome(SHOP, paid, {**event.model_dump(mode="json"), **bad})

@@ -60,6 +60,6 @@ def test_csv_types_read_integers_as_doubles_and_know_the_aliases():
     wl = Workload(name="w", dataset="raw/w", event_time="t", partition_column="d",
                   schema=pa.schema([("t", pa.timestamp("us")), ("n", pa.int64()), ("Fee", pa.float64())]),
                   normalize=lambda t: t, check_required=lambda c: None, variant=lambda s, counts=True: "",
-                  request=contract.Request("R", (contract.key("k"), contract.timestamp("t"))), features=None,
+                  request=contract.Request("R", (contract.key("k"), contract.timestamp("t"))), outcome=None, features=None,
                   aliases={"fee": "Fee"})
     assert wl.csv_types() == {"t": pa.timestamp("us"), "n": pa.float64(), "Fee": pa.float64(), "fee": pa.float64()}

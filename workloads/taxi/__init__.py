@@ -19,6 +19,7 @@ WORKLOAD = Workload(
     check_required=tlc.check_required,
     variant=tlc.variant,
     request=contract.REQUEST,
+    outcome=contract.OUTCOME,
     features=features,
     aliases=dict(tlc.COLUMN_ALIASES),
 )

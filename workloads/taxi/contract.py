@@ -24,3 +24,13 @@ REQUEST = contract.Request(
     ),
     description="A trip at pickup: ``trips.requests`` (key: trip_id), also the body of ``POST /v1/predict``.",
 )
+
+# Sent when the trip ends; the sync joins it to the trip's prediction by ``trip_id`` (``trip_outcomes``).
+OUTCOME = contract.Outcome(
+    model_name="TripCompleted",
+    time="dropoff_ts",
+    value="duration_s",
+    value_range=(0.0, 1e9),
+    positive=True,
+    description="``trips.completed`` (key: trip_id): the actual outcome, sent when the trip ends.",
+)
