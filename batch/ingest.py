@@ -332,7 +332,7 @@ def ingest_file(settings, source: Source, wl: Workload, root: str, seen: dict[st
     import pyarrow.parquet as pq
 
     from core import lake
-    from workloads.taxi.tlc import SOURCE_NAME_KEY, SOURCE_SHA256_KEY
+    from core.raw import SOURCE_NAME_KEY, SOURCE_SHA256_KEY
 
     def step(done: int, total: int, what: str) -> None:
         if progress:

@@ -11,7 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workloads.taxi import tlc
+from core import raw as raw_files
+from workloads.taxi import WORKLOAD, tlc
 from workloads.taxi.tlc import DROPOFF, PICKUP
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class Reconciliation:
     valid: int
     quarantined: int
     by_rule: dict[str, int]
-    objects: tuple[tlc.RawObject, ...] = ()
+    objects: tuple[raw_files.RawObject, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -98,8 +99,8 @@ def run(spark, settings, day: dt.date, lake_root: str | None = None) -> Reconcil
 
     base = lake.spark_uri(lake.root(settings, lake_root))
     raw_uri = lake.partition(base, tlc.RAW_DATASET, day)
-    objects = tlc.partition_objects(settings, raw_uri)
-    raw = tlc.read_partition_spark(spark, settings, raw_uri, objects)
+    objects = raw_files.partition_objects(settings, raw_uri)
+    raw = raw_files.read_partition_spark(spark, settings, raw_uri, WORKLOAD, objects)
     tagged = tag(raw, day).withColumn("pickup_date", F.lit(day)).cache()
     try:
         valid_uri = lake.partition(base, "validated/trips", day)

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import bindparam, text
 
 from batch import ingest, validate
-from core import lake
+from core import lake, raw
 from core.db import engine
 from core.s3 import s3_client, split_uri
 from core.settings import PROJECT_ROOT
@@ -158,7 +158,7 @@ def test_every_variant_is_ingested_into_day_partitions(variants, settings):
             table = pq.read_table(path, filesystem=fs)
             assert table.schema.equals(tlc.RAW_SCHEMA) and table.num_rows == obj["rows"]
             meta = table.schema.metadata
-            assert meta[tlc.SOURCE_SHA256_KEY].decode() == r.sha256
+            assert meta[raw.SOURCE_SHA256_KEY].decode() == r.sha256
         assert sum(o["rows"] for o in r.objects) == r.rows
     assert not [k for k in objects if "/staging/" in k]  # the staging prefix is gone after the commit
     rows = manifest_rows(settings, [r.sha256 for r in results.values()])

@@ -7,7 +7,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from workloads.taxi import tlc
+from core import raw
+from workloads.taxi import WORKLOAD, tlc
 
 
 def real_style_file(fee_column: str, passenger_type: pa.DataType) -> pa.Table:
@@ -54,7 +55,7 @@ def test_missing_required_column_is_named():
 def test_spark_normalisation_matches(local_spark, fee_column):
     table = real_style_file(fee_column, pa.float64())
     df = local_spark.createDataFrame(table.to_pandas())
-    out = tlc.normalize_spark(df)
+    out = raw.normalize_spark(df, WORKLOAD)
     assert out.columns == tlc.RAW_SCHEMA.names
     rows = out.orderBy("PULocationID").collect()
     assert [r["Airport_fee"] for r in rows] == [0.0, 1.75]
@@ -72,7 +73,7 @@ def test_a_partition_mixing_file_variants_reads_as_one_schema(local_spark, tmp_p
     part.mkdir(parents=True)
     pq.write_table(real_style_file("airport_fee", pa.int64()), part / "part-a.parquet")
     pq.write_table(real_style_file("Airport_fee", pa.float64()), part / "part-b.parquet")
-    out = tlc.read_partition_spark(local_spark, Settings(), f"file://{part}")
+    out = raw.read_partition_spark(local_spark, Settings(), f"file://{part}", WORKLOAD)
     assert out.columns == tlc.RAW_SCHEMA.names
     rows = out.collect()
     assert len(rows) == 4
@@ -90,4 +91,4 @@ def test_a_day_without_raw_data_says_so_and_what_to_do(tmp_path, make):
         part.mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"no raw data for this day: no Parquet files under .*"
                                                 r"pickup_date=2024-01-02.*end_date"):
-        tlc.read_partition_spark(None, Settings(), f"file://{part}")
+        raw.read_partition_spark(None, Settings(), f"file://{part}", WORKLOAD)

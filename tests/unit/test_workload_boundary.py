@@ -41,7 +41,6 @@ STILL_TO_MOVE = frozenset({
 })
 # These only shrink too: a layer reaches a workload through ``core.workload.load``, not by importing its package.
 STILL_IMPORTS_TAXI = frozenset({
-    "batch/ingest.py",
     "batch/preprocess.py",
     "batch/replay.py",
     "batch/validate.py",
