@@ -25,7 +25,7 @@ system: venv  ## apt-get what is missing: mariadb-server, JRE + JDK 17, maven, n
 	@$(LAMBDAML) install --no-jars
 
 jars: venv  ## Into ~/.cache/lambdaml: Kafka + Spark jars (Maven Central), S3 server (go install; Go from the Go proxy if none 1.25+), Thrift Server classes (javac), uPlot (npm)
-	@echo "==> jars, S3 server, Thrift Server classes, uPlot (cached in ~/.cache/lambdaml)"
+	@echo "==> jars, S3 server, Thrift Server classes, uPlot (cached in $${LAMBDAML_CACHE_DIR:-$$HOME/.cache/lambdaml})"
 	@$(LAMBDAML) install --no-system
 
 install: venv system jars  ## Everything above (one line per step; tool output in .runtime/logs/install-*.log)

@@ -70,10 +70,10 @@ def _spark(settings: Settings, step: str):
 
 
 def validate_day(day: str, lake_root: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    from batch import validate
-
     """Validate one day. A day without raw data is no error here (a range may have empty days): it reports
     ``missing`` and ``preprocess`` leaves it out; a file that cannot be read fails (``DataError``)."""
+    from batch import validate
+
     s = _settings(settings)
     try:
         with storage_errors(s, "validate"):

@@ -42,6 +42,19 @@ AFTER_SWAP_SEED = 102  # the shifted replay after the swap: other trips, so othe
 cli = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
 
+def first_window(end: dt.date, days: int) -> int:
+    """How many days the first training covers: ``days``, or more when the last one is a weekday and none before it
+    in the window is. The time-ordered test split is the last day's evening; a model that has seen no weekday
+    evening cannot know its rush hour (the demo starting on a Friday trained on Saturday to Monday and beat the
+    baseline by 6%, short of the 15% gate; with the Friday before, by 33%)."""
+    def weekend(day: dt.date) -> bool:
+        return day.weekday() >= 5
+
+    while not weekend(end) and all(weekend(end - dt.timedelta(days=i)) for i in range(1, days)):
+        days += 1
+    return days
+
+
 class Demo:
     def __init__(self, settings: Settings, days: int, rows_per_day: int, rate: int, seconds: int, shift: bool):
         self.settings = settings
@@ -52,7 +65,8 @@ class Demo:
         self.shift_end = today - dt.timedelta(days=1)
         self.shift_start = today - dt.timedelta(days=SHIFT_DAYS)
         self.end = self.shift_start - dt.timedelta(days=1)
-        self.start = self.end - dt.timedelta(days=days - 1)
+        self.days = first_window(self.end, days)
+        self.start = self.end - dt.timedelta(days=self.days - 1)
         self.t0 = time.monotonic()
         self.started_ms = int(time.time() * 1000)
         self.steps = 8 if shift else 7

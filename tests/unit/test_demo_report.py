@@ -138,3 +138,15 @@ def test_replay_stem_matches_the_replay_trip_ids():
     plan = plan_day(day, 5, 102, True)
     assert plan.trip_id(0).rsplit("-", 1)[0] == replay_stem(day, 102, True) == "20261130-102-shift"
     assert plan_day(day, 5, 101, False).trip_id(0).rsplit("-", 1)[0] == replay_stem(day, 101, False)
+
+
+def test_the_first_training_window_holds_a_weekday_before_a_weekday_it_ends_on():
+    import datetime as dt
+
+    from deploy.local.demo import first_window
+
+    monday, saturday, wednesday = dt.date(2026, 11, 30), dt.date(2026, 11, 28), dt.date(2026, 12, 2)
+    assert first_window(monday, 3) == 4  # Saturday, Sunday, Monday: the Friday before is added
+    assert first_window(monday, 2) == 4
+    assert first_window(wednesday, 3) == 3 and first_window(saturday, 3) == 3  # a weekend last day needs nothing
+    assert first_window(dt.date(2026, 12, 1), 3) == 3  # Sunday, Monday, Tuesday: Monday is a weekday
