@@ -289,11 +289,9 @@ class Demo:
         from sqlalchemy import text
 
         from core.db import engine
-        from core.registry import Registry
 
         r = self.report
-        r["models"] = [{"version": mv.version, "stage": mv.stage, "metrics": mv.metrics,
-                        "data_partitions": mv.data_partitions} for mv in Registry(self.settings).list(MODEL)[:4]]
+        r["models"] = registered_models(self.settings)
         r["shifted_days"] = sorted(str(self.shift_start + dt.timedelta(days=i)) for i in range(SHIFT_DAYS)) \
             if self.shift else []
         eng = engine(self.settings)
@@ -369,6 +367,14 @@ def _mae(block: dict | None) -> float | None:
 
 def _days(partitions: list[str]) -> list[str]:
     return sorted(p.rsplit("=", 1)[-1] for p in partitions or [])
+
+
+def registered_models(settings: Settings, model: str = MODEL, newest: int = 4) -> list[dict]:
+    """The newest versions of ``model`` as the report reads them from the registry, newest first."""
+    from core.registry import Registry
+
+    return [{"version": mv.version, "stage": mv.stage, "metrics": mv.metrics, "data_partitions": mv.data_partitions}
+            for mv in Registry(settings).list(model)[:newest]]
 
 
 def compare_on_one_split(models: list[dict]) -> dict | None:

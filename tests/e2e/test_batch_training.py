@@ -73,6 +73,26 @@ def test_model_registered_with_matching_artifact_and_beats_baseline(dag_run, set
     assert model_mae <= 0.85 * base_mae, (model_mae, base_mae)
 
 
+def test_the_demo_report_reads_this_run_back_from_the_registry(dag_run, settings):
+    """The report's section on versions, built as ``make demo`` builds it, from what this run recorded."""
+    from deploy.local.demo import registered_models, report_text
+
+    models = registered_models(settings, newest=50)
+    models = models[next(i for i, m in enumerate(models) if m["version"] == dag_run["version"]):]
+    figures = {"models": models, "stream": {"predictions": 0, "p50_ms": None, "p99_ms": None, "dead_letters": 0},
+               "mysql": {}, "hive": {}}
+    lines = report_text(figures, "trips.predictions", "trips.dlq").splitlines()
+    start = lines.index("Model versions on one test split (MAE in seconds)")
+    block = lines[start:lines.index("", start)]
+    assert f"split: the test split of {dag_run['version']}" in block[1]
+    assert f"pickup days {START} .. {END}" in block[1]
+    mine = next(line for line in block if dag_run["version"] in line and "MAE" in line)
+    assert f"MAE {round(dag_run['test']['model']['mae_s']):>6d}" in mine and "better than the baseline" in mine
+    assert any(line.strip().startswith("baseline") and f"{round(dag_run['test']['baseline']['mae_s'])}" in line
+               for line in block)
+    assert any(line.strip().startswith("promotion decision: ") for line in block), block
+
+
 def test_events_and_model_announcement_on_kafka(dag_run, settings):
     events = [json.loads(m.value()) for m in _messages(settings, settings.kafka.batch_events_topic, dag_run["since_ms"])]
     mine = [e for e in events if e["run_id"] == dag_run["run_id"] and e["step"] == "preprocess"]
