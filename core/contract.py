@@ -251,16 +251,19 @@ def _recorded_integer(f: RequestField, value: Any) -> int:
     return value
 
 
-def _recorded_number(f: RequestField, value: Any) -> float:
+def recorded_number(obj: Mapping[str, Any], name: str, low: float, high: float, *, positive: bool = False) -> float:
+    """A finite number in ``low..high`` (above 0 too when ``positive``); ``Malformed`` names the field."""
+    value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Malformed(f"{f.name}: expected a number")
+        raise Malformed(f"{name}: expected a number")
     try:
         number = float(value)
     except OverflowError:
-        raise Malformed(f"{f.name}: out of range") from None
-    low, high = f.recorded_bounds
+        raise Malformed(f"{name}: out of range") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise Malformed(f"{f.name}: expected a finite number in {low:g}..{high:g}")
+        raise Malformed(f"{name}: expected a finite number in {low:g}..{high:g}")
+    if positive and number <= 0:
+        raise Malformed(f"{name}: must be positive")
     return number
 
 
@@ -293,9 +296,7 @@ def check_recorded_outcome(request: Request, outcome: Outcome, obj: Mapping[str,
     """(key, time, value) of a recorded outcome event; ``Malformed`` names the first bad field."""
     key = recorded_text(obj, request.key, int(request.field(request.key).high))
     when = recorded_timestamp(obj.get(outcome.time), outcome.time)
-    value = _recorded_number(RequestField(outcome.value, "number", *outcome.value_range), obj.get(outcome.value))
-    if outcome.positive and value <= 0:
-        raise Malformed(f"{outcome.value}: must be positive")
+    value = recorded_number(obj, outcome.value, *outcome.value_range, positive=outcome.positive)
     return key, when, value
 
 
@@ -314,5 +315,5 @@ def check_recorded(request: Request, obj: Mapping[str, Any]) -> dict[str, Any]:
         elif f.kind == "integer":
             out[f.column] = _recorded_integer(f, value)
         else:
-            out[f.column] = _recorded_number(f, value)
+            out[f.column] = recorded_number(obj, f.name, *f.recorded_bounds)
     return out

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 import typer
 
 from core.db import engine, load_sql
-from core.contract import Malformed, check_recorded, check_recorded_outcome, recorded_text, recorded_timestamp
+from core.contract import (Malformed, check_recorded, check_recorded_outcome, recorded_number, recorded_text,
+                           recorded_timestamp)
 from core.events import REQUEST, SCHEMA_VERSION
 from core.workload import default as default_workload
 from core.settings import Settings, get_settings
@@ -143,21 +144,7 @@ def _object(value: bytes | None) -> dict[str, Any]:
 _text = recorded_text
 
 
-def _number(obj: dict[str, Any], name: str, low: float, high: float, *, positive: bool = False) -> float:
-    value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Malformed(f"{name}: expected a number")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise Malformed(f"{name}: out of range") from None
-    if not math.isfinite(number) or not low <= number <= high:
-        raise Malformed(f"{name}: expected a finite number in {low:g}..{high:g}")
-    if positive and number <= 0:
-        raise Malformed(f"{name}: must be positive")
-    return number
-
-
+_number = recorded_number
 parse_timestamp = recorded_timestamp
 
 
