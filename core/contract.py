@@ -27,7 +27,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       create_model)
 
 SCHEMA_VERSION = 1
-Kind = Literal["key", "timestamp", "integer", "number"]
+Kind = Literal["key", "timestamp", "integer", "number", "text", "category"]
 
 # What a timestamp field accepts: RFC 3339 in these years, seconds and offset optional, ``T`` or a space, stated in
 # the OpenAPI description as it is enforced. The calendar is in the pattern (month lengths; 29 February in the leap
@@ -62,6 +62,7 @@ class RequestField:
     recorded: tuple[float, float] | None = None
     column: str | None = None
     description: str = ""
+    values: tuple[str, ...] = ()  # a category's values, exactly as written
 
     @property
     def bounds(self) -> tuple[float, float] | None:
@@ -92,6 +93,19 @@ def number(name: str, low: float, high: float, *, required: bool = True, recorde
     return RequestField(name, "number", low, high, required, recorded, column, description)
 
 
+def text(name: str, max_len: int, *, required: bool = True, column: str | None = None,
+         description: str = "") -> RequestField:
+    """A non-blank string of at most ``max_len`` characters (an id as the source writes it)."""
+    return RequestField(name, "text", 1, max_len, required, None, column, description)
+
+
+def category(name: str, values: tuple[str, ...], *, required: bool = True, column: str | None = None,
+             description: str = "") -> RequestField:
+    """One of ``values``, exactly."""
+    return RequestField(name, "category", required=required, column=column, description=description,
+                        values=tuple(values))
+
+
 @dataclass(frozen=True)
 class Request:
     """A workload's request: ``model_name`` names the pydantic model and the OpenAPI schema (e.g. ``TripRequest``).
@@ -114,6 +128,8 @@ class Request:
         for f in self.fields:
             if f.kind in ("integer", "number") and (f.low is None or f.high is None or f.low > f.high):
                 raise ValueError(f"{self.model_name}.{f.name}: a {f.kind} needs low <= high")
+            if f.kind == "category" and (not f.values or len(set(f.values)) != len(f.values) or "" in f.values):
+                raise ValueError(f"{self.model_name}.{f.name}: a category needs distinct, non-empty values")
 
     @property
     def key(self) -> str:
@@ -196,6 +212,11 @@ def _pydantic_type(f: RequestField) -> Any:
         return Annotated[dt.datetime, BeforeValidator(_timestamp), AfterValidator(_utc),
                          WithJsonSchema({"type": "string", "pattern": TIMESTAMP_PATTERN, "description": text})]
     extra = {"description": f.description} if f.description else {}
+    if f.kind == "text":
+        return Annotated[str, Strict(), Field(min_length=1, max_length=int(f.high), **extra),
+                         AfterValidator(_not_blank)]
+    if f.kind == "category":
+        return Annotated[Literal[f.values], Field(**extra)]
     if f.kind == "integer":
         return Annotated[int, Strict(), Field(ge=int(f.low), le=int(f.high), **extra), BeforeValidator(_integral)]
     return Annotated[float, Strict(), Field(ge=f.low, le=f.high, allow_inf_nan=False, **extra)]
@@ -225,7 +246,7 @@ def outcome_model(request: Request, outcome: Outcome) -> type[BaseModel]:
                                                                 outcome.value: (float, value)})
 
 
-_ECHO_TYPES = {"key": str, "timestamp": dt.datetime, "integer": int, "number": float}
+_ECHO_TYPES = {"key": str, "timestamp": dt.datetime, "integer": int, "number": float, "text": str, "category": str}
 
 
 @cache
@@ -306,8 +327,12 @@ def check_recorded(request: Request, obj: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in request.stored:
         value = obj.get(f.name)
-        if f.kind == "key":
+        if f.kind in ("key", "text") and (f.required or value is not None):
             out[f.column] = recorded_text(obj, f.name, int(f.high))
+        elif f.kind == "category" and (f.required or value is not None):
+            if value not in f.values:
+                raise Malformed(f"{f.name}: expected one of {', '.join(f.values)}")
+            out[f.column] = value
         elif f.kind == "timestamp":
             out[f.column] = recorded_timestamp(value, f.name)
         elif value is None and not f.required:

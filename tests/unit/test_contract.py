@@ -77,6 +77,8 @@ def test_the_prediction_echoes_the_stored_fields_and_the_sync_checks_them_with_t
     ((contract.key("k"), contract.timestamp("t"), contract.key("j")), "exactly one key"),
     ((contract.key("k"), contract.timestamp("t"), contract.integer("t", 0, 1)), "unique"),
     ((contract.key("k"), contract.timestamp("t"), contract.number("x", 2.0, 1.0)), "low <= high"),
+    ((contract.key("k"), contract.timestamp("t"), contract.category("c", ())), "distinct, non-empty"),
+    ((contract.key("k"), contract.timestamp("t"), contract.category("c", ("a", "a"))), "distinct, non-empty"),
 ])
 def test_a_declaration_that_cannot_work_is_refused_at_once(fields, message):
     with pytest.raises(ValueError, match=message):

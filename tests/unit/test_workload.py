@@ -24,7 +24,7 @@ def test_loads_the_taxi_workload_from_its_folder():
     assert "taxi" in workload.known()
 
 
-@pytest.mark.parametrize("name", ["bike", "", "taxi.tlc", "../core", "Taxi"])
+@pytest.mark.parametrize("name", ["boat", "", "taxi.tlc", "../core", "Taxi"])
 def test_refuses_an_unknown_name_listing_the_known_ones(name):
     with pytest.raises(UnknownWorkload) as refused:
         workload.load(name)

@@ -1,0 +1,27 @@
+"""Citi Bike overtime: will a ride run past its included minutes? The platform's second workload.
+
+A binary classification at unlock time (start dock, time, bike type, member or casual), on the public Citi Bike
+trip schema (``schema.py``); the outcome arrives when the bike is docked. ``WORKLOAD`` is what the layers read of it
+(``core.workload.load("bike")``). The generator is not imported here: loading the definition stays light (numpy,
+pyarrow and pydantic; Spark only when a feature's Spark form is built).
+"""
+
+from __future__ import annotations
+
+from core.workload import Workload
+from workloads.bike import contract, features, schema
+
+WORKLOAD = Workload(
+    name="bike",
+    dataset=schema.RAW_DATASET,
+    event_time=schema.EVENT_TIME,
+    partition_column=schema.PARTITION_COLUMN,
+    schema=schema.RAW_SCHEMA,
+    normalize=schema.normalize,
+    check_required=schema.check_required,
+    variant=schema.variant,
+    request=contract.REQUEST,
+    outcome=contract.OUTCOME,
+    features=features,
+    aliases=dict(schema.COLUMN_ALIASES),
+)

@@ -1,0 +1,37 @@
+"""The bike workload's online request, declared once: a ride at unlock, and the outcome sent when it ends.
+
+At unlock the rider has chosen a dock, a bike and is known as a member or not: ``start_station_id`` (text, as the
+public files write it), ``rideable_type`` and ``member_casual`` (categories), with ``ride_id`` and ``started_at``.
+The outcome, sent when the bike is docked, is the ride's duration; the label (ran past the included minutes,
+``schema.overtime_numpy``) derives from it and the rider. The values are ``schema``'s, the ones the validation
+rules quarantine by, as for taxi.
+"""
+
+from __future__ import annotations
+
+from core import contract
+from workloads.bike import schema
+
+REQUEST = contract.Request(
+    model_name="RideRequest",
+    fields=(
+        contract.key("ride_id", 64, description="Not blank; the key of the event (the files' 16 hex digits)"),
+        contract.timestamp("started_at", description="when the bike was unlocked (the station's wall clock)"),
+        contract.text("start_station_id", schema.STATION_ID_MAX_LEN, column="start_station_id",
+                      description='the dock the ride starts at, as the public files write it ("6140.05", "HB101")'),
+        contract.category("rideable_type", schema.RIDEABLE_TYPES, column="rideable_type"),
+        contract.category("member_casual", schema.MEMBER_CASUAL, column="member_casual"),
+    ),
+    description="A ride at unlock (key: ride_id), also the body of ``POST /v1/predict`` for the bike workload.",
+)
+
+# Sent when the bike is docked; the sync joins it to the ride's prediction by ``ride_id``. The label is
+# ``duration_s`` over the rider's included minutes (``schema.INCLUDED_MINUTES``).
+OUTCOME = contract.Outcome(
+    model_name="RideEnded",
+    time="ended_at",
+    value="duration_s",
+    value_range=(0.0, 1e9),
+    positive=True,
+    description="The ride's outcome (key: ride_id), sent when the bike is docked: its duration in seconds.",
+)
