@@ -32,8 +32,12 @@ def served(stack, settings, tmp_path_factory):
 def test_schemathesis_with_all_checks_finds_nothing(served, tmp_path):
     cli = shutil.which("schemathesis", path=str(__import__("sys").executable.rsplit("/", 1)[0]))
     assert cli, "schemathesis is a test dependency (pyproject.toml [dev])"
-    cmd = [cli, "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run", f"{served.speed.url}/openapi.json", "--checks", "all", "-H", f"X-API-Key: {API_KEY}",
-           "--max-examples", "200", "--seed", "20261203", "--workers", "2", "--no-color",
+    # One worker: with two, schemathesis's threads call ast.parse at once (hypothesis describing a lambda), and
+    # CPython 3.11.7 then raises a spurious "SystemError: AST constructor recursion depth mismatch" (CPython
+    # gh-106905), which schemathesis reports as a runtime error although every case passed.
+    cmd = [cli, "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run",
+           f"{served.speed.url}/openapi.json", "--checks", "all", "-H", f"X-API-Key: {API_KEY}",
+           "--max-examples", "200", "--seed", "20261203", "--workers", "1", "--no-color",
            "--report", "junit", "--report-dir", str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     out = (result.stdout + result.stderr).replace(API_KEY, "<key>")
