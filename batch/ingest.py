@@ -172,9 +172,6 @@ def object_name(sha256: str) -> str:
     return f"ingest-{sha256[:16]}.parquet"
 
 
-def day_uri(root: str, wl: Workload, day: dt.date) -> str:
-    return f"{root}/{wl.dataset}/{wl.partition_column}={day.isoformat()}"
-
 
 def manifest_uri(root: str, wl: Workload, sha256: str) -> str:
     return f"{root}/manifests/ingest/{wl.name}/{sha256}.json"
@@ -383,7 +380,7 @@ def ingest_file(settings, source: Source, wl: Workload, root: str, seen: dict[st
             buf = pa.BufferOutputStream()
             pq.write_table(part.replace_schema_metadata(meta), buf, compression="zstd")
             body = buf.getvalue().to_pybytes()
-            final_uri = f"{day_uri(root, wl, day)}/{object_name(result.sha256)}"
+            final_uri = f"{wl.partition(root, day)}/{object_name(result.sha256)}"
             path = f"{staging_path}/{wl.partition_column}={day.isoformat()}/{object_name(result.sha256)}"
             _make_parent(fs, path)
             with fs.open_output_stream(path, compression=None) as out:

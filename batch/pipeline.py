@@ -147,7 +147,7 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
                         feature_stats=evaluate.feature_stats(tr),
                         metrics={"val_mae_s": min(h["val_mae_s"] for h in history), "epochs": len(history)})
     params = {**config.to_dict(), "dag_run_id": run_id, "trials": tuned["trials"]}
-    partitions = [f"raw/trips/pickup_date={d}" for d in dataset["days"]]
+    partitions = [default().partition_path(dt.date.fromisoformat(d)) for d in dataset["days"]]
     mv = registry.register(MODEL_NAME, artifact, params, partitions, data_objects=dataset.get("objects", []))
     return {"version": mv.version}
 

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from batch.preprocess import LABEL
 from core.model import ModelConfig, WideAndDeep, to_tensors
 from core.workload import default as default_workload
 
 features = default_workload().features
+LABEL = default_workload().label
 COLUMNS = (*features.FEATURE_NAMES, LABEL, "PULocationID", "DOLocationID", "trip_distance")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.preprocess import LABEL
+from workloads.taxi.contract import LABEL
 from bench.common import CACHE_DIR
 from workloads.taxi.features import Batch
 from workloads.taxi.generate import generate_day

@@ -1,10 +1,11 @@
 """Paths in the lake and file-level access to it (pyarrow), for non-Spark writers.
 
-Layout under the lake root (``s3a://<bucket>`` or a ``file://`` folder):
+Layout under the lake root (``s3a://<bucket>`` or a ``file://`` folder), for each workload (``core.workload``;
+taxi's entity is ``trips``, its partition column ``pickup_date``):
 
-- ``raw/trips/pickup_date=YYYY-MM-DD/``        immutable, append-only master data
-- ``validated/trips/pickup_date=YYYY-MM-DD/``  rows that passed every rule
-- ``quarantine/trips/pickup_date=YYYY-MM-DD/`` rows that failed one, with ``failed_rule``
+- ``raw/<entity>/<partition column>=YYYY-MM-DD/``        immutable, append-only master data
+- ``validated/<entity>/<partition column>=YYYY-MM-DD/``  rows that passed every rule
+- ``quarantine/<entity>/<partition column>=YYYY-MM-DD/`` rows that failed one, with ``failed_rule``
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def root(settings: Settings, lake_root: str | None = None) -> str:
     return (lake_root or settings.s3.uri()).rstrip("/")
 
 
-def partition(base: str, dataset: str, day: dt.date) -> str:
-    return f"{base}/{dataset}/pickup_date={day.isoformat()}"
+def partition(base: str, dataset: str, day: dt.date, column: str) -> str:
+    """``<base>/<dataset>/<column>=YYYY-MM-DD``: one day's partition of a dataset (``Workload.partition`` names a
+    workload's)."""
+    return f"{base}/{dataset}/{column}={day.isoformat()}"
 
 
 def filesystem(settings: Settings, uri: str) -> tuple["pafs.FileSystem", str]:

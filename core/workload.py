@@ -7,6 +7,7 @@ package by name at run time, so ``core`` holds no import of anything above it.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterable
@@ -55,7 +56,32 @@ class Workload:
     request: Request  # the online request (core.contract): the endpoint's, the stream's and the sync's rules
     outcome: Outcome  # the outcome event and the observed value the label derives from; joins by the request's key
     features: FeatureSet
+    # The named validation rules: for a partition's day, (name, Spark condition that means *bad*) pairs in the
+    # order they are checked (a row is quarantined with the first it fails); ``rule_names`` lists them all.
+    rules: Callable[[dt.date], list[tuple[str, Any]]]
+    rule_names: tuple[str, ...]
+    # Validated raw rows (Spark) to training examples: the request's fields, as the online request carries them,
+    # plus ``label``, the value the model learns (derived from the outcome the raw row records).
+    examples: Callable[[Any], Any]
+    label: str
     aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def entity(self) -> str:
+        """The workload's folder name in every stage of the lake: ``trips`` in ``raw/trips``."""
+        return self.dataset.rsplit("/", 1)[-1]
+
+    def stage(self, stage: str) -> str:
+        """The dataset of one stage of the lake: ``raw``, ``validated`` or ``quarantine`` (``validated/trips``)."""
+        return f"{stage}/{self.entity}"
+
+    def partition_path(self, day: dt.date, stage: str = "raw") -> str:
+        """One day's partition of a stage, from the lake root: ``raw/trips/pickup_date=<day>``."""
+        return f"{self.stage(stage)}/{self.partition_column}={day.isoformat()}"
+
+    def partition(self, base: str, day: dt.date, stage: str = "raw") -> str:
+        """One day's partition of a stage under the lake root ``base``: ``<base>/raw/trips/pickup_date=<day>``."""
+        return f"{base}/{self.partition_path(day, stage)}"
 
     def csv_types(self) -> dict[str, pa.DataType]:
         """Column types to read a CSV with: integers as doubles ("1.0" and "1" both read; the normaliser casts)."""

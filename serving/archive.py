@@ -315,7 +315,7 @@ def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str 
     create_tables(spark, db)
     base = lake.spark_uri(lake.root(settings, lake_root))
     rows: dict[str, int | None] = {
-        table: _archive_lake_partition(spark, settings, f"{db}.{table}", lake.partition(base, dataset, day), day)
+        table: _archive_lake_partition(spark, settings, f"{db}.{table}", lake.partition(base, dataset, day, PARTITION), day)
         for table, dataset in LAKE_TABLES.items()
     }
     eng = engine(settings)

@@ -18,11 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch import ingest
-from core import lake
 from core.s3 import s3_client, split_uri
 from core.settings import PROJECT_ROOT
 from tests.e2e.training import train
-from workloads.taxi import tlc
+from workloads.taxi import WORKLOAD, tlc
 from workloads.taxi.generate import generate_day
 
 DAYS, ROWS, LAST_DAY_UNTIL = 3, 6000, 10
@@ -79,7 +78,7 @@ def test_a_csv_in_a_raw_partition_fails_validation_at_once(stack, settings):
     from tests.airflow_api import AirflowAPI
 
     day = dt.date(2011, 1, 1) + dt.timedelta(days=random.randrange(0, 365))
-    uri = f"{lake.partition(settings.s3.uri(), 'raw/trips', day)}/copied-by-hand.csv"
+    uri = f"{WORKLOAD.partition(settings.s3.uri(), day)}/copied-by-hand.csv"
     bucket, key = split_uri(uri)
     s3_client(settings).put_object(Bucket=bucket, Key=key, Body=b"VendorID,tpep_pickup_datetime\n1,2011-01-01 10:00\n")
     try:

@@ -121,7 +121,7 @@ def _write_lake_day(settings, lake_root: str, day: dt.date) -> None:
     bad = pa.Table.from_pylist([{**base, "PULocationID": 999, "failed_rule": "unknown_zone"}] * QUARANTINED,
                                schema=bad_schema)
     for dataset, table in (("validated/trips", valid), ("quarantine/trips", bad)):
-        fs, path = lake.filesystem(settings, lake.partition(lake_root, dataset, day))
+        fs, path = lake.filesystem(settings, lake.partition(lake_root, dataset, day, "pickup_date"))
         pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
 
 

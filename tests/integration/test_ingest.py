@@ -23,6 +23,7 @@ from core import lake, raw
 from core.db import engine
 from core.s3 import s3_client, split_uri
 from core.settings import PROJECT_ROOT
+from workloads.taxi import WORKLOAD as tlc_workload
 from workloads.taxi import tlc
 from workloads.taxi.generate import generate_day
 
@@ -194,7 +195,7 @@ def test_validation_quarantines_the_real_dirt_and_records_the_objects(variants, 
     (obj,) = [o for o in r.objects if o["day"] == day.isoformat()]
     assert [o.record() for o in result.objects] == [{"uri": obj["uri"], "bytes": obj["bytes"], "sha256": obj["sha256"],
                                                      "source": {"name": r.name, "sha256": r.sha256}}]
-    valid = spark.read.parquet(lake.partition(variants["root"], "validated/trips", day))
+    valid = spark.read.parquet(tlc_workload.partition(variants["root"], day, "validated"))
     assert valid.where("passenger_count = 0").count() == 1  # zero passengers: accepted, on purpose
 
 
@@ -229,7 +230,7 @@ def test_validate_names_a_csv_or_an_unreadable_file_in_a_partition_and_how_to_mo
     good.write_bytes(to_parquet(month_file(2018, 7, 1, 200, seed=3)))
     assert ingest.ingest(settings, [str(good)], lake_root=root)[0].status == "ingested"
     client = s3_client(settings)
-    bucket, prefix = split_uri(lake.partition(root, "raw/trips", day))
+    bucket, prefix = split_uri(tlc_workload.partition(root, day))
     for stray, body in ((f"{prefix}/by-hand.csv", b"VendorID,tpep_pickup_datetime\n1,2018-07-01 10:00:00\n"),
                         (f"{prefix}/broken.parquet", b"PAR1 not really")):
         client.put_object(Bucket=bucket, Key=stray, Body=body)

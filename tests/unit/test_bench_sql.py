@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.preprocess import LABEL
+from workloads.taxi.contract import LABEL
 from bench import data
 from bench.preprocess_engines import SOURCE, feature_sql
 from workloads.taxi import features

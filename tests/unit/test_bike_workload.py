@@ -263,6 +263,6 @@ def test_the_ingest_reads_a_bike_file_through_the_definition():
     _expected(table)
     split = ingest.split_by_day(table, WORKLOAD.event_time)
     assert sorted(split.parts) == [dt.date(2024, 5, 1)] and split.parts[dt.date(2024, 5, 1)].num_rows == 3
-    assert ingest.day_uri("s3a://lake", WORKLOAD, dt.date(2024, 5, 1)) == "s3a://lake/raw/bike/start_date=2024-05-01"
+    assert WORKLOAD.partition("s3a://lake", dt.date(2024, 5, 1)) == "s3a://lake/raw/bike/start_date=2024-05-01"
     with pytest.raises(ingest.IngestError, match="missing column.*start_station_id"):
         ingest.read_table("x.csv", CSV.replace(b"start_station_id", b"station"), WORKLOAD)

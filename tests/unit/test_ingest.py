@@ -154,7 +154,7 @@ def test_the_plan_ingests_new_bytes_once():
 def test_names_in_the_lake_come_from_the_content_and_the_workload():
     sha = "ab" * 32
     assert ingest.object_name(sha) == "ingest-abababababababab.parquet"
-    assert ingest.day_uri("s3a://lake", TAXI, dt.date(2018, 1, 2)) == "s3a://lake/raw/trips/pickup_date=2018-01-02"
+    assert TAXI.partition("s3a://lake", dt.date(2018, 1, 2)) == "s3a://lake/raw/trips/pickup_date=2018-01-02"
     assert ingest.manifest_uri("s3a://lake", TAXI, sha) == f"s3a://lake/manifests/ingest/taxi/{sha}.json"
     with pytest.raises(ingest.IngestError, match="no such workload"):
         ingest.workload("boat")

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from batch import preprocess, validate
-from workloads.taxi import features
+from workloads.taxi import WORKLOAD, features
 from workloads.taxi.generate import generate_day
 
 
@@ -16,7 +16,7 @@ def test_cut_points_are_quantiles_of_the_rows_present(local_spark):
     rows = [(start + dt.timedelta(minutes=3 * i),) for i in range(10_000)]  # 2018-01-01 .. 2018-01-21 21:57
     df = local_spark.createDataFrame(rows, "pickup_ts timestamp") \
         .selectExpr("CAST(pickup_ts AS TIMESTAMP_NTZ) AS pickup_ts")
-    train_end, val_end = preprocess.cut_points(df, 0.7, 0.15)
+    train_end, val_end = preprocess.cut_points(df, "pickup_ts", 0.7, 0.15)
     assert abs(train_end - rows[7000][0]) <= dt.timedelta(minutes=3 * 2)
     assert abs(val_end - rows[8500][0]) <= dt.timedelta(minutes=3 * 2)
     counts = {"train": sum(r[0] < train_end for r in rows), "val": sum(train_end <= r[0] < val_end for r in rows),
@@ -26,8 +26,8 @@ def test_cut_points_are_quantiles_of_the_rows_present(local_spark):
 
 def test_cut_points_of_nothing_say_so(local_spark):
     df = local_spark.createDataFrame([], "pickup_ts timestamp_ntz")
-    with pytest.raises(preprocess.DataError, match="no validated trips"):
-        preprocess.cut_points(df)
+    with pytest.raises(preprocess.DataError, match="no validated rows"):
+        preprocess.cut_points(df, "pickup_ts")
 
 
 def test_a_split_below_the_minimum_is_refused_with_the_counts_and_what_to_do():
@@ -46,10 +46,11 @@ def test_transform_adds_features_label_and_time_split(local_spark):
     frames = [local_spark.createDataFrame(generate_day(d, 800, seed=2).to_pandas()) for d in days]
     valid = [validate.split(f, d)[0] for f, d in zip(frames, days)]
     df = valid[0].unionByName(valid[1])
-    train_end, val_end = preprocess.cut_points(preprocess.to_requests(df))
-    out = preprocess.transform(df, train_end, val_end)
+    examples = WORKLOAD.examples(df)
+    train_end, val_end = preprocess.cut_points(examples, "pickup_ts")
+    out = preprocess.transform(examples, train_end, val_end, WORKLOAD)
     assert set(features.FEATURE_NAMES) <= set(out.columns)
-    assert out.where(out[preprocess.LABEL] <= 0).count() == 0
+    assert out.where(out[WORKLOAD.label] <= 0).count() == 0
     bounds = {r["split"]: (r["lo"], r["hi"]) for r in out.groupBy("split").agg({"pickup_ts": "min"}).withColumnRenamed(
         "min(pickup_ts)", "lo").join(out.groupBy("split").agg({"pickup_ts": "max"}).withColumnRenamed(
             "max(pickup_ts)", "hi"), "split").collect()}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 from batch import validate
+from workloads.taxi import WORKLOAD
 from workloads.taxi.generate import generate_day
 
 DAY = dt.date(2026, 11, 20)
@@ -18,7 +19,7 @@ def test_every_dirty_row_is_quarantined_with_its_rule_and_counts_reconcile(local
     by_rule = {r[validate.REASON_COL]: r["count"] for r in quarantined.groupBy(validate.REASON_COL).count().collect()}
     assert set(by_rule) >= {"null_required_field", "outside_partition", "non_positive_duration", "unknown_zone",
                             "impossible_speed"}
-    assert set(by_rule) <= set(validate.RULE_NAMES)
+    assert set(by_rule) <= set(WORKLOAD.rule_names)
     assert validate.REASON_COL not in valid.columns
 
 
@@ -51,7 +52,7 @@ def test_rules_catch_each_kind_of_bad_row(local_spark):
               "DOLocationID int, trip_distance double, passenger_count long")
     got = {r["case"]: r[validate.REASON_COL] for r in validate.tag(df, DAY).collect()}
     assert got == expected
-    assert set(expected.values()) - {None} == set(validate.RULE_NAMES)
+    assert set(expected.values()) - {None} == set(WORKLOAD.rule_names)
 
 
 def test_validation_and_the_request_contract_agree_on_every_range():

@@ -23,5 +23,9 @@ WORKLOAD = Workload(
     request=contract.REQUEST,
     outcome=contract.OUTCOME,
     features=features,
+    rules=schema.rules_spark,
+    rule_names=schema.RULE_NAMES,
+    examples=contract.examples,
+    label=contract.LABEL,
     aliases=dict(schema.COLUMN_ALIASES),
 )

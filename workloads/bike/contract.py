@@ -9,8 +9,13 @@ rules quarantine by, as for taxi.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core import contract
 from workloads.bike import schema
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 REQUEST = contract.Request(
     model_name="RideRequest",
@@ -35,3 +40,18 @@ OUTCOME = contract.Outcome(
     positive=True,
     description="The ride's outcome (key: ride_id), sent when the bike is docked: its duration in seconds.",
 )
+
+# The value the model learns: 1.0 when the ride ran past its included minutes, else 0.0.
+LABEL = "overtime"
+
+
+def examples(validated: "DataFrame") -> "DataFrame":
+    """Validated Citi Bike rows as training examples: the request's fields, as a ride at unlock carries them, and
+    the label, from the docking time the raw row records and the rider's included minutes."""
+    from pyspark.sql import functions as F
+
+    duration_s = F.unix_timestamp(F.col(schema.ENDED)) - F.unix_timestamp(F.col(schema.STARTED))
+    return validated.select(
+        *[F.col(f.name) for f in REQUEST.fields if f.kind != "key"],
+        schema.overtime_spark(duration_s, F.col("member_casual")).alias(LABEL),
+    )

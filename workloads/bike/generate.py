@@ -216,8 +216,10 @@ def generate_day(day: dt.date, rows: int, seed: int = 7, dirty_share: float = 0.
 
 
 def partition_uri(root: str, day: dt.date) -> str:
-    """``<root>/raw/bike/start_date=YYYY-MM-DD`` (``core.lake.partition`` writes taxi's ``pickup_date=`` only)."""
-    return f"{root}/{schema.RAW_DATASET}/{schema.PARTITION_COLUMN}={day.isoformat()}"
+    """``<root>/raw/bike/start_date=YYYY-MM-DD``."""
+    from core import lake
+
+    return lake.partition(root, schema.RAW_DATASET, day, schema.PARTITION_COLUMN)
 
 
 def write_day(settings, table: pa.Table, day: dt.date, part: str, lake_root: str | None = None) -> tuple[str, bool]:

@@ -7,7 +7,7 @@ here: loading the definition stays light (numpy and pyarrow; Spark only when a f
 from __future__ import annotations
 
 from core.workload import Workload
-from workloads.taxi import contract, features, tlc
+from workloads.taxi import contract, features, rules, tlc
 
 WORKLOAD = Workload(
     name="taxi",
@@ -21,5 +21,9 @@ WORKLOAD = Workload(
     request=contract.REQUEST,
     outcome=contract.OUTCOME,
     features=features,
+    rules=rules.rules,
+    rule_names=rules.RULE_NAMES,
+    examples=contract.examples,
+    label=contract.LABEL,
     aliases=dict(tlc.COLUMN_ALIASES),
 )

@@ -8,8 +8,14 @@ then. ``column`` names the field's column in the real-time views (``sql/mysql/00
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core import contract
 from workloads.taxi import tlc
+from workloads.taxi.tlc import PICKUP
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 REQUEST = contract.Request(
     model_name="TripRequest",
@@ -34,3 +40,21 @@ OUTCOME = contract.Outcome(
     positive=True,
     description="``trips.completed`` (key: trip_id): the actual outcome, sent when the trip ends.",
 )
+
+# The value the model learns: the trip's duration in seconds (the model fits its log, ``core.model``).
+LABEL = "duration_s"
+
+
+def examples(validated: "DataFrame") -> "DataFrame":
+    """Validated TLC rows as training examples: the request's fields (numbers as doubles, as the features read
+    them) and the label, from the dropoff time the raw row records."""
+    from pyspark.sql import functions as F
+
+    from workloads.taxi.rules import duration_s
+
+    return validated.select(
+        F.col(PICKUP).alias("pickup_ts"),
+        *[F.col(name).cast("double").alias(name)
+          for name in ("PULocationID", "DOLocationID", "passenger_count", "trip_distance", "VendorID")],
+        duration_s().cast("double").alias(LABEL),
+    )

@@ -193,7 +193,7 @@ def write_day(settings, table: pa.Table, day: dt.date, part: str, lake_root: str
 
     from core import lake
 
-    directory = lake.partition(lake.root(settings, lake_root), "raw/trips", day)
+    directory = lake.partition(lake.root(settings, lake_root), tlc.RAW_DATASET, day, tlc.PARTITION_COLUMN)
     uri = f"{directory}/{part}.parquet"
     fs, path = lake.filesystem(settings, uri)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
