@@ -7,37 +7,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from batch import baseline, train
-from core.model import to_tensors
+from batch import train
 
 
 @dataclass(frozen=True)
 class PromotionRule:
-    """Promote when the challenger beats the baseline by ``min_gain_vs_baseline`` and is
-    no worse than the champion by more than ``max_loss_vs_champion`` (both relative MAE)."""
+    """Promote when the challenger beats the baseline by ``min_gain_vs_baseline`` and is no worse than the champion
+    by more than ``max_loss_vs_champion``, both relative to the task's gate metric (``Task.gate``: MAE in seconds,
+    log loss; lower is better)."""
 
     min_gain_vs_baseline: float = 0.15
     max_loss_vs_champion: float = 0.0
+    gate: str = "mae_s"
 
 
 def model_metrics(model, split: train.Split) -> dict[str, float]:
-    cat, num = to_tensors(split.columns)
-    return baseline.metrics(split.y, train.predict_seconds(model, cat, num))
+    """The task's metrics of ``model`` on ``split``."""
+    return split.workload.task.metrics(split.y, train.predict_split(model, split))
 
 
 def baseline_metrics(train_split: train.Split, test_split: train.Split) -> dict[str, float]:
-    c = train_split.columns
-    fitted = baseline.ZonePairBaseline.fit(c["PULocationID"], c["DOLocationID"], c["trip_distance"], train_split.y)
-    t = test_split.columns
-    return baseline.metrics(test_split.y, fitted.predict(t["PULocationID"], t["DOLocationID"], t["trip_distance"]))
+    """The task's metrics of the workload's baseline, fitted on ``train_split``, on ``test_split``."""
+    wl = test_split.workload
+    predict = wl.baseline.fit(train_split.columns, train_split.y)
+    return wl.task.metrics(test_split.y, predict(test_split.columns))
 
 
 def decide(challenger: dict, base: dict, champion: dict | None, rule: PromotionRule) -> tuple[bool, str]:
-    gain = 1.0 - challenger["mae_s"] / base["mae_s"]
+    gate = rule.gate
+    gain = 1.0 - challenger[gate] / base[gate]
     if gain < rule.min_gain_vs_baseline:
         return False, f"beats the baseline by {gain:.1%}, needs {rule.min_gain_vs_baseline:.0%}"
     if champion is not None:
-        loss = challenger["mae_s"] / champion["mae_s"] - 1.0
+        loss = challenger[gate] / champion[gate] - 1.0
         if loss > rule.max_loss_vs_champion:
             return False, f"worse than the champion by {loss:.1%}"
         return True, f"beats the baseline by {gain:.1%} and the champion by {-loss:.1%}"
@@ -46,12 +48,8 @@ def decide(challenger: dict, base: dict, champion: dict | None, rule: PromotionR
 
 def feature_stats(split: train.Split, bins: int = 10) -> dict[str, dict]:
     """Per-feature histograms of the training data, saved with the model for drift checks."""
-    from core.workload import default
-
-    features = default().features
-
     stats = {}
-    for f in features.FEATURES:
+    for f in split.workload.features.FEATURES:
         values = np.asarray(split.columns[f.name], dtype="float64")
         distinct = np.unique(values)
         if f.kind == "numeric" and len(distinct) <= bins:

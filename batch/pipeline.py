@@ -123,7 +123,8 @@ def tune(dataset: dict[str, Any], settings: Settings | None = None) -> dict[str,
     s = _settings(settings)
     storage = s.runtime_dir / "ray" / dataset["uri"].rsplit("/", 1)[-1]
     result = tuning.run(s, _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "val"), storage)
-    return {"config": result.best_config.to_dict(), "trials": result.trials, "best_val_mae_s": result.best_val_mae_s}
+    return {"config": result.best_config.to_dict(), "trials": result.trials, "metric": result.metric,
+            "best_val": result.best_val}
 
 
 def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: str,
@@ -143,9 +144,10 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
     tr, va = _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "val")
     config = train.TrainConfig.from_dict(tuned["config"])
     model, history = train.fit(config, tr, va)
+    metric = tr.workload.task.val_metric
     artifact = Artifact(model.state_dict(), config.model.to_dict(), features.spec_version(),
                         feature_stats=evaluate.feature_stats(tr),
-                        metrics={"val_mae_s": min(h["val_mae_s"] for h in history), "epochs": len(history)})
+                        metrics={metric: min(h[metric] for h in history), "epochs": len(history)})
     params = {**config.to_dict(), "dag_run_id": run_id, "trials": tuned["trials"]}
     partitions = [default().partition_path(dt.date.fromisoformat(d)) for d in dataset["days"]]
     mv = registry.register(MODEL_NAME, artifact, params, partitions, data_objects=dataset.get("objects", []))
@@ -180,7 +182,7 @@ def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
     champion = None
     if champion_mv is not None and champion_mv.version != challenger_mv.version:
         champion = evaluate.model_metrics(registry.load(champion_mv).build_model(), te)
-    promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule())
+    promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule(gate=te.workload.task.gate))
     metrics = {"test": {"model": challenger, "baseline": base, "champion": champion},
                "champion_version": champion_mv.version if champion_mv else None, "decision": reason}
     registry.update_metrics(MODEL_NAME, challenger_mv.version, {**challenger_mv.metrics, **metrics})

@@ -1,7 +1,9 @@
 """Hyperparameter search with Ray Tune (ASHA), then the best configuration trained in full.
 
 The trainable only turns ``config`` into a ``TrainConfig`` and reports each
-epoch's validation MAE; all training logic lives in ``batch.train``.
+epoch's validation metric (the workload's task's: ``val_mae_s``, ``val_log_loss``);
+all training logic lives in ``batch.train``. The embedding widths searched are the
+ones the workload's architecture declares.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch import train
+from core.architecture import Architecture
 
 
-def search_space(max_epochs: int, seed: int):
+def search_space(max_epochs: int, seed: int, architecture: Architecture):
     from ray import tune
 
     return {
@@ -21,8 +24,7 @@ def search_space(max_epochs: int, seed: int):
         "batch_size": tune.choice([256, 512, 1024]),
         "weight_decay": tune.loguniform(1e-6, 1e-4),
         "model": {
-            "zone_dim": tune.choice([8, 16, 32]),
-            "time_dim": tune.choice([4, 8]),
+            "widths": {name: tune.choice(list(choices)) for name, choices in architecture.width_choices.items()},
             "hidden": tune.choice([[64, 32], [128, 64], [256, 128]]),
             "dropout": tune.uniform(0.0, 0.3),
         },
@@ -35,15 +37,17 @@ def search_space(max_epochs: int, seed: int):
 def _trainable(config: dict, train_split: train.Split, val_split: train.Split) -> None:
     from ray import tune
 
+    metric = train_split.workload.task.val_metric
     train.fit(train.TrainConfig.from_dict(config), train_split, val_split,
-              report=lambda row: tune.report({"val_mae_s": row["val_mae_s"], "epoch": row["epoch"]}))
+              report=lambda row: tune.report({metric: row[metric], "epoch": row["epoch"]}))
 
 
 @dataclass
 class TuneResult:
     best_config: train.TrainConfig
-    best_val_mae_s: float
+    best_val: float  # the best trial's validation metric (``metric``)
     trials: int
+    metric: str = "val_mae_s"
 
 
 def run(settings, train_split: train.Split, val_split: train.Split, storage: Path, seed: int = 7) -> TuneResult:
@@ -54,6 +58,8 @@ def run(settings, train_split: train.Split, val_split: train.Split, storage: Pat
     from ray.tune.schedulers import ASHAScheduler
 
     r = settings.ray
+    wl = train_split.workload
+    metric = wl.task.val_metric
     gpus = r.num_gpus if r.num_gpus is not None else torch.cuda.device_count()
     started_here = not ray.is_initialized()
     if started_here:
@@ -68,19 +74,19 @@ def run(settings, train_split: train.Split, val_split: train.Split, storage: Pat
             tune.with_parameters(_trainable, train_split=train_split, val_split=val_split), per_trial)
         tuner = tune.Tuner(
             trainable,
-            param_space=search_space(r.max_epochs, seed),
+            param_space=search_space(r.max_epochs, seed, wl.model),
             tune_config=tune.TuneConfig(
-                metric="val_mae_s", mode="min", num_samples=r.num_samples,
+                metric=metric, mode="min", num_samples=r.num_samples,
                 scheduler=ASHAScheduler(time_attr="training_iteration", max_t=r.max_epochs,
                                         grace_period=min(r.grace_period, r.max_epochs), reduction_factor=2),
             ),
             run_config=tune.RunConfig(storage_path=str(storage.resolve()), name="tune", verbose=0),
         )
         results = tuner.fit()
-        best = results.get_best_result(metric="val_mae_s", mode="min", scope="all")
+        best = results.get_best_result(metric=metric, mode="min", scope="all")
         best_config = train.TrainConfig.from_dict(best.config)
     finally:
         if started_here:
             ray.shutdown()
     final = dataclasses.replace(best_config, max_epochs=r.max_epochs)
-    return TuneResult(best_config=final, best_val_mae_s=float(best.metrics["val_mae_s"]), trials=len(results))
+    return TuneResult(best_config=final, best_val=float(best.metrics[metric]), trials=len(results), metric=metric)

@@ -476,7 +476,7 @@ def run_size(out: dict[str, Any], rows: int, days: int, start: dt.date, seed: in
                         validated=validated)
         out["split_rows"] = dataset["rows"]
         tuned = timed("tune", dataset)
-        out["tune"] = {"trials": tuned["trials"], "best_val_mae_s": round(tuned["best_val_mae_s"], 2),
+        out["tune"] = {"trials": tuned["trials"], tuned["metric"]: round(tuned["best_val"], 2),
                        "best_config": tuned["config"]}
         registered = timed("train_and_register", dataset, tuned, run_id)
         outcome = timed("evaluate_and_promote", dataset, registered)

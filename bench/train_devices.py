@@ -17,10 +17,9 @@ import pyarrow as pa
 import torch
 import typer
 
-from batch import baseline
-from batch.train import Split, TrainConfig, fit, predict_seconds
+from batch.evaluate import baseline_metrics, model_metrics
+from batch.train import Split, TrainConfig, fit
 from bench import common, data
-from core.model import to_tensors
 from core.workload import default as default_workload
 
 NAME = "train_devices"
@@ -35,8 +34,7 @@ def run_fit(device: str, config: TrainConfig, train: Split, val: Split, test: Sp
     started = time.perf_counter()
     model, history = fit(config, train, val, device=torch.device(device))
     wall = time.perf_counter() - started
-    cat, num = to_tensors(test.columns)
-    mae = baseline.metrics(test.y, predict_seconds(model, cat, num))["mae_s"]
+    mae = model_metrics(model, test)["mae_s"]
     rates = [h["samples_per_s"] for h in history[1:]] or [history[0]["samples_per_s"]]
     return {"fit_s": round(wall, 3), "epochs": len(history), "samples_per_s": round(common.median(rates)),
             "test_mae_s": round(mae, 2), "best_val_mae_s": round(min(h["val_mae_s"] for h in history), 2)}
@@ -58,10 +56,7 @@ def main(
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     typer.echo(f"devices: {', '.join(devices)}; torch threads: {torch.get_num_threads()}")
     train, val, test = split_of(rows, seed), split_of(rows // 4, seed + 1), split_of(rows // 4, seed + 2)
-    base = baseline.ZonePairBaseline.fit(train.columns["PULocationID"], train.columns["DOLocationID"],
-                                         train.columns["trip_distance"], train.y)
-    base_mae = baseline.metrics(test.y, base.predict(test.columns["PULocationID"], test.columns["DOLocationID"],
-                                                     test.columns["trip_distance"]))["mae_s"]
+    base_mae = baseline_metrics(train, test)["mae_s"]
     measurements: dict[str, dict] = {"baseline": {"test_mae_s": round(base_mae, 2)}}
     summary, ratios = [], {}
     for size in (int(s) for s in batch_sizes.split(",")):

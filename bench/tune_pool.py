@@ -48,6 +48,7 @@ _splits: tuple[Any, Any] | None = None  # (train, val) in a pool worker, set by 
 def draw_configs(trials: int, epochs: int, seed: int) -> list[dict[str, Any]]:
     """``trials`` configurations drawn from ``batch.tune.search_space`` with a seeded generator."""
     from batch.tune import search_space
+    from core.workload import default
 
     rng = np.random.default_rng(seed)
 
@@ -58,7 +59,7 @@ def draw_configs(trials: int, epochs: int, seed: int) -> list[dict[str, Any]]:
             value = value.sample(random_state=rng)
         return value.item() if isinstance(value, np.generic) else value
 
-    space = search_space(epochs, seed)
+    space = search_space(epochs, seed, default().model)
     return [json.loads(json.dumps(resolve(space))) for _ in range(trials)]
 
 

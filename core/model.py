@@ -1,51 +1,38 @@
-"""The wide & deep regressor of trip duration (predicts log seconds).
+"""The wide & deep network every workload trains, shaped by the workload's ``Architecture``.
 
-Wide part: one learned weight per bucket of hashed crosses (pickup zone x
-dropoff zone, hour x day of week) — memorises frequent combinations.
-Deep part: embeddings of zones, boroughs and time plus the numeric features,
-through an MLP — generalises to rare ones. Their outputs add up.
+Wide part: one learned weight per id of each wide feature (hashed crosses such as pickup zone x dropoff zone, hour
+x day of week): memorises frequent combinations. Deep part: embeddings of the deep features plus every numeric
+feature, through an MLP: generalises to rare ones. Their outputs add up, with a bias, to one number per row: what
+the workload's task fits (``core.task``: log seconds for taxi, a logit for bike).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 
-from core.workload import default as default_workload
+from core.architecture import Architecture, ModelConfig
 
-WIDE = ("pu_do_cross", "hour_of_week")
-# Day of week enters only through the wide hour-of-week cross and the is_weekend number:
-# a few days of data cannot teach an embedding for a weekday never seen in training.
-DEEP_CATEGORICAL = ("pu_zone", "do_zone", "pu_borough", "do_borough", "hour")
-features = default_workload().features
-NUMERIC = tuple(f.name for f in features.NUMERIC)
-CARDINALITY = {f.name: f.cardinality for f in features.CATEGORICAL}
+__all__ = ["Architecture", "FusedWideAndDeep", "ModelConfig", "WideAndDeep", "to_tensors"]
 
 
-@dataclass
-class ModelConfig:
-    zone_dim: int = 16
-    time_dim: int = 8
-    hidden: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.1
+def _default_architecture() -> Architecture:
+    from core.workload import default
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    return default().model
 
 
 class WideAndDeep(nn.Module):
-    def __init__(self, config: ModelConfig, label_mean: float = 0.0):
+    def __init__(self, config: ModelConfig, label_mean: float = 0.0, architecture: Architecture | None = None):
         super().__init__()
-        self.config = config
-        self.wide = nn.ModuleDict({name: nn.Embedding(CARDINALITY[name], 1) for name in WIDE})
+        arch = architecture or _default_architecture()
+        self.config, self.architecture = config, arch
+        self.wide = nn.ModuleDict({name: nn.Embedding(arch.cardinality[name], 1) for name in arch.wide})
         for emb in self.wide.values():
             nn.init.zeros_(emb.weight)
-        dims = {"pu_zone": config.zone_dim, "do_zone": config.zone_dim, "pu_borough": 4, "do_borough": 4,
-                "hour": config.time_dim}
-        self.embeddings = nn.ModuleDict({n: nn.Embedding(CARDINALITY[n], dims[n]) for n in DEEP_CATEGORICAL})
-        width = sum(dims.values()) + len(NUMERIC)
+        dims = arch.dims(config)
+        self.embeddings = nn.ModuleDict({n: nn.Embedding(arch.cardinality[n], d) for n, d in dims.items()})
+        width = sum(dims.values()) + len(arch.numeric)
         layers: list[nn.Module] = []
         for hidden in config.hidden:
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
@@ -53,28 +40,29 @@ class WideAndDeep(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
         self.bias = nn.Parameter(torch.tensor(float(label_mean)))
+        self._order = arch.categorical_order
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        """``categorical``: (n, len(CATEGORICAL_ORDER)) int64; ``numeric``: (n, len(NUMERIC)) float."""
-        cols = {name: categorical[:, i] for i, name in enumerate(CATEGORICAL_ORDER)}
-        wide = sum(self.wide[n](cols[n]).squeeze(-1) for n in WIDE)
-        deep_in = torch.cat([self.embeddings[n](cols[n]) for n in DEEP_CATEGORICAL] + [numeric], dim=1)
+        """``categorical``: (n, len(categorical_order)) int64; ``numeric``: (n, len(numeric)) float."""
+        cols = {name: categorical[:, i] for i, name in enumerate(self._order)}
+        wide = sum(self.wide[n](cols[n]).squeeze(-1) for n in self.architecture.wide)
+        deep_in = torch.cat([self.embeddings[n](cols[n]) for n in self.architecture.deep] + [numeric], dim=1)
         return self.bias + wide + self.mlp(deep_in).squeeze(-1)
 
 
-CATEGORICAL_ORDER = tuple(dict.fromkeys(WIDE + DEEP_CATEGORICAL))
-
-
-def to_tensors(columns: dict, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def to_tensors(columns: dict, device: str | torch.device = "cpu",
+               architecture: Architecture | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Feature columns (numpy arrays keyed by feature name) to the model's two input tensors."""
     import numpy as np
 
-    n = len(columns[CATEGORICAL_ORDER[0]])
-    cat = np.empty((n, len(CATEGORICAL_ORDER)), dtype="int64")  # filled in place: cheaper than np.stack
-    for j, name in enumerate(CATEGORICAL_ORDER):
+    arch = architecture or _default_architecture()
+    order = arch.categorical_order
+    n = len(columns[order[0]])
+    cat = np.empty((n, len(order)), dtype="int64")  # filled in place: cheaper than np.stack
+    for j, name in enumerate(order):
         cat[:, j] = columns[name]
-    num = np.empty((n, len(NUMERIC)), dtype="float32")
-    for j, name in enumerate(NUMERIC):
+    num = np.empty((n, len(arch.numeric)), dtype="float32")
+    for j, name in enumerate(arch.numeric):
         num[:, j] = columns[name]
     return torch.from_numpy(cat).to(device), torch.from_numpy(num).to(device)
 
@@ -85,7 +73,7 @@ class FusedWideAndDeep:
     The deep embeddings feed the first linear layer only, so each embedding table times its block
     of that layer's weights is a table of partial pre-activations: ``E_n[i] @ W1_n.T`` for every
     id ``i``. Those tables, and the wide weights as one more column, are stacked into one, and a
-    single ``embedding_bag(mode="sum")`` over the seven ids of a trip gives the first layer's
+    single ``embedding_bag(mode="sum")`` over a row's ids gives the first layer's
     categorical part and the wide sum together. Dropout is the identity at inference. What is left
     is one matrix product for the numeric inputs and the rest of the MLP, called as functions, not
     modules. On one trip (the service's common case) this took 43 us against the module's 138 us on
@@ -110,18 +98,19 @@ class FusedWideAndDeep:
             hidden = first.out_features
             weight = first.weight
             tables, offsets, start, col = [], [], 0, 0
+            arch = model.architecture
             deep_cols = {}
-            for name in DEEP_CATEGORICAL:
+            for name in arch.deep:
                 dim = model.embeddings[name].embedding_dim
                 deep_cols[name] = (col, col + dim)
                 col += dim
-            for name in CATEGORICAL_ORDER:
-                rows = CARDINALITY[name]
+            for name in arch.categorical_order:
+                rows = arch.cardinality[name]
                 table = weight.new_zeros((rows, hidden + 1))
                 if name in deep_cols:
                     lo, hi = deep_cols[name]
                     table[:, :hidden] = model.embeddings[name].weight @ weight[:, lo:hi].T
-                if name in WIDE:
+                if name in arch.wide:
                     table[:, hidden] = model.wide[name].weight[:, 0]
                 tables.append(table)
                 offsets.append(start)

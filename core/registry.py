@@ -112,15 +112,18 @@ class Artifact:
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a corrupt artifact
             raise ArtifactError(f"artifact cannot be loaded: {exc}") from exc
 
-    def build_model(self):
+    def build_model(self, workload=None):
+        """The trained network of ``workload`` (``core.workload.Workload``; taxi when none is named), in eval
+        mode; ``ArtifactError`` when the artifact's features are not the ones the workload computes."""
         from core.model import ModelConfig, WideAndDeep
         from core.workload import default
 
-        current = default().features.spec_version()
+        wl = workload or default()
+        current = wl.features.spec_version()
         if self.feature_spec != current:
             raise ArtifactError(f"artifact was trained with features {self.feature_spec}, "
                                 f"this code computes {current}", reason="feature_spec")
-        model = WideAndDeep(ModelConfig(**self.model_config))
+        model = WideAndDeep(ModelConfig.from_dict(self.model_config), architecture=wl.model)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

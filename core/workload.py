@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from core.architecture import Architecture
 from core.contract import Outcome, Request
+from core.task import Baseline, Task
 
 PACKAGE = "workloads"
 # The workload ``POST /v1/predict`` and the un-prefixed topics serve, as before there were several.
@@ -64,6 +66,9 @@ class Workload:
     # plus ``label``, the value the model learns (derived from the outcome the raw row records).
     examples: Callable[[Any], Any]
     label: str
+    task: Task  # what the model learns of the label and how it is judged (core.task)
+    model: Architecture  # where the features go in the wide & deep network, with its tunable widths
+    baseline: Baseline  # the naive model to beat
     aliases: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -71,7 +71,7 @@ def predict_features(model: LoadedModel, columns: dict[str, np.ndarray]) -> np.n
     cat, num = to_tensors(columns, device=model.device)
     with torch.inference_mode():
         out = (model.runner or model.module)(cat, num).float()
-    return torch.exp(out).cpu().numpy().astype("float64")
+    return default_workload().task.output(out).cpu().numpy().astype("float64")
 
 
 def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -11,7 +11,7 @@ from workloads.taxi.features import spec_version
 
 def artifact_bytes(seed: int, label_mean: float = 6.5) -> bytes:
     torch.manual_seed(seed)
-    config = ModelConfig(zone_dim=4, time_dim=2, hidden=[8])
+    config = ModelConfig(widths={"zone": 4, "time": 2}, hidden=[8])
     model = WideAndDeep(config, label_mean=label_mean)
     return Artifact(model.state_dict(), config.to_dict(), spec_version(), metrics={"seed": seed}).to_bytes()
 

@@ -43,7 +43,7 @@ def drift_model(stack, settings, unique):
     name = f"it_drift_{unique}"
     cols = features.compute_numpy(_inputs(_trips(dt.date(2026, 3, 2), 20000, 1, shift=False)))
     cols["duration_s"] = np.ones(20000)
-    config = ModelConfig(zone_dim=4, time_dim=2, hidden=[8])
+    config = ModelConfig(widths={"zone": 4, "time": 2}, hidden=[8])
     artifact = Artifact(WideAndDeep(config).state_dict(), config.to_dict(), spec_version(),
                         feature_stats=evaluate.feature_stats(train.Split(cols)))
     registry = Registry(settings)

@@ -10,6 +10,7 @@ import numpy as np
 
 from batch import preprocess, validate
 from core.workload import load
+from tests.workload_splits import bike_splits
 from workloads.bike import schema
 from workloads.bike.generate import generate_day
 
@@ -58,3 +59,24 @@ def test_the_lake_paths_derive_from_the_declaration():
     assert BIKE.partition("s3a://lake", DAY, "quarantine") == "s3a://lake/quarantine/bike/start_date=2024-06-05"
     taxi = load("taxi")
     assert taxi.partition("/l", DAY, "validated") == "/l/validated/trips/pickup_date=2024-06-05"
+
+
+def test_a_bike_model_trains_as_a_classifier_and_beats_the_station_hour_baseline():
+    import torch
+
+    from batch import evaluate, train
+    from core.model import ModelConfig
+
+    tr, va, te = bike_splits(DAY, 12000, 3000)
+    config = train.TrainConfig(max_epochs=8, batch_size=256, model=ModelConfig(hidden=[32, 16]))
+    model, history = train.fit(config, tr, va, device=torch.device("cpu"))
+    assert "val_log_loss" in history[0] and min(h["val_log_loss"] for h in history) <= history[0]["val_log_loss"]
+    got = evaluate.model_metrics(model, te)
+    base = evaluate.baseline_metrics(tr, te)
+    assert set(got) == set(base) == {"log_loss", "roc_auc", "brier"}
+    p = train.predict_split(model, te)
+    assert ((p > 0) & (p < 1)).all()
+    assert got["log_loss"] < 0.9 * base["log_loss"] and got["roc_auc"] > base["roc_auc"], (got, base)
+    promote, reason = evaluate.decide(got, base, None, evaluate.PromotionRule(min_gain_vs_baseline=0.05,
+                                                                            gate=BIKE.task.gate))
+    assert promote, reason

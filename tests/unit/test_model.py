@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from batch import baseline, train
+from batch import evaluate, train
 from core.model import ModelConfig, WideAndDeep, to_tensors
+from core.task import regression_metrics
 from workloads.taxi import features
 from workloads.taxi.generate import generate_day
 
@@ -47,12 +48,8 @@ def test_training_is_reproducible_and_beats_the_baseline():
         assert torch.equal(a, b)
     assert min(h["val_mae_s"] for h in history) <= history[0]["val_mae_s"]
 
-    cat, num = to_tensors(te.columns)
-    model_mae = baseline.metrics(te.y, train.predict_seconds(model, cat, num))["mae_s"]
-    base = baseline.ZonePairBaseline.fit(tr.columns["PULocationID"], tr.columns["DOLocationID"],
-                                        tr.columns["trip_distance"], tr.y)
-    base_pred = base.predict(te.columns["PULocationID"], te.columns["DOLocationID"], te.columns["trip_distance"])
-    base_mae = baseline.metrics(te.y, base_pred)["mae_s"]
+    model_mae = evaluate.model_metrics(model, te)["mae_s"]
+    base_mae = evaluate.baseline_metrics(tr, te)["mae_s"]
     assert model_mae < 0.85 * base_mae, (model_mae, base_mae)
 
 
@@ -69,18 +66,18 @@ def test_training_on_cuda_gives_a_cpu_model_that_serves_like_the_gpu_one():
     assert min(h["val_mae_s"] for h in history) <= history[0]["val_mae_s"]
 
     cat, num = to_tensors(te.columns)
-    on_cpu = train.predict_seconds(model, cat, num)
-    on_gpu = train.predict_seconds(model.to("cuda"), cat.to("cuda"), num.to("cuda"))
+    on_cpu = train.predict(model, cat, num)
+    on_gpu = train.predict(model.to("cuda"), cat.to("cuda"), num.to("cuda"))
     np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-3)
 
     cpu_model, _ = train.fit(cfg, tr, va, device=torch.device("cpu"))
-    cpu_mae = baseline.metrics(te.y, train.predict_seconds(cpu_model, cat, num))["mae_s"]
-    gpu_mae = baseline.metrics(te.y, on_cpu)["mae_s"]
+    cpu_mae = evaluate.model_metrics(cpu_model, te)["mae_s"]
+    gpu_mae = regression_metrics(te.y, on_cpu)["mae_s"]
     assert gpu_mae < 1.1 * cpu_mae, (gpu_mae, cpu_mae)
 
 
 def test_metrics():
-    m = baseline.metrics(np.array([100.0, 200.0]), np.array([110.0, 180.0]))
+    m = regression_metrics(np.array([100.0, 200.0]), np.array([110.0, 180.0]))
     assert m["mae_s"] == 15.0 and np.isclose(m["rmse_s"], np.sqrt((100 + 400) / 2)) and np.isclose(m["mape_pct"], 10.0)
 
 
@@ -98,7 +95,7 @@ def test_fused_inference_computes_what_the_module_computes():
 
     split = make_split(dt.date(2026, 11, 20), 300, 4)
     cat, num = to_tensors(split.columns)
-    configs = (ModelConfig(), ModelConfig(hidden=[16]), ModelConfig(zone_dim=8, hidden=[32, 16, 8]))
+    configs = (ModelConfig(), ModelConfig(hidden=[16]), ModelConfig(widths={"zone": 8}, hidden=[32, 16, 8]))
     for seed, config in enumerate(configs):
         model = _random_model(config, seed)
         fused = FusedWideAndDeep(model)

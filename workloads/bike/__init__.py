@@ -8,8 +8,9 @@ pyarrow and pydantic; Spark only when a feature's Spark form is built).
 
 from __future__ import annotations
 
+from core.task import BINARY
 from core.workload import Workload
-from workloads.bike import contract, features, schema
+from workloads.bike import baseline, contract, features, model, schema
 
 WORKLOAD = Workload(
     name="bike",
@@ -27,5 +28,8 @@ WORKLOAD = Workload(
     rule_names=schema.RULE_NAMES,
     examples=contract.examples,
     label=contract.LABEL,
+    task=BINARY,
+    model=model.ARCHITECTURE,
+    baseline=baseline.BASELINE,
     aliases=dict(schema.COLUMN_ALIASES),
 )

@@ -6,8 +6,9 @@ here: loading the definition stays light (numpy and pyarrow; Spark only when a f
 
 from __future__ import annotations
 
+from core.task import REGRESSION_LOG_SECONDS
 from core.workload import Workload
-from workloads.taxi import contract, features, rules, tlc
+from workloads.taxi import baseline, contract, features, model, rules, tlc
 
 WORKLOAD = Workload(
     name="taxi",
@@ -25,5 +26,8 @@ WORKLOAD = Workload(
     rule_names=rules.RULE_NAMES,
     examples=contract.examples,
     label=contract.LABEL,
+    task=REGRESSION_LOG_SECONDS,
+    model=model.ARCHITECTURE,
+    baseline=baseline.BASELINE,
     aliases=dict(tlc.COLUMN_ALIASES),
 )

@@ -1,5 +1,5 @@
-"""The naive baseline every model must beat: mean duration per zone pair,
-falling back to distance over the typical speed for pairs never seen."""
+"""The naive baseline the taxi model must beat: mean duration per zone pair, falling back to distance over the
+typical speed for pairs never seen."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.task import Baseline
+
 MIN_PAIR_TRIPS = 3
+COLUMNS = ("PULocationID", "DOLocationID", "trip_distance")
 
 
 @dataclass
@@ -33,11 +36,10 @@ class ZonePairBaseline:
         return np.array([self.pair_mean.get(int(k), f) for k, f in zip(key, fallback)])
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE and RMSE in seconds, MAPE in per cent."""
-    err = y_pred - y_true
-    return {
-        "mae_s": float(np.mean(np.abs(err))),
-        "rmse_s": float(np.sqrt(np.mean(err**2))),
-        "mape_pct": float(np.mean(np.abs(err) / np.maximum(y_true, 1.0)) * 100.0),
-    }
+def _fit(columns: dict[str, np.ndarray], y: np.ndarray):
+    fitted = ZonePairBaseline.fit(*(columns[c] for c in COLUMNS), y)
+    return lambda cols: fitted.predict(*(cols[c] for c in COLUMNS))
+
+
+BASELINE = Baseline(description="mean duration per zone pair; distance over the median speed for pairs not seen",
+                    columns=COLUMNS, fit=_fit)
