@@ -1,9 +1,11 @@
-"""The steps of the ``batch_training`` DAG, one function each.
+"""The steps of a workload's ``batch_training`` DAG, one function each.
 
 Each step takes and returns small JSON-able values (Airflow passes them as
 XComs), does its I/O through the platform's adapters, and is idempotent:
 partitions are overwritten, rows upserted, and a model version is only
-registered once per DAG run.
+registered once per DAG run. The first steps take the workload's name
+(``core.workload``; taxi when none is named); the dataset they return carries
+it to the steps after.
 """
 
 from __future__ import annotations
@@ -16,10 +18,23 @@ from core.lake import DataError, NoRawData
 from core.settings import Settings, get_settings
 from core.spark import storage_errors
 
+from core.workload import DEFAULT, Workload, load
+
 if TYPE_CHECKING:
     from core.registry import Registry
 
-MODEL_NAME = "trip_duration"
+# Set only by a benchmark that registers its versions under a name of its own; None: the workload's model name.
+MODEL_NAME: str | None = None
+
+
+def model_name(workload: Workload) -> str:
+    """The registered model a run of ``workload`` trains: its declared ``model_name``."""
+    return MODEL_NAME or workload.model_name
+
+
+def _workload(dataset: dict[str, Any]) -> Workload:
+    """The workload a dataset was made for (one made before datasets named it: the default)."""
+    return load(dataset.get("workload", DEFAULT))
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -69,7 +84,8 @@ def _spark(settings: Settings, step: str):
     return spark
 
 
-def validate_day(day: str, lake_root: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+def validate_day(day: str, lake_root: str | None = None, settings: Settings | None = None,
+                 workload: str = DEFAULT) -> dict[str, Any]:
     """Validate one day. A day without raw data is no error here (a range may have empty days): it reports
     ``missing`` and ``preprocess`` leaves it out; a file that cannot be read fails (``DataError``)."""
     from batch import validate
@@ -77,7 +93,7 @@ def validate_day(day: str, lake_root: str | None = None, settings: Settings | No
     s = _settings(settings)
     try:
         with storage_errors(s, "validate"):
-            r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root)
+            r = validate.run(_spark(s, "validate"), s, dt.date.fromisoformat(day), lake_root, load(workload))
     except NoRawData as exc:
         return {"day": day, "rows_in": 0, "valid": 0, "quarantined": 0, "by_rule": {}, "missing": str(exc),
                 "objects": []}
@@ -86,7 +102,8 @@ def validate_day(day: str, lake_root: str | None = None, settings: Settings | No
 
 
 def preprocess(days: list[str], dataset: str, dag_id: str, run_id: str, lake_root: str | None = None,
-               settings: Settings | None = None, validated: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               settings: Settings | None = None, validated: list[dict[str, Any]] | None = None,
+               workload: str = DEFAULT) -> dict[str, Any]:
     """Features and splits of ``days``. With ``validated`` (the ``validate_day`` results), only the days that
     hold valid trips are read, and the raw objects they were read from ride along for the registry."""
     from batch import preprocess as pre
@@ -104,17 +121,18 @@ def preprocess(days: list[str], dataset: str, dag_id: str, run_id: str, lake_roo
                             "`lambdaml ingest`, or choose the days that hold it (start_date/end_date).")
         days = [d for d in days if d in with_data]
     with storage_errors(s, "preprocess"):
-        result = pre.run(_spark(s, "preprocess"), s, [dt.date.fromisoformat(d) for d in days], dataset, lake_root)
+        result = pre.run(_spark(s, "preprocess"), s, [dt.date.fromisoformat(d) for d in days], dataset, lake_root,
+                         load(workload))
     publish_batch_event(s, BatchEvent(dag_id=dag_id, run_id=run_id, step="preprocess", status="success",
                                       rows=sum(result.rows.values()), uri=result.uri))
     return {"uri": result.uri, "rows": result.rows, "feature_spec": result.feature_spec, "days": days,
-            "cuts": list(result.cuts), "objects": objects}
+            "cuts": list(result.cuts), "objects": objects, "workload": workload}
 
 
-def _load(settings: Settings, uri: str, split: str):
+def _load(settings: Settings, dataset: dict[str, Any], split: str):
     from batch import train
 
-    return train.load_split(settings, uri, split)
+    return train.load_split(settings, dataset["uri"], split, _workload(dataset))
 
 
 def tune(dataset: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
@@ -122,7 +140,7 @@ def tune(dataset: dict[str, Any], settings: Settings | None = None) -> dict[str,
 
     s = _settings(settings)
     storage = s.runtime_dir / "ray" / dataset["uri"].rsplit("/", 1)[-1]
-    result = tuning.run(s, _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "val"), storage)
+    result = tuning.run(s, _load(s, dataset, "train"), _load(s, dataset, "val"), storage)
     return {"config": result.best_config.to_dict(), "trials": result.trials, "metric": result.metric,
             "best_val": result.best_val}
 
@@ -132,25 +150,24 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
     """Train the tuned configuration in full and register it as a candidate (once per run)."""
     from batch import evaluate, train
     from core.registry import Artifact, Registry
-    from core.workload import default
 
-    features = default().features
-
+    wl = _workload(dataset)
+    name = model_name(wl)
     s = _settings(settings)
     registry = Registry(s)
-    for existing in registry.list(MODEL_NAME):
+    for existing in registry.list(name):
         if existing.params.get("dag_run_id") == run_id:
             return {"version": existing.version}  # this run already registered its model
-    tr, va = _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "val")
+    tr, va = _load(s, dataset, "train"), _load(s, dataset, "val")
     config = train.TrainConfig.from_dict(tuned["config"])
     model, history = train.fit(config, tr, va)
     metric = tr.workload.task.val_metric
-    artifact = Artifact(model.state_dict(), config.model.to_dict(), features.spec_version(),
+    artifact = Artifact(model.state_dict(), config.model.to_dict(), wl.features.spec_version(),
                         feature_stats=evaluate.feature_stats(tr),
                         metrics={metric: min(h[metric] for h in history), "epochs": len(history)})
     params = {**config.to_dict(), "dag_run_id": run_id, "trials": tuned["trials"]}
-    partitions = [default().partition_path(dt.date.fromisoformat(d)) for d in dataset["days"]]
-    mv = registry.register(MODEL_NAME, artifact, params, partitions, data_objects=dataset.get("objects", []))
+    partitions = [wl.partition_path(dt.date.fromisoformat(d)) for d in dataset["days"]]
+    mv = registry.register(name, artifact, params, partitions, data_objects=dataset.get("objects", []))
     return {"version": mv.version}
 
 
@@ -172,22 +189,25 @@ def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
     from batch import evaluate
     from core.registry import Registry
 
+    wl = _workload(dataset)
+    name = model_name(wl)
     s = _settings(settings)
     registry = Registry(s)
-    tr, te = _load(s, dataset["uri"], "train"), _load(s, dataset["uri"], "test")
-    challenger_mv = registry.get(MODEL_NAME, registered["version"])
-    challenger = evaluate.model_metrics(registry.load(challenger_mv).build_model(), te)
+    tr, te = _load(s, dataset, "train"), _load(s, dataset, "test")
+    challenger_mv = registry.get(name, registered["version"])
+    challenger = evaluate.model_metrics(registry.load(challenger_mv).build_model(wl), te)
     base = evaluate.baseline_metrics(tr, te)
-    champion_mv = registry.production(MODEL_NAME)
+    champion_mv = registry.production(name)
     champion = None
     if champion_mv is not None and champion_mv.version != challenger_mv.version:
-        champion = evaluate.model_metrics(registry.load(champion_mv).build_model(), te)
-    promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule(gate=te.workload.task.gate))
+        champion = evaluate.model_metrics(registry.load(champion_mv).build_model(wl), te)
+    promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule(gate=wl.task.gate))
     metrics = {"test": {"model": challenger, "baseline": base, "champion": champion},
                "champion_version": champion_mv.version if champion_mv else None, "decision": reason}
-    registry.update_metrics(MODEL_NAME, challenger_mv.version, {**challenger_mv.metrics, **metrics})
-    apply_decision(registry, MODEL_NAME, challenger_mv.version, promote)
-    return {"version": challenger_mv.version, "promoted": promote, "reason": reason, "test": metrics["test"]}
+    registry.update_metrics(name, challenger_mv.version, {**challenger_mv.metrics, **metrics})
+    apply_decision(registry, name, challenger_mv.version, promote)
+    return {"version": challenger_mv.version, "promoted": promote, "reason": reason, "test": metrics["test"],
+            "model_name": name, "gate": wl.task.gate}
 
 
 def publish(validated: list[dict[str, Any]], dataset: dict[str, Any], tuned: dict[str, Any],
@@ -199,21 +219,25 @@ def publish(validated: list[dict[str, Any]], dataset: dict[str, Any], tuned: dic
     s = _settings(settings)
     now = dt.datetime.now(dt.UTC)
     test = outcome["test"]
+    gate = outcome.get("gate", "mae_s")
+    name_of_model = outcome.get("model_name") or model_name(load(DEFAULT))
     producer = kafka.producer(s)
-    for name, value in (("test_mae_s", test["model"]["mae_s"]), ("baseline_mae_s", test["baseline"]["mae_s"]),
-                        ("test_rmse_s", test["model"]["rmse_s"]), ("test_mape_pct", test["model"]["mape_pct"])):
+    for name, value in ([(f"test_{k}", v) for k, v in test["model"].items()]
+                        + [(f"baseline_{gate}", test["baseline"][gate])]):
         producer.produce(s.kafka.metrics_topic, key=b"batch_training", value=kafka.encode({
             "source": "batch_training", "name": name, "value": value,
-            "tags": {"model_version": outcome["version"], "run_id": run_id}, "ts": now.isoformat()}))
+            "tags": {"model_name": name_of_model, "model_version": outcome["version"], "run_id": run_id},
+            "ts": now.isoformat()}))
     if producer.flush(30) != 0:
         raise RuntimeError("could not deliver metrics")
     run = {
-        "run_id": run_id, "dag_id": dag_id, "model_name": MODEL_NAME, "model_version": outcome["version"],
+        "run_id": run_id, "dag_id": dag_id, "model_name": name_of_model, "model_version": outcome["version"],
         "status": "promoted" if outcome["promoted"] else "rejected", "trials": tuned["trials"],
         "best_params": json.dumps(tuned["config"]), "metrics_json": json.dumps(test),
         "rows_in": sum(v["rows_in"] for v in validated), "quarantined": sum(v["quarantined"] for v in validated),
-        "train_rows": dataset["rows"]["train"], "test_mae_s": test["model"]["mae_s"],
-        "baseline_mae_s": test["baseline"]["mae_s"], "finished_at": now.replace(tzinfo=None),
+        # The Hive table's two error columns are a regression's; a classifier's metrics are in model_metrics.
+        "train_rows": dataset["rows"]["train"], "test_mae_s": test["model"].get("mae_s"),
+        "baseline_mae_s": test["baseline"].get("mae_s"), "finished_at": now.replace(tzinfo=None),
     }
     training_runs.record(s, run, _spark(s, "publish"))
     return {"run_id": run_id, "version": outcome["version"], "promoted": outcome["promoted"]}

@@ -69,6 +69,7 @@ class Workload:
     task: Task  # what the model learns of the label and how it is judged (core.task)
     model: Architecture  # where the features go in the wide & deep network, with its tunable widths
     baseline: Baseline  # the naive model to beat
+    model_name: str  # the name its versions are registered under (core.registry)
     aliases: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -79,6 +80,11 @@ class Workload:
     def stage(self, stage: str) -> str:
         """The dataset of one stage of the lake: ``raw``, ``validated`` or ``quarantine`` (``validated/trips``)."""
         return f"{stage}/{self.entity}"
+
+    def dag_id(self, kind: str) -> str:
+        """The id of one of the workload's DAGs (``batch_training``, ...): the kind for the default workload, whose
+        DAGs kept their names when there were others, ``<name>_<kind>`` for any other."""
+        return kind if self.name == DEFAULT else f"{self.name}_{kind}"
 
     def partition_path(self, day: dt.date, stage: str = "raw") -> str:
         """One day's partition of a stage, from the lake root: ``raw/trips/pickup_date=<day>``."""

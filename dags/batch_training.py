@@ -1,7 +1,10 @@
-"""Batch layer: validate raw trips, preprocess, tune, train, evaluate, register, publish.
+"""Batch layer, one DAG per workload: validate raw rows, preprocess, tune, train, evaluate, register, publish.
 
-Runs daily at 03:00 UTC over the last ``days_back`` days of raw partitions,
-and whenever monitoring marks the drift asset. Trigger it by hand with
+A factory gives every workload folder (``core.workload.known``) its own DAG:
+``batch_training`` for taxi, ``<workload>_batch_training`` for the others,
+each with its own drift asset. Each runs daily at 03:00 UTC over the last
+``days_back`` days of raw partitions, and whenever monitoring marks its drift
+asset. Trigger it by hand with
 ``{"end_date": "YYYY-MM-DD", "days_back": 3}`` or an explicit range
 ``{"start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}`` to train on chosen days.
 A data error (an unreadable file, a split below its minimum) fails its task at
@@ -14,28 +17,41 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 
-from core.assets import DRIFT_ASSET_URI
+from core.assets import drift_asset_uri
 from core.schedules import cron
+from core.workload import Workload, known, load
 
-DRIFT_ASSET = Asset(DRIFT_ASSET_URI)
+
+def batch_training(wl: Workload):
+    """The batch training DAG of one workload."""
+    name = wl.name
+
+    @dag(
+        dag_id=wl.dag_id("batch_training"),
+        description=f"Train, evaluate and publish the {name} model ({wl.model_name})",
+        schedule=AssetOrTimeSchedule(timetable=cron("0 3 * * *"), assets=[Asset(drift_asset_uri(wl.model_name))]),
+        catchup=False,
+        max_active_runs=1,
+        tags=["batch", "training", f"workload:{name}"],
+        params={
+            "end_date": Param(None, type=["null", "string"], description="Last day of data (YYYY-MM-DD); "
+                                                                            "default: the day before the run."),
+            "days_back": Param(3, type="integer", minimum=1, maximum=90),
+            "start_date": Param(None, type=["null", "string"], description="First day (YYYY-MM-DD): with "
+                                                                              "end_date, the range to train on "
+                                                                              "(days_back is then ignored)."),
+        },
+        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    )
+    def training():
+        steps(name)
+
+    return training()
 
 
-@dag(
-    schedule=AssetOrTimeSchedule(timetable=cron("0 3 * * *"), assets=[DRIFT_ASSET]),
-    catchup=False,
-    max_active_runs=1,
-    tags=["batch", "training"],
-    params={
-        "end_date": Param(None, type=["null", "string"], description="Last pickup date (YYYY-MM-DD); "
-                                                                        "default: the day before the run."),
-        "days_back": Param(3, type="integer", minimum=1, maximum=90),
-        "start_date": Param(None, type=["null", "string"], description="First pickup date (YYYY-MM-DD): with "
-                                                                          "end_date, the range to train on (days_back "
-                                                                          "is then ignored)."),
-    },
-    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
-)
-def batch_training():
+def steps(name: str) -> None:
+    """The tasks, in order; the workload's name goes to the first steps, and the dataset carries it on."""
+
     @task
     def plan_days() -> list[str]:
         from batch.pipeline import fail_fast, partition_days
@@ -50,7 +66,7 @@ def batch_training():
         from batch.pipeline import fail_fast
         from batch.pipeline import validate_day as step
 
-        return fail_fast(step, day)
+        return fail_fast(step, day, workload=name)
 
     @task
     def preprocess(days: list[str], validated: list[dict]) -> dict:
@@ -59,7 +75,8 @@ def batch_training():
 
         ctx = get_current_context()
         dag_id, run_id = ctx["dag"].dag_id, ctx["run_id"]
-        return fail_fast(step, days, dataset_key(dag_id, run_id), dag_id, run_id, validated=list(validated))
+        return fail_fast(step, days, dataset_key(dag_id, run_id), dag_id, run_id, validated=list(validated),
+                         workload=name)
 
     @task
     def tune(dataset: dict) -> dict:
@@ -94,4 +111,5 @@ def batch_training():
     publish(validated, dataset, tuned, outcome)
 
 
-batch_training()
+for _name in known():
+    batch_training(load(_name))

@@ -17,9 +17,10 @@ from core import kafka as k
 from core.db import engine
 from core.registry import Registry
 from tests.e2e.training import train
-from workloads.taxi import generate
+from workloads.taxi import WORKLOAD, generate
 
 START, DAYS, ROWS, DIRTY = dt.date(2026, 10, 1), 3, 4000, 0.03
+TAXI_MODEL = WORKLOAD.model_name
 END = START + dt.timedelta(days=DAYS - 1)
 
 
@@ -64,7 +65,7 @@ def test_counts_reconcile_and_quarantine_holds_every_dirty_row(dag_run, spark, s
 
 def test_model_registered_with_matching_artifact_and_beats_baseline(dag_run, settings):
     registry = Registry(settings)
-    mv = registry.get(pipeline.MODEL_NAME, dag_run["version"])
+    mv = registry.get(TAXI_MODEL, dag_run["version"])
     artifact = registry.load(mv)  # refuses a sha256 mismatch
     assert artifact.build_model() is not None
     assert mv.artifact_uri.startswith(f"s3a://{settings.s3.bucket}/models/")
@@ -99,7 +100,7 @@ def test_events_and_model_announcement_on_kafka(dag_run, settings):
     assert mine and mine[-1]["status"] == "success" and mine[-1]["rows"] > 0
     assert mine[-1]["uri"].startswith("s3a://")
     registry = Registry(settings)
-    if registry.get(pipeline.MODEL_NAME, dag_run["version"]).stage == "production":
+    if registry.get(TAXI_MODEL, dag_run["version"]).stage == "production":
         models = [json.loads(m.value()) for m in _messages(settings, settings.kafka.models_topic, dag_run["since_ms"])]
         assert any(m["version"] == dag_run["version"] and m["sha256"] for m in models)
     metrics = [json.loads(m.value()) for m in _messages(settings, settings.kafka.metrics_topic, dag_run["since_ms"])]
@@ -125,18 +126,18 @@ def test_rerunning_the_steps_of_the_same_run_changes_nothing(dag_run, settings):
     """What an Airflow retry or clear does: every step again, with the same run id."""
     run_id, dag_id = dag_run["run_id"], "batch_training"
     registry = Registry(settings)
-    versions_before = len(registry.list(pipeline.MODEL_NAME))
+    versions_before = len(registry.list(TAXI_MODEL))
     days = pipeline.partition_days(END.isoformat(), DAYS)
     validated = [pipeline.validate_day(d) for d in days]
     assert sum(v["quarantined"] for v in validated) == DAYS * round(ROWS * DIRTY)
     dataset = pipeline.preprocess(days, pipeline.dataset_key(dag_id, run_id), dag_id, run_id)
-    params = registry.get(pipeline.MODEL_NAME, dag_run["version"]).params
+    params = registry.get(TAXI_MODEL, dag_run["version"]).params
     tuned = {"config": params, "trials": params["trials"]}
     registered = pipeline.train_and_register(dataset, tuned, run_id)
     assert registered["version"] == dag_run["version"]
     outcome = pipeline.evaluate_and_promote(dataset, registered)
     pipeline.publish(validated, dataset, tuned, outcome, dag_id, run_id)
-    assert len(registry.list(pipeline.MODEL_NAME)) == versions_before
+    assert len(registry.list(TAXI_MODEL)) == versions_before
     eng = engine(settings)
     with eng.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM training_runs WHERE run_id = :r"), {"r": run_id}).scalar() == 1
@@ -188,7 +189,7 @@ def test_a_backfill_rebuilds_the_splits_and_the_model_from_unchanged_raw_data(da
                                {"r": run["dag_run_id"]}).scalar_one()
     eng.dispose()
     assert version != dag_run["version"]  # a model of its own, trained on the rebuilt splits
-    assert Registry(settings).get(pipeline.MODEL_NAME, version).data_partitions == \
+    assert Registry(settings).get(TAXI_MODEL, version).data_partitions == \
         [f"raw/trips/pickup_date={d}" for d in days]
     events = [json.loads(m.value()) for m in _messages(settings, settings.kafka.batch_events_topic, since_ms)]
     (prep,) = [e for e in events if e["run_id"] == run["dag_run_id"] and e["step"] == "preprocess"]

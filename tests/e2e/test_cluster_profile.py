@@ -175,12 +175,14 @@ def _production_model(s: Settings, trained: dict) -> str:
     gate's margin is a matter of the sampled learning rate; its quality is not what this module tests."""
     from sqlalchemy import text as sql
 
-    from batch.pipeline import MODEL_NAME
     from core.db import engine
     from core.registry import Registry
+    from core.workload import default
+
+    model_name = default().model_name
 
     registry = Registry(s)
-    current = registry.production(MODEL_NAME)
+    current = registry.production(model_name)
     if current is not None:
         return current.version
     eng = engine(s)
@@ -189,7 +191,7 @@ def _production_model(s: Settings, trained: dict) -> str:
                                {"r": trained["run"]["dag_run_id"]}).scalar_one()
     eng.dispose()
     _progress(f"the gate kept {version} out of production; promoting it as an operator would")
-    return registry.promote(MODEL_NAME, version).version
+    return registry.promote(model_name, version).version
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from core.db import engine
 from tests.airflow_api import AirflowAPI
 
 
-def train(settings, conf: dict) -> dict:
-    """One successful run of batch_training with ``conf``: its run id, the version it registered and the test
-    metrics it recorded in ``training_runs``."""
+def train(settings, conf: dict, dag_id: str = "batch_training") -> dict:
+    """One successful run of a batch training DAG (taxi's unless ``dag_id`` names another workload's) with
+    ``conf``: its run id, the version it registered and the test metrics it recorded in ``training_runs``."""
     api = AirflowAPI(settings)
-    run = api.run_dag("batch_training", conf)
-    assert run["state"] == "success", api.failed_tasks("batch_training", run["dag_run_id"])
+    run = api.run_dag(dag_id, conf)
+    assert run["state"] == "success", api.failed_tasks(dag_id, run["dag_run_id"])
     eng = engine(settings)
     with eng.connect() as conn:
         row = conn.execute(text("SELECT model_version, metrics_json FROM training_runs WHERE run_id = :r"),

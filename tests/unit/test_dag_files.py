@@ -30,8 +30,27 @@ def dagbag(monkeypatch, tmp_path):
 
 
 def test_dag_files_import_cleanly(dagbag):
+    from core.workload import known
+
     assert dagbag.import_errors == {}
-    assert len(dagbag.dags) == len(list(DAGS.glob("*.py")))
+    # One DAG per file, but batch training: one per workload.
+    assert len(dagbag.dags) == len(list(DAGS.glob("*.py"))) - 1 + len(known())
+
+
+def test_every_workload_has_its_training_dag_with_its_drift_asset(dagbag):
+    from core.assets import drift_asset_uri
+    from core.workload import known, load
+
+    assert {"taxi", "bike"} <= set(known())
+    for name in known():
+        wl = load(name)
+        dag = dagbag.dags[wl.dag_id("batch_training")]
+        assert f"workload:{name}" in dag.tags
+        assert [asset.uri for _, asset in dag.timetable.asset_condition.iter_assets()] == \
+            [drift_asset_uri(wl.model_name)]
+        assert [t.task_id for t in dag.topological_sort()][:2] == ["plan_days", "validate_day"]
+    assert load("bike").dag_id("batch_training") == "bike_batch_training"
+    assert load("taxi").dag_id("batch_training") == "batch_training"
 
 
 def test_no_connection_while_parsing(dagbag):

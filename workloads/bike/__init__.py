@@ -31,5 +31,6 @@ WORKLOAD = Workload(
     task=BINARY,
     model=model.ARCHITECTURE,
     baseline=baseline.BASELINE,
+    model_name="bike_overtime",
     aliases=dict(schema.COLUMN_ALIASES),
 )

@@ -29,5 +29,6 @@ WORKLOAD = Workload(
     task=REGRESSION_LOG_SECONDS,
     model=model.ARCHITECTURE,
     baseline=baseline.BASELINE,
+    model_name="trip_duration",
     aliases=dict(tlc.COLUMN_ALIASES),
 )
