@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from core.lake import DataError, NoRawData
 from core.settings import Settings, get_settings
 from core.spark import storage_errors
-
 from core.workload import DEFAULT, Workload, load
 
 if TYPE_CHECKING:
