@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,8 +52,14 @@ def publish_batch_event(settings, event: BatchEvent) -> None:
 # same reason. The request model is derived from the workload's declaration (``workloads/<name>/contract.py``, read
 # through ``core.contract``), and so are the OpenAPI description (built from the model) and the sync's checks.
 
+@cache
+def request_model_of(workload: str) -> type[BaseModel]:
+    """The pydantic request model of a workload (by name), derived once from its declaration."""
+    return contract.request_model(load_workload(workload).request)
+
+
 REQUEST = load_workload(DEFAULT_WORKLOAD).request
-TripRequest = contract.request_model(REQUEST)
+TripRequest = request_model_of(DEFAULT_WORKLOAD)
 TIMESTAMP_YEARS = contract.TIMESTAMP_YEARS
 
 
@@ -117,8 +124,14 @@ def field_path(loc: tuple) -> str:
 def validate_trip(obj: Any, prefix: tuple = ()) -> BaseModel:
     """One trip object (already read by ``load_json_object``) as a ``TripRequest``, or ``InvalidRequest`` naming
     the first failing field (under ``prefix``, e.g. ``("trips", 3)``)."""
+    return validate_request(TripRequest, obj, prefix)
+
+
+def validate_request(model: type[BaseModel], obj: Any, prefix: tuple = ()) -> BaseModel:
+    """One request object of any workload (its ``request_model_of``), or ``InvalidRequest`` naming the first
+    failing field (under ``prefix``, e.g. ``("rides", 3)``)."""
     try:
-        return TripRequest.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         fields = [field_path(prefix + tuple(e["loc"])) for e in errors]

@@ -247,7 +247,10 @@ class SpeedSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 18000
-    model_name: str = "trip_duration"
+    model_name: str = Field(default="trip_duration", description="The registered model served for the default "
+                            "workload (taxi) at /v1/predict and /v1/taxi/predict; another workload serves its own.")
+    workloads: list[str] = Field(default_factory=list, description="The workloads the service serves, each at "
+                                 "/v1/<workload>/predict; empty: every workload folder.")
     workers: int = Field(default=2, ge=1, description="gunicorn worker processes, one model copy each.")
     threads: int = Field(default=16, ge=1, description="Request threads per worker; they share one micro-batcher.")
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")

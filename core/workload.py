@@ -70,6 +70,11 @@ class Workload:
     model: Architecture  # where the features go in the wide & deep network, with its tunable widths
     baseline: Baseline  # the naive model to beat
     model_name: str  # the name its versions are registered under (core.registry)
+    # Serving: the name of the predicted value in responses and prediction events (``predicted_duration_s``), the
+    # key of a batch body (``{"trips": [...]}``), and one valid request (warms a model up; the API's example).
+    prediction_field: str
+    batch_key: str
+    example: dict[str, Any]
     aliases: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -1,15 +1,20 @@
 """The prediction service: a Flask app factory with one blueprint per concern.
 
-- ``predict``: ``POST /v1/predict`` — one trip, or ``{"trips": [...]}``;
-  ``POST /v1/predict/features`` — feature columns computed by the stream
-- ``models``: ``GET /v1/models/current``
-- ``health``: ``GET /healthz`` (the process is up), ``GET /readyz`` (a model is loaded)
+One service serves every workload's production model at once, each held and hot-swapped on its own
+(``speed.predictor.ModelSet``):
+
+- ``predict``: ``POST /v1/<workload>/predict`` — one request, or a batch under the workload's batch key
+  (``{"rides": [...]}`` for bike); ``POST /v1/predict`` — taxi's, as before workloads (``{"trips": [...]}``);
+  ``POST /v1/predict/features`` — taxi feature columns computed by the stream
+- ``models``: ``GET /v1/models/current``, ``GET /v1/<workload>/models/current``
+- ``health``: ``GET /healthz`` (the process is up), ``GET /readyz`` (taxi's model is loaded; every model's state)
 - ``metrics``: ``GET /metrics`` (Prometheus)
 - ``openapi``: ``GET /openapi.json``
 
 Bad input never reaches the model: the body size is capped (413), a batch is
-capped (413), every trip is validated by ``core.events.TripRequest`` and the
-first failing field is named (400). With ``LAMBDAML_SPEED__API_KEY`` set,
+capped (413), every request is validated by its workload's request model
+(``core.events.request_model_of``: ``TripRequest`` for taxi) and the first
+failing field is named (400); an unknown workload is a 404 naming the known ones. With ``LAMBDAML_SPEED__API_KEY`` set,
 ``/v1/*`` needs the ``X-API-Key`` header (401).
 
 Overload is refused, never queued without bound: past ``max_in_flight`` prediction requests in a
@@ -29,12 +34,15 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from core.events import InvalidRequest, TripRequest, load_json_object, validate_trip
+from pydantic import BaseModel
+
+from core.events import InvalidRequest, load_json_object, request_model_of, validate_request
 from core.settings import Settings, get_settings
+from core.workload import DEFAULT, Workload
 from speed import metrics
 from speed.admission import Admission, Overloaded
 from speed.batcher import MicroBatcher
-from speed.predictor import LoadedModel, ModelHolder, check_feature_columns, predict, predict_features
+from speed.predictor import LoadedModel, ModelHolder, ModelSet, check_feature_columns, predict, predict_features
 
 log = logging.getLogger("lambdaml.speed")
 
@@ -89,30 +97,55 @@ def _request_body() -> bytes:
 
 
 class Service:
-    """What the blueprints share: settings, the held model and how a batch of trips is scored."""
+    """What the blueprints share: settings, the held models (one holder per workload) and how a batch of
+    requests is scored (one micro-batcher per workload: a batch never mixes two models)."""
 
-    def __init__(self, settings: Settings, holder: ModelHolder):
+    def __init__(self, settings: Settings, models: ModelSet):
         self.settings = settings
-        self.holder = holder
+        self.models = models
         s = settings.speed
         self.admission = Admission(s.max_in_flight)
-        self.batcher = (MicroBatcher(self._run, s.batch_max_size, s.batch_max_wait_ms / 1000.0,
-                                     on_batch=metrics.observe_batch, max_pending=s.max_pending_trips)
-                        if s.micro_batching else None)
+        self.batchers = {name: MicroBatcher(self._runner(name), s.batch_max_size, s.batch_max_wait_ms / 1000.0,
+                                            on_batch=metrics.observe_batch, max_pending=s.max_pending_trips)
+                         for name in models.workloads} if s.micro_batching else {}
 
-    def _run(self, trips: list[TripRequest]) -> tuple[list[float], LoadedModel]:
-        model = self.holder.current  # one snapshot per forward pass: a swap never splits a batch
-        if model is None:
-            raise ApiError(503, "no model loaded yet; see GET /readyz")
-        return predict(model, trips).tolist(), model
+    @property
+    def holder(self) -> ModelHolder:
+        """The default workload's holder (taxi's: ``/v1/predict``)."""
+        return self.models.holders[DEFAULT]
 
-    def score(self, trips: list[TripRequest], announced: bool = False) -> tuple[list[float], LoadedModel]:
-        """``announced``: this request was announced to the batcher when it was admitted."""
-        if self.batcher is None:
-            out = self._run(trips)
-            metrics.observe_batch(1, len(trips))
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        return self.batchers.get(DEFAULT)
+
+    def workload(self, name: str) -> Workload:
+        """A served workload by name; 404 naming the served ones when it is not."""
+        wl = self.models.workloads.get(name)
+        if wl is None:
+            raise ApiError(404, f"no such workload: {name!r}; this service serves "
+                                f"{', '.join(sorted(self.models.workloads))} at /v1/<workload>/predict", "workload")
+        return wl
+
+    def _runner(self, name: str):
+        holder = self.models.holders[name]
+
+        def run(requests: list[BaseModel]) -> tuple[list[float], LoadedModel]:
+            model = holder.current  # one snapshot per forward pass: a swap never splits a batch
+            if model is None:
+                raise ApiError(503, f"no {name} model loaded yet; see GET /readyz")
+            return predict(model, requests).tolist(), model
+
+        return run
+
+    def score(self, requests: list[BaseModel], announced: bool = False,
+              workload: str = DEFAULT) -> tuple[list[float], LoadedModel]:
+        """``announced``: this request was announced to the workload's batcher when it was admitted."""
+        batcher = self.batchers.get(workload)
+        if batcher is None:
+            out = self._runner(workload)(requests)
+            metrics.observe_batch(1, len(requests))
             return out
-        future = self.batcher.submit(trips, announced=announced)  # Overloaded past max_pending_trips
+        future = batcher.submit(requests, announced=announced)  # Overloaded past max_pending_trips
         try:
             return future.result(timeout=self.settings.speed.request_timeout_s)
         except FutureTimeout:
@@ -128,38 +161,64 @@ def _service() -> Service:
 predict_bp = Blueprint("predict", __name__)
 
 
-def parse_trips(raw: bytes, max_batch: int) -> tuple[list[TripRequest], bool]:
-    """The body as validated trips, and whether it was a batch. Raises ``ApiError`` naming the field.
+def parse_requests(raw: bytes, max_batch: int, workload: Workload | None = None) -> tuple[list[BaseModel], bool]:
+    """The body as validated requests of ``workload`` (taxi's when None), and whether it was a batch (an object
+    with the workload's batch key, ``trips`` for taxi). Raises ``ApiError`` naming the field.
 
-    A body is read as the stream reads an event (``core.events``): one trip is refused or accepted exactly
+    A body is read as the stream reads an event (``core.events``): one request is refused or accepted exactly
     as the stream would refuse or accept the same bytes on the request topic."""
+    from core.workload import default
+
+    wl = workload or default()
+    model, key = request_model_of(wl.name), wl.batch_key
     try:
         body = load_json_object(raw)
-        if "trips" not in body:
-            return [validate_trip(body)], False
-        items = body["trips"]
+        if key not in body:
+            return [validate_request(model, body)], False
+        items = body[key]
         if not isinstance(items, list):
-            raise ApiError(400, "trips must be a list of trip objects", "trips")
+            raise ApiError(400, f"{key} must be a list of request objects", key)
         if not items:
-            raise ApiError(400, "trips is empty", "trips")
+            raise ApiError(400, f"{key} is empty", key)
         if len(items) > max_batch:
-            raise ApiError(413, f"batch of {len(items)} trips is over the limit of {max_batch}", "trips")
-        return [validate_trip(item, ("trips", i)) for i, item in enumerate(items)], True
+            raise ApiError(413, f"batch of {len(items)} {key} is over the limit of {max_batch}", key)
+        return [validate_request(model, item, (key, i)) for i, item in enumerate(items)], True
     except InvalidRequest as exc:
         raise ApiError(400, str(exc), exc.field, exc.details) from None
 
 
+def parse_trips(raw: bytes, max_batch: int) -> tuple[list[BaseModel], bool]:
+    """``parse_requests`` for the default workload (taxi)."""
+    return parse_requests(raw, max_batch)
+
+
+def _answer(wl: Workload, requests: list[BaseModel], values: list[float], model: LoadedModel, batch: bool):
+    key, field = wl.request.key, wl.prediction_field
+    digits = 3 if wl.task.kind == "regression" else 6  # seconds to the millisecond; probabilities finer
+    if not batch:
+        return jsonify({key: getattr(requests[0], key), field: round(values[0], digits),
+                        "model_version": model.version})
+    return jsonify(model_version=model.version,
+                   predictions=[{key: getattr(r, key), field: round(v, digits)} for r, v in zip(requests, values)])
+
+
 @predict_bp.post("/v1/predict")
 def predict_route():
+    return _predict(DEFAULT)
+
+
+@predict_bp.post("/v1/<workload>/predict")
+def workload_predict_route(workload: str):
+    return _predict(workload)
+
+
+def _predict(name: str):
     svc = _service()
-    trips, batch = parse_trips(_request_body(), svc.settings.speed.max_batch_trips)
-    durations, model = svc.score(trips, announced=g.pop("announced", False))
-    if not batch:
-        return jsonify(trip_id=trips[0].trip_id, predicted_duration_s=round(durations[0], 3),
-                       model_version=model.version)
-    return jsonify(model_version=model.version,
-                   predictions=[{"trip_id": t.trip_id, "predicted_duration_s": round(d, 3)}
-                                for t, d in zip(trips, durations)])
+    wl = svc.workload(name)
+    requests, batch = parse_requests(_request_body(), svc.settings.speed.max_batch_trips, wl)
+    announced = g.pop("announced", False)
+    values, model = svc.score(requests, announced=announced, workload=name)
+    return _answer(wl, requests, values, model, batch)
 
 
 @predict_bp.post("/v1/predict/features")
@@ -192,12 +251,23 @@ models_bp = Blueprint("models", __name__)
 
 @models_bp.get("/v1/models/current")
 def current_model():
+    return _current(DEFAULT)
+
+
+@models_bp.get("/v1/<workload>/models/current")
+def workload_current_model(workload: str):
+    return _current(workload)
+
+
+def _current(name: str):
     svc = _service()
-    model = svc.holder.current
+    svc.workload(name)
+    holder = svc.models.holders[name]
+    model = holder.current
     if model is None:
-        return _error(503, "no model loaded yet", details=[{"last_error": svc.holder.last_error}]
-                      if svc.holder.last_error else None)
-    return jsonify(model.describe() | {"last_refusal": svc.holder.last_error})
+        return _error(503, f"no {name} model loaded yet", details=[{"last_error": holder.last_error}]
+                      if holder.last_error else None)
+    return jsonify(model.describe() | {"last_refusal": holder.last_error})
 
 
 # --------------------------------------------------------------------------------------------------- health
@@ -211,10 +281,17 @@ def healthz():
 
 @health_bp.get("/readyz")
 def readyz():
-    model = _service().holder.current
+    """Ready once the default workload's model is loaded (``?workload=<name>``: that one's); ``models`` tells
+    every served workload's version, or null."""
+    svc = _service()
+    name = request.args.get("workload", DEFAULT)
+    if name not in svc.models.holders:
+        return jsonify(ready=False, reason=f"no such workload: {name!r}"), 404
+    versions = {n: (h.current.version if h.current else None) for n, h in svc.models.holders.items()}
+    model = svc.models.holders[name].current
     if model is None:
-        return jsonify(ready=False, reason="no model loaded yet"), 503
-    return jsonify(ready=True, model_version=model.version)
+        return jsonify(ready=False, reason=f"no {name} model loaded yet", models=versions), 503
+    return jsonify(ready=True, model_version=model.version, models=versions)
 
 
 # --------------------------------------------------------------------------------------------------- metrics
@@ -240,20 +317,28 @@ def openapi_route():
 
 # --------------------------------------------------------------------------------------------------- factory
 UNTIMED = {"metrics.metrics_route", "health.healthz", "health.readyz"}
-ADMITTED = {"predict.predict_route", "predict.predict_features_route"}  # the endpoints that score
+# the endpoints that score
+ADMITTED = {"predict.predict_route", "predict.workload_predict_route", "predict.predict_features_route"}
+BATCHED = {"predict.predict_route": DEFAULT, "predict.workload_predict_route": None}  # None: the URL's workload
 
 
-def create_app(settings: Settings | None = None, holder: ModelHolder | None = None, watch: bool = True) -> Flask:
-    """The service. ``watch``: follow the ``models`` topic (the default under gunicorn)."""
+def create_app(settings: Settings | None = None, holder: ModelHolder | None = None, watch: bool = True,
+               holders: dict[str, ModelHolder] | None = None) -> Flask:
+    """The service. ``holder``: the default workload's model holder; ``holders``: any workload's, by name (a
+    fresh holder for each served workload not given). ``watch``: follow the ``models`` topic (the default under
+    gunicorn)."""
     import torch
 
     settings = settings or get_settings()
     torch.set_num_threads(settings.speed.torch_threads)
-    holder = holder or ModelHolder()
+    given = dict(holders or {})
+    if holder is not None:
+        given[DEFAULT] = holder
+    models = ModelSet(settings, given)
     app = Flask("lambdaml.speed")
     app.config["MAX_CONTENT_LENGTH"] = settings.speed.max_body_bytes
     app.json.sort_keys = False
-    svc = Service(settings, holder)
+    svc = Service(settings, models)
     app.extensions["lambdaml"] = svc
     for bp in (predict_bp, models_bp, health_bp, metrics_bp, openapi_bp):
         app.register_blueprint(bp)
@@ -275,15 +360,18 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 raise Overloaded("in_flight", f"{svc.admission.limit} requests are in flight in this worker")
             g.admitted = True
             metrics.IN_FLIGHT.inc()
-            if svc.batcher is not None and request.endpoint == "predict.predict_route":
-                svc.batcher.announce()  # a batch being formed may wait for this one
-                g.announced = True
+            if request.endpoint in BATCHED:
+                name = BATCHED[request.endpoint] or (request.view_args or {}).get("workload", "")
+                batcher = svc.batchers.get(name)
+                if batcher is not None:
+                    batcher.announce()  # a batch being formed may wait for this one
+                    g.announced, g.announced_for = True, name
         return None
 
     @app.teardown_request
     def _leave(_exc: BaseException | None) -> None:
         if g.pop("announced", False):  # it never reached the batcher (bad input): do not wait for it
-            svc.batcher.withdraw()
+            svc.batchers[g.pop("announced_for")].withdraw()
         if g.pop("admitted", False):
             svc.admission.leave()
             metrics.IN_FLIGHT.dec()
@@ -327,7 +415,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     if watch:
         from speed.watcher import ModelWatcher
 
-        watcher = ModelWatcher(settings, holder)
+        watcher = ModelWatcher(settings, models)
         watcher.start()
         app.extensions["lambdaml.watcher"] = watcher
     return app

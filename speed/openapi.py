@@ -1,17 +1,19 @@
 """The OpenAPI 3.1 description of the prediction service, built from the same definitions it validates with.
 
-It says what the service enforces, no more and no less: the request schema is ``core.events.TripRequest``'s
-(ranges, the pickup_ts pattern with its years, required fields), the feature endpoint's columns are those of
-``workloads.taxi.features`` with their types and ranges, responses name their required fields and allow nothing else,
-and every ``/v1`` operation documents 401 when an API key is configured.
+It says what the service enforces, no more and no less: each served workload's request schema is its request
+model's (``core.events.request_model_of``: ranges, the timestamp pattern with its years, required fields), the
+feature endpoint's columns are those of the default workload's features with their types and ranges, responses
+name their required fields and allow nothing else, and every ``/v1`` operation documents 401 when an API key is
+configured.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.events import TripRequest
+from core.events import request_model_of
 from core.settings import Settings
+from core.workload import DEFAULT, Workload
 from core.workload import default as default_workload
 
 features = default_workload().features
@@ -29,15 +31,34 @@ def _feature_column(f: Any, max_rows: int) -> dict[str, Any]:
             "description": "One value per trip id, in the same order (the service refuses another length)."}
 
 
-def spec(settings: Settings) -> dict[str, Any]:
+def _schemas(wl: Workload, max_batch: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(request schema name, component schemas, request body schema) of one workload's predict operation."""
+    model = request_model_of(wl.name)
+    name = model.__name__
+    request_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    request_schema.pop("$defs", None)
+    key, field, batch_key = wl.request.key, wl.prediction_field, wl.batch_key
+    # A single request is any object but the batch form: an object with the batch key is read as a batch.
+    single = {"allOf": [{"$ref": f"#/components/schemas/{name}"}, {"not": {"required": [batch_key]}}]}
+    batch = {"type": "object", "required": [batch_key], "properties": {batch_key: {
+        "type": "array", "minItems": 1, "maxItems": max_batch, "items": {"$ref": f"#/components/schemas/{name}"}}}}
+    prefix = "" if wl.name == DEFAULT else wl.name.capitalize()
+    value = {"type": "number", "minimum": 0, "maximum": 1} if wl.task.kind == "binary" else {"type": "number"}
+    components = {
+        name: request_schema,
+        f"{prefix}Prediction": _closed({key: {"type": "string"}, field: value, "model_version": {"type": "string"}}),
+        f"{prefix}BatchPrediction": _closed({"model_version": {"type": "string"}, "predictions": {
+            "type": "array", "items": _closed({key: {"type": "string"}, field: value})}}),
+    }
+    return prefix, components, {"oneOf": [single, batch]}
+
+
+def spec(settings: Settings, workloads: list[Workload] | None = None) -> dict[str, Any]:
+    """The description of a service serving ``workloads`` (every served one: ``speed.predictor.served_workloads``)."""
+    from speed.predictor import served_workloads
+
     s = settings.speed
-    trip = TripRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    trip.pop("$defs", None)
-    # A single trip is any object but the batch form: an object with `trips` is read as a batch.
-    single = {"allOf": [{"$ref": "#/components/schemas/TripRequest"}, {"not": {"required": ["trips"]}}]}
-    batch = {"type": "object", "required": ["trips"], "properties": {"trips": {
-        "type": "array", "minItems": 1, "maxItems": s.max_batch_trips,
-        "items": {"$ref": "#/components/schemas/TripRequest"}}}}
+    served = workloads if workloads is not None else served_workloads(settings)
     error = {"type": "object", "required": ["error"], "properties": {
         "error": {"type": "string"},
         "field": {"type": "string", "description": "The failing field, e.g. trips[3].PULocationID"},
@@ -48,30 +69,36 @@ def spec(settings: Settings) -> dict[str, Any]:
     keyed = {"401": {"description": "Missing or wrong X-API-Key", "content": err}} if s.api_key else {}
     overloaded = {"503": {"description": "No model loaded yet, or overloaded (with Retry-After)", "content": err}}
     too_large = {"413": {"description": f"Body over {s.max_body_bytes} bytes or more than {s.max_batch_trips} "
-                                        "trips", "content": err}}
+                                        "requests in a batch", "content": err}}
     bad = {"400": {"description": "Invalid body; `field` names what is wrong", "content": err}}
-    prediction = _closed({"trip_id": {"type": "string"}, "predicted_duration_s": {"type": "number"},
-                          "model_version": {"type": "string"}})
-    batch_prediction = _closed({"model_version": {"type": "string"}, "predictions": {"type": "array", "items": _closed(
-        {"trip_id": {"type": "string"}, "predicted_duration_s": {"type": "number"}})}})
+    schemas: dict[str, Any] = {"Error": error}
+    predict_paths: dict[str, Any] = {}
+    for wl in served:
+        prefix, components, body = _schemas(wl, s.max_batch_trips)
+        schemas |= components
+        path = "/v1/predict" if wl.name == DEFAULT else f"/v1/{wl.name}/predict"
+        also = f" (also at /v1/{wl.name}/predict)" if wl.name == DEFAULT else ""
+        predict_paths[path] = {"post": {
+            "summary": f"Predict with the {wl.name} model ({wl.model_name}) for one request or a batch under "
+                       f"`{wl.batch_key}`{also}",
+            "security": security,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "Predictions and the model version that made them",
+                        "content": {"application/json": {"schema": {"oneOf": [
+                            {"$ref": f"#/components/schemas/{prefix}Prediction"},
+                            {"$ref": f"#/components/schemas/{prefix}BatchPrediction"}]}}}},
+                **bad, **keyed, **too_large, **overloaded,
+            }}}
+    schemas.setdefault("BatchPrediction", _schemas(default_workload(), s.max_batch_trips)[1]["BatchPrediction"])
     return {
         "openapi": "3.1.0",
         "info": {"title": "lambdaml prediction service", "version": "1",
-                 "description": "Trip-duration predictions from the production model, held in memory."},
+                 "description": "Predictions from each workload's production model, held in memory: "
+                                + ", ".join(f"{wl.name} ({wl.model_name})" for wl in served) + "."},
         "servers": [{"url": s.url}],
         "paths": {
-            "/v1/predict": {"post": {
-                "summary": "Predict trip durations for one trip or a batch",
-                "security": security,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "oneOf": [single, batch]}}}},
-                "responses": {
-                    "200": {"description": "Predictions and the model version that made them",
-                            "content": {"application/json": {"schema": {"oneOf": [
-                                {"$ref": "#/components/schemas/Prediction"},
-                                {"$ref": "#/components/schemas/BatchPrediction"}]}}}},
-                    **bad, **keyed, **too_large, **overloaded,
-                }}},
+            **predict_paths,
             "/v1/predict/features": {"post": {
                 "summary": "Predict from feature columns already computed with workloads.taxi.features "
                            "(used by the stream)",
@@ -87,20 +114,24 @@ def spec(settings: Settings) -> dict[str, Any]:
                         "$ref": "#/components/schemas/BatchPrediction"}}}},
                     **bad, **keyed, "413": {"description": "Too many rows", "content": err}, **overloaded,
                 }}},
-            "/v1/models/current": {"get": {
-                "summary": "The model version being served", "security": security,
+            **{("/v1/models/current" if wl.name == DEFAULT else f"/v1/{wl.name}/models/current"): {"get": {
+                "summary": f"The {wl.name} model version being served", "security": security,
                 "responses": {"200": {"description": "Model version and metrics", "content": {"application/json": {
-                    "schema": {"type": "object", "required": ["name", "version", "sha256"]}}}},
-                    **keyed, "503": {"description": "No model loaded yet", "content": err}}}},
+                    "schema": {"type": "object", "required": ["name", "version", "sha256", "workload"]}}}},
+                    **keyed, "503": {"description": "No model loaded yet", "content": err}}}} for wl in served},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Up"}}}},
-            "/readyz": {"get": {"summary": "Readiness: true once a model is loaded",
-                                "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}}},
+            "/readyz": {"get": {
+                "summary": "Readiness: true once the taxi model (or the named workload's) is loaded; `models` gives "
+                           "every served workload's version",
+                "parameters": [{"name": "workload", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": [wl.name for wl in served]}}],
+                "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"},
+                              "404": {"description": "Not a served workload"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text format"}}}},
             "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI"}}}},
         },
         "components": {
-            "schemas": {"TripRequest": trip, "Prediction": prediction, "BatchPrediction": batch_prediction,
-                        "Error": error},
+            "schemas": schemas,
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },
     }

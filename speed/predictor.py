@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from core.events import TripRequest
+from core.contract import Request
 from core.registry import Artifact, ArtifactError
+from core.workload import Workload
 from core.workload import default as default_workload
 
 log = logging.getLogger("lambdaml.speed")
@@ -37,41 +38,58 @@ class LoadedModel:
     metrics: dict = field(default_factory=dict)
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     runner: Any = None  # what scores: core.model.FusedWideAndDeep of ``module`` (``module`` itself if None)
+    workload: Workload | None = None  # whose model this is; None: the default workload's
+
+    @property
+    def wl(self) -> Workload:
+        return self.workload or default_workload()
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256, "uri": self.uri,
-                "device": self.device, "metrics": self.metrics, "loaded_at": self.loaded_at.isoformat()}
+                "workload": self.wl.name, "device": self.device, "metrics": self.metrics,
+                "loaded_at": self.loaded_at.isoformat()}
 
 
-def request_columns(trips: Sequence[TripRequest]) -> dict[str, np.ndarray]:
-    """Validated requests to the input columns of ``workloads.taxi.features`` (the in-process form)."""
-    return {
-        "pickup_ts": np.array([t.pickup_ts.replace(tzinfo=None) for t in trips], dtype="datetime64[us]"),
-        "PULocationID": np.fromiter((t.PULocationID for t in trips), dtype="float64", count=len(trips)),
-        "DOLocationID": np.fromiter((t.DOLocationID for t in trips), dtype="float64", count=len(trips)),
-        "passenger_count": np.fromiter((np.nan if t.passenger_count is None else t.passenger_count for t in trips),
-                                       dtype="float64", count=len(trips)),
-        "trip_distance": np.fromiter((t.trip_distance for t in trips), dtype="float64", count=len(trips)),
-    }
+def request_columns(requests: Sequence[Any], request: Request | None = None) -> dict[str, np.ndarray]:
+    """Validated requests to the input columns of the workload's features (the in-process form), by the request's
+    declaration (``core.contract``): the timestamp as ``datetime64[us]`` wall clock (UTC), numbers as float64 (NaN
+    for a missing one), text and categories as object arrays (None for a missing one)."""
+    req = request or default_workload().request
+    n = len(requests)
+    out: dict[str, np.ndarray] = {}
+    for f in req.fields:
+        if f.kind == "key":
+            continue
+        values = [getattr(r, f.name) for r in requests]
+        if f.kind == "timestamp":
+            out[f.name] = np.array([v.replace(tzinfo=None) for v in values], dtype="datetime64[us]")
+        elif f.kind in ("integer", "number"):
+            out[f.name] = np.fromiter((np.nan if v is None else v for v in values), dtype="float64", count=n)
+        else:
+            out[f.name] = np.array(values, dtype=object)
+    return out
 
 
-def predict(model: LoadedModel, trips: Sequence[TripRequest]) -> np.ndarray:
-    """Predicted durations in seconds, one per trip (features by their in-process form)."""
-    if not trips:
+def predict(model: LoadedModel, requests: Sequence[Any]) -> np.ndarray:
+    """The model's prediction per request (seconds for taxi, a probability for bike), features by their
+    in-process form."""
+    if not requests:
         return np.zeros(0)
-    return predict_features(model, features.compute_numpy(request_columns(trips)))
+    wl = model.wl
+    return predict_features(model, wl.features.compute_numpy(request_columns(requests, wl.request)))
 
 
 def predict_features(model: LoadedModel, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """Predicted durations in seconds from feature columns already computed (e.g. by the Spark form)."""
+    """The model's predictions from feature columns already computed (e.g. by the Spark form)."""
     import torch
 
     from core.model import to_tensors
 
-    cat, num = to_tensors(columns, device=model.device)
+    wl = model.wl
+    cat, num = to_tensors(columns, device=model.device, architecture=wl.model)
     with torch.inference_mode():
         out = (model.runner or model.module)(cat, num).float()
-    return default_workload().task.output(out).cpu().numpy().astype("float64")
+    return wl.task.output(out).cpu().numpy().astype("float64")
 
 
 def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -106,15 +124,16 @@ def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[
     return ids, out
 
 
-_WARMUP = TripRequest(trip_id="warmup", pickup_ts=dt.datetime(2026, 1, 5, 8, 30), PULocationID=161,
-                      DOLocationID=236, passenger_count=1, trip_distance=2.1)
+def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: str = "cpu",
+          workload: Workload | None = None) -> LoadedModel:
+    """Verify and load an artifact of ``workload``'s model (the default's when None), then warm it up with the
+    workload's example request. Raises ``ArtifactError`` on anything wrong."""
+    from core.events import request_model_of
 
-
-def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: str = "cpu") -> LoadedModel:
-    """Verify and load an artifact, then warm it up. Raises ``ArtifactError`` on anything wrong."""
+    wl = workload or default_workload()
     artifact = Artifact.from_bytes(data, expected_sha256=sha256)
     try:
-        module = artifact.build_model().to(device)
+        module = artifact.build_model(wl).to(device)
     except ArtifactError:
         raise
     except Exception as exc:  # noqa: BLE001 - shape or key mismatch: the file is not this model
@@ -126,11 +145,13 @@ def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: s
     except ValueError as exc:  # another MLP shape: score with the module itself
         log.info("serving %s unfused: %s", version, exc)
         runner = None
-    loaded = LoadedModel(name, version, sha256, uri, module, device, dict(artifact.metrics), runner=runner)
+    loaded = LoadedModel(name, version, sha256, uri, module, device, dict(artifact.metrics), runner=runner,
+                         workload=wl)
+    warmup = request_model_of(wl.name).model_validate(wl.example)
     for size in (1, 64):  # first calls allocate; do that before serving
-        out = predict(loaded, [_WARMUP] * size)
+        out = predict(loaded, [warmup] * size)
         if not np.all(np.isfinite(out)):
-            raise ArtifactError("artifact predicts non-finite durations", reason="model")
+            raise ArtifactError("artifact predicts non-finite values", reason="model")
     return loaded
 
 
@@ -154,3 +175,32 @@ class ModelHolder:
             self.last_error = None
         log.info("serving %s (was %s)", new.version, old.version if old else "nothing")
         return old
+
+
+def served_workloads(settings) -> list[Workload]:
+    """The workloads the service serves: ``speed.workloads``, or every workload folder when that is empty."""
+    from core.workload import known, load
+
+    return [load(name) for name in (settings.speed.workloads or known())]
+
+
+def served_model_name(settings, workload: Workload) -> str:
+    """The registered model served for ``workload``: ``speed.model_name`` for the default workload (so a
+    deployment can serve another of its models), the workload's declared ``model_name`` for the others."""
+    from core.workload import DEFAULT
+
+    return settings.speed.model_name if workload.name == DEFAULT else workload.model_name
+
+
+class ModelSet:
+    """The models one worker serves, one ``ModelHolder`` per workload: each is swapped on its own, so a swap or a
+    refused artifact of one never touches another."""
+
+    def __init__(self, settings, holders: dict[str, ModelHolder] | None = None):
+        self.workloads = {wl.name: wl for wl in served_workloads(settings)}
+        self.holders = {name: (holders or {}).get(name) or ModelHolder() for name in self.workloads}
+        self.by_model = {served_model_name(settings, wl): name for name, wl in self.workloads.items()}
+
+    def workload_of(self, model_name: str) -> Workload | None:
+        name = self.by_model.get(model_name)
+        return self.workloads[name] if name else None

@@ -1,13 +1,14 @@
-"""Follows the compacted ``models`` topic and hot-swaps the production model.
+"""Follows the compacted ``models`` topic and hot-swaps each served workload's production model.
 
 Each worker reads the topic from its beginning (compaction keeps the latest
 announcement per model name), so a fresh worker finds the current production
-version without asking MySQL, and later announcements — promotions and
+version of every model it serves without asking MySQL, and later announcements — promotions and
 rollbacks alike — arrive as they are published. An announcement is only a
 pointer: the artifact is fetched from object storage, its sha256 checked
 against the announcement, loaded, warmed up and only then swapped in. Anything
 wrong leaves the old model serving, counts in ``lambdaml_model_refused_total``
-and logs one line saying why.
+and logs one line saying why. Each model name has its own holder
+(``speed.predictor.ModelSet``): one model's swap or refusal never touches another.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from typing import Any
 from core.registry import ArtifactError
 from core.settings import Settings
 from speed import metrics
-from speed.predictor import ModelHolder, build
+from speed.predictor import ModelHolder, ModelSet, build
 
 log = logging.getLogger("lambdaml.speed.watcher")
 
 
-def accept(announcement: dict[str, Any], model_name: str) -> bool:
-    """Whether an announcement names a production version of the served model."""
-    return announcement.get("name") == model_name and announcement.get("stage") == "production"
+def accept(announcement: dict[str, Any], model_names: str | set[str]) -> bool:
+    """Whether an announcement names a production version of a served model."""
+    names = {model_names} if isinstance(model_names, str) else model_names
+    return announcement.get("name") in names and announcement.get("stage") == "production"
 
 
-def apply(settings: Settings, holder: ModelHolder, announcement: dict[str, Any], fetch=None) -> bool:
-    """Load and swap in the announced version. Returns True if it now serves; False if refused or unchanged."""
+def apply(settings: Settings, holder: ModelHolder, announcement: dict[str, Any], fetch=None,
+          workload=None) -> bool:
+    """Load ``workload``'s announced version (the default workload's when None) and swap it in. Returns True if it
+    now serves; False if refused or unchanged."""
     from core.registry import Registry
 
     current = holder.current
@@ -44,7 +48,8 @@ def apply(settings: Settings, holder: ModelHolder, announcement: dict[str, Any],
         if not (isinstance(version, str) and isinstance(sha, str) and isinstance(uri, str)):
             raise ArtifactError("announcement lacks version, sha256 or uri", reason="announcement")
         data = (fetch or Registry(settings).fetch)(uri)
-        loaded = build(announcement["name"], version, sha, uri, data, device=settings.speed.device)
+        loaded = build(announcement["name"], version, sha, uri, data, device=settings.speed.device,
+                       workload=workload)
     except ArtifactError as exc:
         metrics.MODEL_REFUSED.labels(exc.reason).inc()
         holder.last_error = f"{version}: {exc}"
@@ -60,12 +65,12 @@ def apply(settings: Settings, holder: ModelHolder, announcement: dict[str, Any],
 
 
 class ModelWatcher(threading.Thread):
-    """A daemon thread per worker: catch up on the topic, serve its latest version, then follow it."""
+    """A daemon thread per worker: catch up on the topic, serve each model's latest version, then follow it."""
 
-    def __init__(self, settings: Settings, holder: ModelHolder, poll_s: float = 0.5):
+    def __init__(self, settings: Settings, models: ModelSet, poll_s: float = 0.5):
         super().__init__(name="model-watcher", daemon=True)
         self.settings = settings
-        self.holder = holder
+        self.models = models
         self.poll_s = poll_s
         self._stop = threading.Event()
         self.caught_up = threading.Event()
@@ -82,7 +87,7 @@ class ModelWatcher(threading.Thread):
         consumer = kafka.consumer(self.settings, f"speed-watcher-{os.getpid()}-{uuid.uuid4().hex[:8]}",
                                   **{"enable.partition.eof": True})
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        latest: dict[str, Any] | None = None
+        latest: dict[str, dict[str, Any]] = {}  # by model name
         try:
             while not self._stop.is_set():
                 msg = consumer.poll(self.poll_s)
@@ -91,8 +96,8 @@ class ModelWatcher(threading.Thread):
                 if msg.error():
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         if not self.caught_up.is_set():
-                            if latest is not None:
-                                apply(self.settings, self.holder, latest)
+                            for announcement in latest.values():
+                                self._apply(announcement)
                             self.caught_up.set()
                         continue
                     log.warning("models topic: %s", msg.error())
@@ -103,11 +108,15 @@ class ModelWatcher(threading.Thread):
                     metrics.MODEL_REFUSED.labels("announcement").inc()
                     log.error("models topic offset %d: not JSON, ignored", msg.offset())
                     continue
-                if not isinstance(announcement, dict) or not accept(announcement, self.settings.speed.model_name):
+                if not isinstance(announcement, dict) or not accept(announcement, set(self.models.by_model)):
                     continue
                 if self.caught_up.is_set():
-                    apply(self.settings, self.holder, announcement)
+                    self._apply(announcement)
                 else:
-                    latest = announcement  # during catch-up only the last one matters
+                    latest[announcement["name"]] = announcement  # during catch-up only each model's last matters
         finally:
             consumer.close()
+
+    def _apply(self, announcement: dict[str, Any]) -> bool:
+        workload = self.models.workload_of(announcement["name"])
+        return apply(self.settings, self.models.holders[workload.name], announcement, workload=workload)

@@ -69,7 +69,8 @@ def test_single_and_batch_predictions_match_the_model(client, holder):
     got = np.array([p["predicted_duration_s"] for p in many.json["predictions"]])
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert len(set(got.round(3))) > 1  # the features reach the model
-    assert client.get("/readyz").json == {"ready": True, "model_version": holder.current.version}
+    assert client.get("/readyz").json == {"ready": True, "model_version": holder.current.version,
+                                          "models": {"taxi": holder.current.version, "bike": None}}
     assert client.get("/v1/models/current").json["version"] == holder.current.version
 
 

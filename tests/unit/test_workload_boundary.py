@@ -31,7 +31,6 @@ STILL_TO_MOVE = frozenset({
     "serving/sync.py",
     "speed/app.py",
     "speed/openapi.py",
-    "speed/predictor.py",
     "speed/stream.py",
 })
 # These only shrink too: a layer reaches a workload through ``core.workload.load``, not by importing its package.

@@ -31,6 +31,9 @@ WORKLOAD = Workload(
     task=BINARY,
     model=model.ARCHITECTURE,
     baseline=baseline.BASELINE,
+    prediction_field="overtime_probability",
+    batch_key="rides",
+    example=contract.EXAMPLE,
     model_name="bike_overtime",
     aliases=dict(schema.COLUMN_ALIASES),
 )

@@ -30,6 +30,10 @@ REQUEST = contract.Request(
     description="A ride at unlock (key: ride_id), also the body of ``POST /v1/predict`` for the bike workload.",
 )
 
+# One valid request: the service warms a model up with it, and the API description shows it.
+EXAMPLE = {"ride_id": "example-1", "started_at": "2024-06-05T17:42:10Z", "start_station_id": "6140.05",
+           "rideable_type": "classic_bike", "member_casual": "casual"}
+
 # Sent when the bike is docked; the sync joins it to the ride's prediction by ``ride_id``. The label is
 # ``duration_s`` over the rider's included minutes (``schema.INCLUDED_MINUTES``).
 OUTCOME = contract.Outcome(

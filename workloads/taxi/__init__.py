@@ -29,6 +29,9 @@ WORKLOAD = Workload(
     task=REGRESSION_LOG_SECONDS,
     model=model.ARCHITECTURE,
     baseline=baseline.BASELINE,
+    prediction_field="predicted_duration_s",
+    batch_key="trips",
+    example=contract.EXAMPLE,
     model_name="trip_duration",
     aliases=dict(tlc.COLUMN_ALIASES),
 )

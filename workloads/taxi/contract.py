@@ -31,6 +31,10 @@ REQUEST = contract.Request(
     description="A trip at pickup: ``trips.requests`` (key: trip_id), also the body of ``POST /v1/predict``.",
 )
 
+# One valid request: the service warms a model up with it, and the API description shows it.
+EXAMPLE = {"trip_id": "example-1", "pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID": 236,
+           "passenger_count": 1, "trip_distance": 2.1, "VendorID": 2}
+
 # Sent when the trip ends; the sync joins it to the trip's prediction by ``trip_id`` (``trip_outcomes``).
 OUTCOME = contract.Outcome(
     model_name="TripCompleted",
