@@ -32,9 +32,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
 from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.events import InvalidRequest, load_json_object, request_model_of, validate_request
 from core.settings import Settings, get_settings
