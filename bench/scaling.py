@@ -103,9 +103,9 @@ def _prepare(settings):
 
         for batch in batches:
             read = stream.read_batch(batch, settings)
-            if read.trips:
-                features.compute_numpy(request_columns(read.trips))
-            yield pa.RecordBatch.from_pydict({"valid": [len(read.trips)], "dead": [len(read.dead)]})
+            if read.requests:
+                features.compute_numpy(request_columns(read.requests))
+            yield pa.RecordBatch.from_pydict({"valid": [len(read.requests)], "dead": [len(read.dead)]})
 
     return run
 

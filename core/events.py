@@ -140,9 +140,10 @@ def validate_request(model: type[BaseModel], obj: Any, prefix: tuple = ()) -> Ba
                              [{"field": f, "message": m} for f, m in zip(fields, messages)]) from None
 
 
-def parse_request(raw: bytes | None) -> BaseModel:
-    """One request event's bytes, as the stream reads them and as ``POST /v1/predict`` reads a single trip."""
-    return validate_trip(load_json_object(raw))
+def parse_request(raw: bytes | None, model: type[BaseModel] | None = None) -> BaseModel:
+    """One request event's bytes, as the stream reads them and as ``POST /v1/predict`` reads a single trip
+    (``model``: another workload's request model, ``request_model_of``)."""
+    return validate_request(model or TripRequest, load_json_object(raw))
 
 
 class _PredictionBase(BaseModel):

@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -33,6 +33,15 @@ def sql_identifier(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
         raise ValueError(f"{value!r} is not a plain SQL name: use letters, digits and _ (not first)")
     return value
+
+
+class WorkloadTopics(NamedTuple):
+    """A workload's event topics: requests in, predictions out, outcomes in, dead letters out."""
+
+    requests: str
+    predictions: str
+    completed: str
+    dlq: str
 
 
 class KafkaSettings(BaseModel):
@@ -57,6 +66,25 @@ class KafkaSettings(BaseModel):
     models_topic: str = "models"
     metrics_topic: str = "metrics"
     batch_events_topic: str = "batch.events"
+    workload_topics: dict[str, dict[str, str]] = Field(default_factory=dict, description="Topics of a workload "
+                                                       "other than taxi, by role (requests, predictions, completed, "
+                                                       "dlq); a role not named: <workload>.<role>. Taxi's are the "
+                                                       "trip_* and dead_letter_topic settings.")
+
+    def for_workload(self, name: str) -> WorkloadTopics:
+        """The four event topics of a workload: derived from its name (``bike.requests``, ...) unless set in
+        ``workload_topics``; the default workload's (taxi's) are the settings above, named before workloads."""
+        from core.workload import DEFAULT
+
+        if name == DEFAULT:
+            return WorkloadTopics(self.trip_requests_topic, self.trip_predictions_topic, self.trip_completed_topic,
+                                  self.dead_letter_topic)
+        given = self.workload_topics.get(name, {})
+        unknown = set(given) - set(WorkloadTopics._fields)
+        if unknown:
+            raise ValueError(f"kafka.workload_topics.{name}: unknown roles {sorted(unknown)}; the roles are "
+                             f"{', '.join(WorkloadTopics._fields)}")
+        return WorkloadTopics(*(given.get(role, f"{name}.{role}") for role in WorkloadTopics._fields))
 
     @property
     def external(self) -> bool:
@@ -79,6 +107,9 @@ class KafkaSettings(BaseModel):
 
     @property
     def topics(self) -> list[str]:
+        from core.workload import DEFAULT, known
+
+        others = [t for name in known() if name != DEFAULT for t in self.for_workload(name)]
         return [
             self.trip_requests_topic,
             self.trip_predictions_topic,
@@ -87,6 +118,7 @@ class KafkaSettings(BaseModel):
             self.models_topic,
             self.metrics_topic,
             self.batch_events_topic,
+            *others,
         ]
 
 

@@ -222,26 +222,38 @@ def _predict(name: str):
 
 @predict_bp.post("/v1/predict/features")
 def predict_features_route():
-    """Scores feature rows computed elsewhere (the stream's Spark form): one batch, one forward pass."""
+    """Scores taxi feature rows computed elsewhere (the stream's Spark form): one batch, one forward pass."""
+    return _predict_features(DEFAULT, "trip_ids")
+
+
+@predict_bp.post("/v1/<workload>/predict/features")
+def workload_predict_features_route(workload: str):
+    """Scores a workload's feature rows computed elsewhere (the stream): ``{"ids": [...], "features": {...}}``."""
+    return _predict_features(workload, "ids")
+
+
+def _predict_features(name: str, ids_key: str):
     svc = _service()
+    wl = svc.workload(name)
     try:
         body = load_json_object(_request_body())
     except InvalidRequest as exc:
         raise ApiError(400, str(exc), exc.field) from None
     try:
-        ids, columns = check_feature_columns(body, svc.settings.speed.max_batch_trips)
+        ids, columns = check_feature_columns(body, svc.settings.speed.max_batch_trips, wl.features, ids_key)
     except OverflowError as exc:
-        raise ApiError(413, str(exc), "trip_ids") from None
+        raise ApiError(413, str(exc), ids_key) from None
     except ValueError as exc:
         raise ApiError(400, str(exc), str(exc).split(":", 1)[0]) from None
-    model = svc.holder.current
+    model = svc.models.holders[name].current
     if model is None:
-        raise ApiError(503, "no model loaded yet; see GET /readyz")
-    durations = predict_features(model, columns)
+        raise ApiError(503, f"no {name} model loaded yet; see GET /readyz")
+    values = predict_features(model, columns)
     metrics.observe_batch(1, len(ids))
+    key, field = wl.request.key, wl.prediction_field
+    digits = 3 if wl.task.kind == "regression" else 6
     return jsonify(model_version=model.version,
-                   predictions=[{"trip_id": i, "predicted_duration_s": round(float(d), 3)}
-                                for i, d in zip(ids, durations)])
+                   predictions=[{key: i, field: round(float(v), digits)} for i, v in zip(ids, values)])
 
 
 # --------------------------------------------------------------------------------------------------- models
@@ -317,7 +329,8 @@ def openapi_route():
 # --------------------------------------------------------------------------------------------------- factory
 UNTIMED = {"metrics.metrics_route", "health.healthz", "health.readyz"}
 # the endpoints that score
-ADMITTED = {"predict.predict_route", "predict.workload_predict_route", "predict.predict_features_route"}
+ADMITTED = {"predict.predict_route", "predict.workload_predict_route", "predict.predict_features_route",
+            "predict.workload_predict_features_route"}
 BATCHED = {"predict.predict_route": DEFAULT, "predict.workload_predict_route": None}  # None: the URL's workload
 
 

@@ -92,22 +92,25 @@ def predict_features(model: LoadedModel, columns: dict[str, np.ndarray]) -> np.n
     return wl.task.output(out).cpu().numpy().astype("float64")
 
 
-def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[str, np.ndarray]]:
-    """``{"trip_ids": [...], "features": {name: [...]}}`` to ids and columns; ``ValueError("<field>: why")`` if not."""
+def check_feature_columns(body: object, max_rows: int, feature_set: Any = None,
+                          ids: str = "trip_ids") -> tuple[list[str], dict[str, np.ndarray]]:
+    """``{"<ids>": [...], "features": {name: [...]}}`` to ids and columns of ``feature_set`` (the default
+    workload's when None); ``ValueError("<field>: why")`` if not."""
+    feature_set = feature_set or features
     if not isinstance(body, dict):
-        raise ValueError("body: must be a JSON object with trip_ids and features")
-    ids, cols = body.get("trip_ids"), body.get("features")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise ValueError("trip_ids: must be a non-empty list of strings")
-    if len(ids) > max_rows:
-        raise OverflowError(f"trip_ids: {len(ids)} rows is over the limit of {max_rows}")
+        raise ValueError(f"body: must be a JSON object with {ids} and features")
+    id_list, cols = body.get(ids), body.get("features")
+    if not isinstance(id_list, list) or not id_list or not all(isinstance(i, str) for i in id_list):
+        raise ValueError(f"{ids}: must be a non-empty list of strings")
+    if len(id_list) > max_rows:
+        raise OverflowError(f"{ids}: {len(id_list)} rows is over the limit of {max_rows}")
     if not isinstance(cols, dict):
         raise ValueError("features: must be an object of feature columns")
     out: dict[str, np.ndarray] = {}
-    for f in features.FEATURES:
+    for f in feature_set.FEATURES:
         values = cols.get(f.name)
-        if not isinstance(values, list) or len(values) != len(ids):
-            raise ValueError(f"features.{f.name}: must be a list of {len(ids)} numbers")
+        if not isinstance(values, list) or len(values) != len(id_list):
+            raise ValueError(f"features.{f.name}: must be a list of {len(id_list)} numbers")
         if not all(type(v) in (int, float) for v in values):  # JSON numbers only: no strings, booleans or nulls
             raise ValueError(f"features.{f.name}: must hold numbers only")
         try:
@@ -121,7 +124,7 @@ def check_feature_columns(body: object, max_rows: int) -> tuple[list[str], dict[
                 raise ValueError(f"features.{f.name}: must be integers in 0..{f.cardinality - 1}")
             arr = arr.astype("int64")
         out[f.name] = arr
-    return ids, out
+    return id_list, out
 
 
 def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: str = "cpu",

@@ -1,14 +1,16 @@
-"""The streaming job: ``trips.requests`` -> validate -> features -> prediction service -> ``trips.predictions``.
+"""The streaming job: ``<workload>.requests`` -> validate -> features -> prediction service -> ``.predictions``.
 
-Spark Structured Streaming reads the request topic and hands each micro-batch's raw events (bytes and
-source coordinates) to Spark's Python workers (``mapInArrow``). There every event is read by
-``core.events.parse_request``, the same function ``POST /v1/predict`` reads a body with, so the stream
-and the API accept and refuse exactly the same bytes, with the same reason. A refused event becomes a
-dead letter on ``trips.dlq`` with the reason, a bounded head of the payload, the payload's length and
-sha256, and its source topic/partition/offset; the stream carries on. Valid events get their features
-from the in-process form of ``workloads.taxi.features`` and are scored by the prediction service in calls of
-``stream_http_batch`` trips (also the size of the Arrow batches Spark sends) over one kept-alive
-connection per worker. The workers return finished Kafka records (topic, key, JSON value), which the
+One Spark application and one query serve every workload the service serves (``speed.predictor.served_workloads``):
+it reads all their request topics (``kafka.for_workload``: ``trips.requests`` for taxi, ``bike.requests``, ...)
+and hands each micro-batch's raw events (bytes and source coordinates) to Spark's Python workers
+(``mapInArrow``). There every event is read, by the request model of the workload whose topic it came from,
+with ``core.events.parse_request``, the same function ``POST /v1/<workload>/predict`` reads a body with, so the
+stream and the API accept and refuse exactly the same bytes, with the same reason. A refused event becomes a
+dead letter on its workload's dead-letter topic (``trips.dlq``, ``bike.dlq``) with the reason, a bounded head of
+the payload, the payload's length and sha256, and its source topic/partition/offset; the stream carries on.
+Valid events get their features from the in-process form of their workload's features and are scored by the
+prediction service in calls of ``stream_http_batch`` requests (also the size of the Arrow batches Spark sends)
+over one kept-alive connection per worker. The workers return finished Kafka records (topic, key, JSON value), which the
 job's Kafka sink writes. A micro-batch runs in ``stream_tasks`` tasks, one wave on the local master's
 cores. A query listener turns each batch's progress and observed metrics into ``metrics`` events and
 the status file.
@@ -38,11 +40,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.events import REQUEST, InvalidRequest, MetricEvent, TripRequest, parse_request
-from core.settings import Settings
+from core.events import InvalidRequest, MetricEvent, parse_request, request_model_of
+from core.settings import Settings, WorkloadTopics
+from core.workload import DEFAULT, Workload
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pydantic import BaseModel
     from pyspark.sql import DataFrame
 
 log = logging.getLogger("lambdaml.speed.stream")
@@ -77,16 +81,45 @@ def _dumps(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where the events of one request topic go: the workload that reads them and its topics."""
+
+    workload: Workload
+    topics: WorkloadTopics
+
+    @property
+    def model(self) -> type["BaseModel"]:
+        return request_model_of(self.workload.name)
+
+
+def routes(settings: Settings) -> dict[str, Route]:
+    """Each served workload's route, by its request topic."""
+    from speed.predictor import served_workloads
+
+    out = {}
+    for wl in served_workloads(settings):
+        topics = settings.kafka.for_workload(wl.name)
+        out[topics.requests] = Route(wl, topics)
+    return out
+
+
+def _fallback(table: dict[str, Route]) -> Route:
+    """The route of an event from a topic the job does not read (it subscribes to the routes' topics only)."""
+    return next((r for r in table.values() if r.workload.name == DEFAULT), next(iter(table.values())))
+
+
 @dataclass
 class ReadBatch:
-    """One Arrow batch of events, read: the valid trips with their row numbers, and a dead letter (topic, key,
-    value) for every refused row."""
+    """One Arrow batch of events, read: the valid requests with their row numbers and workloads, and a dead letter
+    (topic, key, value) for every refused row."""
 
     n: int
     values: list[bytes | None] = field(default_factory=list)  # the raw events, once out of Arrow
     source: list[tuple[str, int, int]] = field(default_factory=list)  # (topic, partition, offset) of each
-    trips: list[TripRequest] = field(default_factory=list)
+    requests: list["BaseModel"] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
+    workloads: list[str] = field(default_factory=list)  # each valid request's workload
     dead: dict[int, tuple[str, bytes]] = field(default_factory=dict)
 
 
@@ -104,34 +137,43 @@ def dead_letter(raw: bytes | None, reason: str, coordinates: tuple[str, int, int
     })
 
 
-def read_batch(batch: "pa.RecordBatch", settings: Settings) -> ReadBatch:
-    """Read every event of a batch (``source_rows`` columns) with ``core.events.parse_request``."""
+def read_batch(batch: "pa.RecordBatch", settings: Settings, table: dict[str, Route] | None = None) -> ReadBatch:
+    """Read every event of a batch (``source_rows`` columns) with ``core.events.parse_request``, by the request
+    model of the workload whose topic it came from."""
     keep = settings.speed.dead_letter_payload_bytes
-    dlq = settings.kafka.dead_letter_topic
+    table = table or routes(settings)
+    fallback = _fallback(table)
     out = ReadBatch(batch.num_rows, batch.column("value").to_pylist(),
                     list(zip(*(batch.column(c).to_pylist() for c in SOURCE_COLUMNS[:3]))))
     for i, raw in enumerate(out.values):
+        route = table.get(out.source[i][0], fallback)
         try:
-            out.trips.append(parse_request(raw))
+            out.requests.append(parse_request(raw, route.model))
             out.rows.append(i)
+            out.workloads.append(route.workload.name)
         except InvalidRequest as exc:
-            out.dead[i] = (dlq, dead_letter(raw, exc.reason, out.source[i], keep))
+            out.dead[i] = (route.topics.dlq, dead_letter(raw, exc.reason, out.source[i], keep))
     return out
 
 
-def prediction(trip: TripRequest, predicted_s: float, version: str, event_ts: dt.datetime | None,
-               scored_ts: dt.datetime) -> bytes:
-    """``trips.predictions`` value (``core.events.Prediction``): the request's inputs ride along."""
-    out = {"schema_version": 1, REQUEST.key: getattr(trip, REQUEST.key), "model_version": version,
-           "predicted_duration_s": predicted_s, "event_ts": _iso(event_ts), "scored_ts": _iso(scored_ts)}
-    for f in REQUEST.echoed:
-        value = getattr(trip, f.name)
+def prediction(request: "BaseModel", predicted: float, version: str, event_ts: dt.datetime | None,
+               scored_ts: dt.datetime, workload: Workload | None = None) -> bytes:
+    """A prediction event (taxi's: ``core.events.Prediction``): the key, the workload's predicted value
+    (``predicted_duration_s``, ``overtime_probability``) and the request's stored inputs riding along."""
+    from core.workload import default
+
+    wl = workload or default()
+    req = wl.request
+    out = {"schema_version": 1, req.key: getattr(request, req.key), "model_version": version,
+           wl.prediction_field: predicted, "event_ts": _iso(event_ts), "scored_ts": _iso(scored_ts)}
+    for f in req.echoed:
+        value = getattr(request, f.name)
         out[f.name] = _iso(value) if f.kind == "timestamp" else value
     return _dumps(out)
 
 
 def bounded(topic: str, key: str, value: bytes, raw: bytes | None, coordinates: tuple[str, int, int],
-            settings: Settings) -> tuple[str, str, bytes]:
+            settings: Settings, dlq: str | None = None) -> tuple[str, str, bytes]:
     """The record as it is, or, over ``stream_record_max_bytes``, a small ``record_too_large`` dead letter in its
     place: a record the sink refuses would fail the batch on every replay."""
     limit = settings.speed.stream_record_max_bytes
@@ -139,7 +181,8 @@ def bounded(topic: str, key: str, value: bytes, raw: bytes | None, coordinates: 
         return topic, key, value
     reason = (f"{RECORD_TOO_LARGE}: the record for {topic} was {len(value)} bytes, over stream_record_max_bytes "
               f"({limit}); the payload is at its source coordinates")
-    return settings.kafka.dead_letter_topic, "/".join(map(str, coordinates)), dead_letter(raw, reason, coordinates, 0)
+    return (dlq or settings.kafka.dead_letter_topic, "/".join(map(str, coordinates)),
+            dead_letter(raw, reason, coordinates, 0))
 
 
 def trigger_kwargs(spec: str) -> dict[str, Any]:
@@ -168,35 +211,42 @@ class PredictionClient:
         self.session = requests.Session()
         if settings.speed.api_key:
             self.session.headers["X-API-Key"] = settings.speed.api_key.get_secret_value()
-        self.url = f"{settings.speed.app_url}/v1/predict/features"  # gunicorn itself: this client sheds its own load
+        self.base = settings.speed.app_url  # gunicorn itself: this client sheds its own load
+        self.url = f"{self.base}/v1/predict/features"
         self.calls = 0
         self.retries = 0
 
-    def _post(self, body: bytes) -> dict[str, Any]:
+    def _post(self, url: str, body: bytes) -> dict[str, Any]:
         import requests
 
         try:
-            resp = self.session.post(self.url, data=body, headers={"Content-Type": "application/json"},
+            resp = self.session.post(url, data=body, headers={"Content-Type": "application/json"},
                                      timeout=self.settings.speed.request_timeout_s)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ServiceUnavailable(f"{self.url}: {exc.__class__.__name__}") from exc
+            raise ServiceUnavailable(f"{url}: {exc.__class__.__name__}") from exc
         if resp.status_code in (502, 503, 504):
-            raise ServiceUnavailable(f"{self.url}: HTTP {resp.status_code} {resp.text[:200]}")
+            raise ServiceUnavailable(f"{url}: HTTP {resp.status_code} {resp.text[:200]}")
         if resp.status_code != 200:
-            raise RuntimeError(f"{self.url} refused a batch: HTTP {resp.status_code} {resp.text[:300]}")
+            raise RuntimeError(f"{url} refused a batch: HTTP {resp.status_code} {resp.text[:300]}")
         self.calls += 1
         return resp.json()
 
-    def score(self, trip_ids: list[str], columns: dict[str, list]) -> dict[str, Any]:
+    def score(self, ids: list[str], columns: dict[str, list], workload: str = DEFAULT) -> dict[str, Any]:
+        """One call of ``POST /v1/<workload>/predict/features`` (taxi's: ``/v1/predict/features``), retried with
+        backoff while the service is unavailable."""
         from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-        body = json.dumps({"trip_ids": trip_ids, "features": columns}, separators=(",", ":")).encode()
+        if workload == DEFAULT:
+            url, body = self.url, {"trip_ids": ids, "features": columns}
+        else:
+            url, body = f"{self.base}/v1/{workload}/predict/features", {"ids": ids, "features": columns}
+        data = json.dumps(body, separators=(",", ":")).encode()
         for attempt in Retrying(stop=stop_after_delay(self.settings.speed.stream_retry_max_s),
                                 wait=wait_exponential_jitter(initial=0.2, max=10.0),
                                 retry=retry_if_exception_type(ServiceUnavailable), reraise=True,
                                 before_sleep=self._note_retry):
             with attempt:
-                return self._post(body)
+                return self._post(url, data)
         raise AssertionError("unreachable")
 
     def _note_retry(self, state) -> None:
@@ -218,18 +268,18 @@ def _client(settings: Settings) -> PredictionClient:
 
 def score_batch(client: PredictionClient, batch: "pa.RecordBatch", settings: Settings) -> "pa.RecordBatch":
     """One Arrow batch of raw events (``source_rows`` columns) to the Kafka records it produces
-    (``OUTPUT_SCHEMA``): a prediction for each valid event, keyed by ``trip_id``, and a dead letter for each
-    refused one, keyed by its source coordinates; with what the batch's observed metrics read. Valid events are
-    scored in calls of up to ``stream_http_batch`` trips, their features by the in-process form."""
+    (``OUTPUT_SCHEMA``): a prediction for each valid event on its workload's prediction topic, keyed by the
+    request's key, and a dead letter for each refused one on its workload's dead-letter topic, keyed by its source
+    coordinates; with what the batch's observed metrics read. Valid events are scored per workload in calls of up
+    to ``stream_http_batch`` requests, their features by the workload's in-process form."""
     import pyarrow as pa
 
     from speed.predictor import request_columns
-    from core.workload import default
 
-    features = default().features
-
-    k, chunk = settings.kafka, settings.speed.stream_http_batch
-    read = read_batch(batch, settings)
+    chunk = settings.speed.stream_http_batch
+    table = routes(settings)
+    by_name = {r.workload.name: r for r in table.values()}
+    read = read_batch(batch, settings, table)
     raws, source = read.values, read.source
     event_ts = [ts if ts is None or ts.tzinfo else ts.replace(tzinfo=dt.UTC) for ts in batch.column("event_ts").to_pylist()]
     records: list[tuple[str, str, bytes]] = [("", "", b"")] * read.n
@@ -238,22 +288,31 @@ def score_batch(client: PredictionClient, batch: "pa.RecordBatch", settings: Set
     retries: list[int | None] = [None] * read.n
     for i, (topic, letter) in read.dead.items():
         records[i] = (topic, "/".join(map(str, source[i])), letter)
-    if read.trips:
-        columns = features.compute_numpy(request_columns(read.trips))
-        for start in range(0, len(read.trips), chunk):
-            trips, rows = read.trips[start:start + chunk], read.rows[start:start + chunk]
+    for name, route in by_name.items():
+        mine = [j for j, w in enumerate(read.workloads) if w == name]
+        if not mine:
+            continue
+        wl, key = route.workload, route.workload.request.key
+        requests, all_rows = [read.requests[j] for j in mine], [read.rows[j] for j in mine]
+        columns = wl.features.compute_numpy(request_columns(requests, wl.request))
+        for start in range(0, len(requests), chunk):
+            part, rows = requests[start:start + chunk], all_rows[start:start + chunk]
             before = client.retries
-            reply = client.score([t.trip_id for t in trips],
-                                 {f: columns[f][start:start + chunk].tolist() for f in features.FEATURE_NAMES})
+            reply = client.score([getattr(r, key) for r in part],
+                                 {f: columns[f][start:start + chunk].tolist() for f in wl.features.FEATURE_NAMES},
+                                 name)
             now = dt.datetime.now(dt.UTC)
-            for trip, i, p in zip(trips, rows, reply["predictions"]):
-                value = prediction(trip, p["predicted_duration_s"], reply["model_version"], event_ts[i], now)
-                records[i] = (k.trip_predictions_topic, trip.trip_id, value)
+            for req, i, p in zip(part, rows, reply["predictions"]):
+                value = prediction(req, p[wl.prediction_field], reply["model_version"], event_ts[i], now, wl)
+                records[i] = (route.topics.predictions, getattr(req, key), value)
                 if event_ts[i] is not None:
                     latency[i] = (now - event_ts[i]).total_seconds() * 1000.0
                 versions[i], retries[i] = reply["model_version"], client.retries - before
-    records = [bounded(*r, raws[i], source[i], settings) for i, r in enumerate(records)]
-    dead = [r[0] == k.dead_letter_topic for r in records]
+    fallback = _fallback(table)
+    records = [bounded(*r, raws[i], source[i], settings, table.get(source[i][0], fallback).topics.dlq)
+               for i, r in enumerate(records)]
+    dead_topics = {r.topics.dlq for r in table.values()}
+    dead = [r[0] in dead_topics for r in records]
     return pa.RecordBatch.from_arrays(
         [pa.array([r[0] for r in records], pa.string()), pa.array([r[1] for r in records], pa.string()),
          pa.array([r[2] for r in records], pa.binary()), pa.array(dead, pa.bool_()),
@@ -389,7 +448,7 @@ def kafka_source(spark, settings: Settings) -> "DataFrame":
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", k.bootstrap)
-        .option("subscribe", k.trip_requests_topic)
+        .option("subscribe", ",".join(routes(settings)))
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "false")
         # A cached consumer's prefetch long-polls the broker for this long, and the next batch's fetch waits
@@ -571,9 +630,9 @@ def main() -> None:
     settings = get_settings()
     spark = build_session(settings, "lambdaml-speed-stream")
     spark.sparkContext.setLogLevel("WARN")
-    log.info("streaming %s -> %s via %s (trigger %s, checkpoint %s)", settings.kafka.trip_requests_topic,
-             settings.kafka.trip_predictions_topic, settings.speed.app_url, settings.speed.stream_trigger,
-             settings.stream_checkpoint)
+    log.info("streaming %s via %s (trigger %s, checkpoint %s)",
+             ", ".join(f"{t} -> {r.topics.predictions}" for t, r in routes(settings).items()), settings.speed.app_url,
+             settings.speed.stream_trigger, settings.stream_checkpoint)
     status = StatusFile(settings)
     spark.streams.addListener(progress_listener(settings, status))
     supervise(spark, settings, status, {QUERY_NAME: lambda: start(spark, settings, status=status)})

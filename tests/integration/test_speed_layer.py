@@ -38,15 +38,15 @@ class SpeedEnv:
     def stack(self, *only: str) -> Stack:
         return Stack(self.settings, list(only) or None, catalog=SPEED_SERVICES, with_dependencies=False)
 
-    def publish_model(self, version: str, data: bytes, announced: bytes | None = None) -> None:
+    def publish_model(self, version: str, data: bytes, announced: bytes | None = None, name: str = NAME) -> None:
         """Put ``data`` in the lake and announce it with the sha256 of ``announced`` (default: of ``data``)."""
-        uri = self.settings.s3.uri("tests", "speed", self.unique, version, "model.pt")
+        uri = self.settings.s3.uri("tests", "speed", self.unique, name, version, "model.pt")
         fs, path = lake.filesystem(self.settings, uri)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(path) as out:
             out.write(data)
-        ann = announcement(NAME, version, uri, announced if announced is not None else data)
-        self.producer.produce(self.settings.kafka.models_topic, key=NAME.encode(), value=kafka.encode(ann))
+        ann = announcement(name, version, uri, announced if announced is not None else data)
+        self.producer.produce(self.settings.kafka.models_topic, key=name.encode(), value=kafka.encode(ann))
         assert self.producer.flush(30) == 0
 
     def produce_requests(self, payloads: dict[str, bytes]) -> None:
@@ -54,8 +54,9 @@ class SpeedEnv:
             self.producer.produce(self.settings.kafka.trip_requests_topic, key=key.encode(), value=value)
         assert self.producer.flush(30) == 0
 
-    def current_version(self) -> str:
-        return requests.get(f"{self.settings.speed.url}/v1/models/current", timeout=5).json()["version"]
+    def current_version(self, workload: str = "taxi") -> str | None:
+        r = requests.get(f"{self.settings.speed.url}/v1/{workload}/models/current", timeout=5)
+        return r.json()["version"] if r.status_code == 200 else None
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,68 @@ def test_hot_swap_under_load_fails_no_request_and_refuses_a_corrupt_artifact(spe
     while time.monotonic() < deadline and not all(speed.current_version() == "v1" for _ in range(6)):
         time.sleep(0.5)
     assert all(speed.current_version() == "v1" for _ in range(6))
+
+
+RIDE = {"started_at": "2024-06-05T17:42:10Z", "start_station_id": "6140.05", "rideable_type": "classic_bike",
+        "member_casual": "casual"}
+
+
+def test_two_models_served_at_once_and_one_swapped_under_load_fails_no_request_on_either(speed):
+    """Every gunicorn worker holds both models; swapping the bike model leaves taxi's alone, with no failed request
+    on either endpoint, and a corrupt bike artifact is refused while both keep serving."""
+    bike = "bike_overtime"
+    speed.publish_model("b1", artifact_bytes(21, label_mean=-2.0, workload="bike"), name=bike)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(speed.current_version("bike") == "b1" for _ in range(6)):
+        time.sleep(0.5)
+    taxi_version = speed.current_version("taxi")
+    assert taxi_version is not None and all(speed.current_version("bike") == "b1" for _ in range(6))
+    url = speed.settings.speed.url
+    failures: list[str] = []
+    seen: dict[str, set] = {"taxi": set(), "bike": set()}
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        session = requests.Session()
+        i = 0
+        while not stop.is_set():
+            i += 1
+            workload = ("taxi", "bike")[n % 2]
+            body = ({"trips": [dict(TRIP, trip_id=f"two-{n}-{i}-{j}") for j in range(3)]} if workload == "taxi"
+                    else {"rides": [dict(RIDE, ride_id=f"two-{n}-{i}-{j}") for j in range(3)]})
+            try:
+                r = session.post(f"{url}/v1/{workload}/predict", json=body, timeout=10)
+                if r.status_code != 200:
+                    failures.append(f"{workload} {r.status_code} {r.text[:100]}")
+                else:
+                    seen[workload].add(r.json()["model_version"])
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        speed.publish_model("b2", artifact_bytes(22, label_mean=-2.0, workload="bike"), name=bike)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(speed.current_version("bike") == "b2" for _ in range(10)):
+            time.sleep(0.5)
+        good = artifact_bytes(23, workload="bike")
+        corrupt = bytearray(good)
+        corrupt[len(corrupt) // 3] ^= 0xFF
+        speed.publish_model("b3", bytes(corrupt), announced=good, name=bike)
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert seen["taxi"] == {taxi_version}
+    assert {"b1", "b2"} <= seen["bike"] and "b3" not in seen["bike"], seen
+    assert all(speed.current_version("bike") == "b2" for _ in range(6))
+    ready = requests.get(f"{url}/readyz", timeout=5).json()
+    assert ready["models"] == {"taxi": taxi_version, "bike": "b2"}
 
 
 def _requests(prefix: str, n: int) -> dict[str, bytes]:

@@ -18,10 +18,10 @@ from speed.predictor import request_columns
 from tests.contract_corpus import CORPUS, GOOD, trip
 from workloads.taxi import features
 
-def source_batch(payloads: list[bytes | None]) -> pa.RecordBatch:
+def source_batch(payloads: list[bytes | None], topics: list[str] | None = None) -> pa.RecordBatch:
     ts = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
     return pa.RecordBatch.from_arrays(
-        [pa.array(["trips.requests"] * len(payloads)), pa.array([0] * len(payloads), pa.int32()),
+        [pa.array(topics or ["trips.requests"] * len(payloads)), pa.array([0] * len(payloads), pa.int32()),
          pa.array(range(len(payloads)), pa.int64()),
          pa.array([ts + dt.timedelta(seconds=i) for i in range(len(payloads))], pa.timestamp("us", tz="UTC")),
          pa.array(payloads, pa.binary())],
@@ -38,13 +38,16 @@ class FixedService:
         self.calls: list[list[str]] = []
         self.fail_first = fail_first
 
-    def score(self, trip_ids, columns):
+    def score(self, ids, columns, workload="taxi"):
         self.retries += self.fail_first
         self.fail_first = 0
-        self.calls.append(trip_ids)
+        self.calls.append(ids)
+        if workload == "bike":
+            return {"model_version": "b:1", "predictions": [{"ride_id": i, "overtime_probability": 0.5 + h / 100}
+                                                            for i, h in zip(ids, columns["hour"])]}
         return {"model_version": "m:1",
                 "predictions": [{"trip_id": t, "predicted_duration_s": 100.0 + d}
-                                for t, d in zip(trip_ids, columns["log_distance"])]}
+                                for t, d in zip(ids, columns["log_distance"])]}
 
 
 def scored(payloads: list[bytes | None], settings: Settings | None = None, chunk: int = 500,
@@ -210,3 +213,46 @@ def test_restarts_back_off_and_name_a_batch_that_fails_on_every_replay():
     capped = stream.Restarts(backoff_s=1.0, max_restarts=1)
     capped.failed("x", None, None)
     assert capped.next_wait() == 1.0 and capped.next_wait() is None
+
+
+# ------------------------------------------------------------------------------------------ one stream, many workloads
+def test_one_batch_of_two_workloads_goes_each_to_its_own_topics():
+    """Events of both request topics in one batch: each is read by its workload's request model, scored by its
+    model, and written to its workload's prediction topic, or, malformed, to its own dead-letter topic."""
+    from core.workload import load
+
+    bike = load("bike")
+    ride = dict(bike.example)
+    payloads = [trip(trip_id="t-ok"), json.dumps(dict(ride, ride_id="r-ok")).encode(),
+                json.dumps(dict(ride, ride_id="r-bad", rideable_type="tandem")).encode(), b"{nope",
+                trip(trip_id="t-bad", PULocationID=0), json.dumps(dict(ride, ride_id="r-2")).encode(),
+                trip(trip_id="r-as-trip")]
+    topics = ["trips.requests", "bike.requests", "bike.requests", "bike.requests", "trips.requests",
+              "bike.requests", "bike.requests"]
+    service = FixedService()
+    out = stream.score_batch(service, source_batch(payloads, topics), Settings()).to_pylist()
+    assert [(r["topic"], r["key"]) for r in out] == [
+        ("trips.predictions", "t-ok"), ("bike.predictions", "r-ok"), ("bike.dlq", "bike.requests/0/2"),
+        ("bike.dlq", "bike.requests/0/3"), ("trips.dlq", "trips.requests/0/4"), ("bike.predictions", "r-2"),
+        ("bike.dlq", "bike.requests/0/6")]
+    assert [r["dead"] for r in out] == [False, False, True, True, True, False, True]
+    assert json.loads(out[2]["value"])["error"].startswith("rideable_type: ")
+    assert json.loads(out[3]["value"])["error"].startswith("not_a_json_object")
+    assert json.loads(out[6]["value"])["error"].startswith("ride_id: ")  # a trip on the bike topic is refused
+    ride_out = json.loads(out[1]["value"])
+    assert ride_out["ride_id"] == "r-ok" and ride_out["model_version"] == "b:1"
+    assert 0.5 <= ride_out["overtime_probability"] < 0.75
+    assert ride_out["start_station_id"] == "6140.05" and ride_out["member_casual"] == "casual"
+    assert sorted(map(sorted, service.calls)) == [["r-2", "r-ok"], ["t-ok"]]
+
+
+def test_a_workloads_topics_derive_from_its_name_unless_set():
+    assert Settings().kafka.for_workload("bike") == ("bike.requests", "bike.predictions", "bike.completed", "bike.dlq")
+    s = Settings(kafka={"workload_topics": {"bike": {"dlq": "citibike.dead"}}})
+    assert s.kafka.for_workload("bike").dlq == "citibike.dead" and s.kafka.for_workload("bike").requests == \
+        "bike.requests"
+    assert s.kafka.for_workload("taxi") == ("trips.requests", "trips.predictions", "trips.completed", "trips.dlq")
+    assert {"bike.requests", "citibike.dead"} <= set(s.kafka.topics)
+    with pytest.raises(ValueError, match="unknown roles"):
+        Settings(kafka={"workload_topics": {"bike": {"request": "x"}}}).kafka.for_workload("bike")
+    assert set(stream.routes(Settings())) == {"trips.requests", "bike.requests"}
