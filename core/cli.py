@@ -308,15 +308,22 @@ def generate(
     shift: Annotated[bool, typer.Option("--shift", help="Shifted traffic pattern (drift scenario).")] = False,
     lake_root: Annotated[str, typer.Option(help="Lake root (s3a://bucket or a local folder). "
                                                 "Default: the configured bucket.")] = "",
+    workload: Annotated[str, typer.Option(help="Whose data to generate: a folder of workloads/ (taxi, bike).")]
+    = "taxi",
 ) -> None:
-    """Write realistic NYC taxi trips in the TLC schema into raw/trips/pickup_date=.../ ."""
+    """Write realistic raw data of a workload into its raw partitions (taxi: TLC trips into
+    raw/trips/pickup_date=.../; bike: Citi Bike rides into raw/bike/start_date=.../)."""
     import datetime as dt
 
-    from workloads.taxi.generate import generate as run
+    from core.workload import UnknownWorkload, load, module
 
+    try:
+        wl, run = load(workload), module(workload, "generate").generate
+    except UnknownWorkload as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workload") from None
     first = dt.date.fromisoformat(start) if start else dt.date.today() - dt.timedelta(days=days)
-    typer.echo(f"generating {days} day(s) x {rows_per_day:,} trips from {first} (seed {seed}, "
-               f"{dirty_share:.0%} dirty{', shifted' if shift else ''})")
+    typer.echo(f"generating {days} day(s) x {rows_per_day:,} {wl.name} rows from {first} into {wl.dataset} (seed "
+               f"{seed}, {dirty_share:.0%} dirty{', shifted' if shift else ''})")
     run(get_settings(), first, days, rows_per_day, seed, dirty_share, shift, lake_root or None, typer.echo)
 
 

@@ -141,6 +141,15 @@ def default() -> Workload:
     return load(DEFAULT)
 
 
+def module(name: str, part: str) -> Any:
+    """A module of a workload's folder by name (``module("bike", "generate")``): what is not part of the light
+    ``WORKLOAD`` definition, such as its generator. ``UnknownWorkload`` when there is no such folder."""
+    names = known()
+    if name not in names:
+        raise UnknownWorkload(name, names)
+    return importlib.import_module(f"{PACKAGE}.{name}.{part}")
+
+
 def load(name: str) -> Workload:
     """The ``WORKLOAD`` declared by ``workloads/<name>/``; ``UnknownWorkload`` when there is no such folder."""
     names = known()

@@ -67,16 +67,17 @@ def speed(stack, settings, tmp_path_factory):
     topics = {f: f"it.{unique}.{getattr(settings.kafka, f)}" for f in (
         "trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
         "models_topic", "metrics_topic", "batch_events_topic")}
+    bike_topics = {role: f"it.{unique}.bike.{role}" for role in ("requests", "predictions", "completed", "dlq")}
     s = settings.model_copy(update={
         "runtime_dir": tmp_path_factory.mktemp("speed-runtime"),
-        "kafka": settings.kafka.model_copy(update=topics),
+        "kafka": settings.kafka.model_copy(update={**topics, "workload_topics": {"bike": bike_topics}}),
         "speed": settings.speed.model_copy(update={"port": 18100, "workers": 2, "threads": 8,
                                                     "stream_retry_max_s": 120.0, "lake_sink_trigger":
                                                     "processingTime:2 seconds", "lake_sink_path":
                                                     settings.s3.uri("tests", "master", unique)}),
     })
     # Children re-read the settings from the environment: mark every changed field as set.
-    s.kafka.model_fields_set.update(topics)
+    s.kafka.model_fields_set.update({*topics, "workload_topics"})
     s.speed.model_fields_set.update({"port", "workers", "threads", "stream_retry_max_s", "lake_sink_trigger",
                                      "lake_sink_path"})
     s.model_fields_set.update({"runtime_dir", "kafka", "speed"})
@@ -90,7 +91,7 @@ def speed(stack, settings, tmp_path_factory):
     env.stack().down()
     from confluent_kafka.admin import AdminClient
 
-    AdminClient(kafka.client_config(s)).delete_topics(list(topics.values()))
+    AdminClient(kafka.client_config(s)).delete_topics([*topics.values(), *bike_topics.values()])
     from core.s3 import delete_prefix
 
     for uri in (s.master_events_uri, s.s3.uri("tests", "speed", unique)):
@@ -308,6 +309,45 @@ def test_stream_predicts_dead_letters_and_recovers_from_kill_and_outage(speed):
     while job.status().get("last", {}).get("service_retries", 0) == 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert job.status()["last"]["service_retries"] > 0, job.status()
+
+
+def test_the_same_stream_scores_bike_rides_and_dead_letters_each_workloads_own(speed):
+    """One Spark query reads both request topics: rides are scored by the bike model onto the bike prediction
+    topic, and a malformed ride and a malformed trip each go to their own workload's dead-letter topic."""
+    s = speed.settings
+    bike = s.kafka.for_workload("bike")
+    if speed.current_version("bike") is None:
+        speed.publish_model("b1", artifact_bytes(21, label_mean=-2.0, workload="bike"), name="bike_overtime")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and speed.current_version("bike") is None:
+            time.sleep(0.5)
+    speed.stack("speed-stream").up()
+    rides = {f"ride-{i:03d}": json.dumps(dict(RIDE, ride_id=f"ride-{i:03d}", start_station_id=f"{5000 + i}.02",
+                                              member_casual=("member", "casual")[i % 2])).encode()
+             for i in range(40)}
+    bad_rides = {"bad-ride-type": json.dumps(dict(RIDE, ride_id="bad-ride-type", rideable_type="tandem")).encode(),
+                 "bad-ride-json": b'{"ride_id": '}
+    for key, value in {**rides, **bad_rides}.items():
+        speed.producer.produce(bike.requests, key=key.encode(), value=value)
+    speed.produce_requests({"bad-trip-for-bike-test": json.dumps(dict(TRIP, trip_id="bad-trip-for-bike-test",
+                                                                      PULocationID=0)).encode()})
+    assert speed.producer.flush(30) == 0
+
+    got = _drain(s, bike.predictions, lambda g: set(rides) <= _predicted_ids(g), 180)
+    assert set(rides) <= _predicted_ids(got)
+    version = speed.current_version("bike")
+    for key, value in got:
+        assert key == value["ride_id"] and value["model_version"] == version
+        assert 0.0 < value["overtime_probability"] < 1.0 and value["member_casual"] in ("member", "casual")
+    letters = _drain(s, bike.dlq, lambda g: len(g) >= len(bad_rides), 60)
+    reasons = sorted(v["error"].split(":", 1)[0] for _, v in letters)
+    assert reasons == ["not_a_json_object", "rideable_type"], letters
+    assert all(v["source_topic"] == bike.requests for _, v in letters)
+    taxi_letters = _drain(s, s.kafka.dead_letter_topic,
+                          lambda g: any("bad-trip-for-bike-test" in (v.get("payload") or "") for _, v in g), 60)
+    assert any("bad-trip-for-bike-test" in (v.get("payload") or "") and v["error"].startswith("PULocationID")
+               for _, v in taxi_letters)
+    assert not any("ride_id" in (v.get("payload") or "") for _, v in taxi_letters)
 
 
 # Worst cases of one event each, all under Kafka's own 1 MB limit (the producer's is 1,000,000 bytes).

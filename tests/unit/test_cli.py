@@ -33,3 +33,13 @@ def test_config_show_masks_secrets():
     assert out.returncode == 0
     assert "very-secret-pw" not in out.stdout
     assert '"port": 13306' in out.stdout
+
+
+def test_generate_writes_the_named_workloads_raw_partitions_and_refuses_an_unknown_one(tmp_path):
+    out = run_cli("generate", "--workload", "bike", "--days", "2", "--rows-per-day", "50", "--start", "2024-06-01",
+                  "--lake-root", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    days = sorted(p.name for p in (tmp_path / "raw" / "bike").iterdir())
+    assert days == ["start_date=2024-06-01", "start_date=2024-06-02"]
+    unknown = run_cli("generate", "--workload", "boat", "--lake-root", str(tmp_path))
+    assert unknown.returncode == 2 and "no such workload: 'boat'" in unknown.stderr and "bike" in unknown.stderr
