@@ -328,6 +328,8 @@ def openapi_route():
 
 # --------------------------------------------------------------------------------------------------- factory
 UNTIMED = {"metrics.metrics_route", "health.healthz", "health.readyz"}
+CATCH_UP_WAIT_S = 15.0  # under gunicorn's worker timeout, which also bounds a worker's start
+
 # the endpoints that score
 ADMITTED = {"predict.predict_route", "predict.workload_predict_route", "predict.predict_features_route",
             "predict.workload_predict_features_route"}
@@ -430,4 +432,10 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         watcher = ModelWatcher(settings, models)
         watcher.start()
         app.extensions["lambdaml.watcher"] = watcher
+        # A worker takes requests once it has caught up on the models topic and loaded what it announces, so a
+        # fresh worker never answers 503 beside one that serves; bounded, so a worker without Kafka still starts
+        # (and answers 503 until a model arrives).
+        if not watcher.caught_up.wait(CATCH_UP_WAIT_S):
+            log.warning("models topic not caught up after %.0fs; serving without a model until one arrives",
+                        CATCH_UP_WAIT_S)
     return app
