@@ -55,8 +55,6 @@ from deploy.local.stack import Stack
 NAME = "endpoint"
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12"
 VEGETA_VERSION = "v12.13.0"
-TOPIC_FIELDS = ("trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
-                "models_topic", "metrics_topic", "batch_events_topic")
 MODEL_VERSION = "bench-random"
 REQUEST_DAY = dt.date(2026, 1, 5)
 BATCH_HISTOGRAMS = ("lambdaml_batch_trips", "lambdaml_batch_requests")
@@ -101,10 +99,10 @@ class PrivateSpeedLayer:
                  front_proxy: bool = False):
         self.unique = uuid.uuid4().hex[:8]
         self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"lambdaml-bench-{label}-"))
-        topics = {f: f"bench.{self.unique}.{getattr(base.kafka, f)}" for f in TOPIC_FIELDS}
         self.extra_topics = {name: f"bench.{self.unique}.{name}" for name in extra_topics}
-        self.settings = with_speed(base.model_copy(update={"runtime_dir": self.runtime_dir,
-                                                           "kafka": base.kafka.model_copy(update=topics)}),
+        private = base.model_copy(update={"runtime_dir": self.runtime_dir,
+                                          "kafka": base.kafka.prefixed(f"bench.{self.unique}.")})
+        self.settings = with_speed(private,
                                    port=port, front_proxy=front_proxy,
                                    lake_sink_path=base.s3.uri("bench", "master", self.unique))
         self.model_uri = self.settings.s3.uri("bench", "speed", self.unique, MODEL_VERSION, "model.pt")

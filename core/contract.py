@@ -213,8 +213,9 @@ def _pydantic_type(f: RequestField) -> Any:
                          WithJsonSchema({"type": "string", "pattern": TIMESTAMP_PATTERN, "description": text})]
     extra = {"description": f.description} if f.description else {}
     if f.kind == "text":
-        return Annotated[str, Strict(), Field(min_length=1, max_length=int(f.high), **extra),
-                         AfterValidator(_not_blank)]
+        return Annotated[str, Strict(), Field(min_length=1, max_length=int(f.high)), AfterValidator(_not_blank),
+                         WithJsonSchema({"type": "string", "minLength": 1, "maxLength": int(f.high),
+                                         "pattern": _NOT_BLANK.pattern, **extra})]
     if f.kind == "category":
         return Annotated[Literal[f.values], Field(**extra)]
     if f.kind == "integer":

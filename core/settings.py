@@ -86,6 +86,22 @@ class KafkaSettings(BaseModel):
                              f"{', '.join(WorkloadTopics._fields)}")
         return WorkloadTopics(*(given.get(role, f"{name}.{role}") for role in WorkloadTopics._fields))
 
+    def prefixed(self, prefix: str) -> KafkaSettings:
+        """A copy with every topic of the platform under ``prefix`` (``it.ab12.trips.requests``, and each other
+        workload's ``it.ab12.bike.requests``...), all marked as set: a private set of topics for a test or a
+        benchmark, which its teardown can delete without touching anyone else's."""
+        from core.workload import DEFAULT, known
+
+        fields = ("trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
+                  "models_topic", "metrics_topic", "batch_events_topic")
+        update: dict[str, Any] = {f: f"{prefix}{getattr(self, f)}" for f in fields}
+        update["workload_topics"] = {name: {role: f"{prefix}{topic}" for role, topic in
+                                            self.for_workload(name)._asdict().items()}
+                                     for name in known() if name != DEFAULT}
+        out = self.model_copy(update=update)
+        out.model_fields_set.update(update)
+        return out
+
     @property
     def external(self) -> bool:
         return self.bootstrap_servers is not None

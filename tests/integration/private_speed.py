@@ -19,8 +19,6 @@ from deploy.local.stack import Stack
 from tests.model_factory import announcement, artifact_bytes
 
 NAME = "trip_duration"
-TOPIC_FIELDS = ("trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
-                "models_topic", "metrics_topic", "batch_events_topic")
 TRIP = {"pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID": 236, "passenger_count": 1,
         "trip_distance": 2.1, "VendorID": 2}
 
@@ -28,15 +26,13 @@ TRIP = {"pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID"
 def private_settings(settings: Settings, runtime_dir: Path, unique: str, **speed) -> Settings:
     """``settings`` with a private runtime folder, topics and these speed fields, all marked as set
     (gunicorn re-reads the settings from the environment)."""
-    topics = {f: f"it.{unique}.{getattr(settings.kafka, f)}" for f in TOPIC_FIELDS}
     speed.setdefault("lake_sink_path", settings.s3.uri("tests", "master", unique))  # one writer per path
     validated = SpeedSettings.model_validate(settings.speed.model_dump() | speed)
     s = settings.model_copy(update={
         "runtime_dir": runtime_dir,
-        "kafka": settings.kafka.model_copy(update=topics),
+        "kafka": settings.kafka.prefixed(f"it.{unique}."),
         "speed": settings.speed.model_copy(update={k: getattr(validated, k) for k in speed}),
     })
-    s.kafka.model_fields_set.update(topics)
     s.speed.model_fields_set.update(speed)
     s.model_fields_set.update({"runtime_dir", "kafka", "speed"})
     return s
@@ -44,7 +40,8 @@ def private_settings(settings: Settings, runtime_dir: Path, unique: str, **speed
 
 @contextlib.contextmanager
 def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Settings]:
-    """Start the service with ``speed`` fields (``port`` among them) serving model ``v1``; yield its settings.
+    """Start the service with ``speed`` fields (``port`` among them) serving model ``v1`` of every workload (taxi's
+    a ``trip_duration``, each other's under its model name); yield its settings.
 
     gunicorn listens on ``port`` itself unless ``front_proxy=True`` is among them: then the front (haproxy)
     does, as under ``lambdaml speed up``."""
@@ -54,14 +51,19 @@ def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Se
     speed.setdefault("front_proxy", False)
     s = private_settings(settings, runtime_dir, unique, **speed)
     kafka.ensure_topics(s)
-    uri = s.s3.uri("tests", "speed", unique, "v1", "model.pt")
-    data = artifact_bytes(21)
-    fs, path = lake.filesystem(s, uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(data)
+    from speed.predictor import served_model_name, served_workloads
+
     producer = kafka.producer(s)
-    producer.produce(s.kafka.models_topic, key=NAME.encode(), value=kafka.encode(announcement(NAME, "v1", uri, data)))
+    for wl in served_workloads(s):
+        name = served_model_name(s, wl)
+        uri = s.s3.uri("tests", "speed", unique, wl.name, "v1", "model.pt")
+        data = artifact_bytes(21, label_mean=6.5 if wl.task.kind == "regression" else -2.0, workload=wl.name)
+        fs, path = lake.filesystem(s, uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        producer.produce(s.kafka.models_topic, key=name.encode(),
+                         value=kafka.encode(announcement(name, "v1", uri, data)))
     assert producer.flush(30) == 0
     stack = Stack(s, catalog=service_processes(s), with_dependencies=False)
     try:
@@ -71,7 +73,7 @@ def private_speed(settings: Settings, runtime_dir: Path, **speed) -> Iterator[Se
     finally:
         stack.down()
         AdminClient(kafka.client_config(s)).delete_topics(list(s.kafka.topics))
-        fs.delete_dir(path.rsplit("/", 2)[0])
+        delete_prefix(s, s.s3.uri("tests", "speed", unique))
         delete_prefix(s, s.master_events_uri)
 
 

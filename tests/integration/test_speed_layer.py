@@ -64,20 +64,15 @@ def speed(stack, settings, tmp_path_factory):
     import uuid
 
     unique = uuid.uuid4().hex[:8]
-    topics = {f: f"it.{unique}.{getattr(settings.kafka, f)}" for f in (
-        "trip_requests_topic", "trip_predictions_topic", "trip_completed_topic", "dead_letter_topic",
-        "models_topic", "metrics_topic", "batch_events_topic")}
-    bike_topics = {role: f"it.{unique}.bike.{role}" for role in ("requests", "predictions", "completed", "dlq")}
     s = settings.model_copy(update={
         "runtime_dir": tmp_path_factory.mktemp("speed-runtime"),
-        "kafka": settings.kafka.model_copy(update={**topics, "workload_topics": {"bike": bike_topics}}),
+        "kafka": settings.kafka.prefixed(f"it.{unique}."),
         "speed": settings.speed.model_copy(update={"port": 18100, "workers": 2, "threads": 8,
                                                     "stream_retry_max_s": 120.0, "lake_sink_trigger":
                                                     "processingTime:2 seconds", "lake_sink_path":
                                                     settings.s3.uri("tests", "master", unique)}),
     })
     # Children re-read the settings from the environment: mark every changed field as set.
-    s.kafka.model_fields_set.update({*topics, "workload_topics"})
     s.speed.model_fields_set.update({"port", "workers", "threads", "stream_retry_max_s", "lake_sink_trigger",
                                      "lake_sink_path"})
     s.model_fields_set.update({"runtime_dir", "kafka", "speed"})
@@ -91,7 +86,7 @@ def speed(stack, settings, tmp_path_factory):
     env.stack().down()
     from confluent_kafka.admin import AdminClient
 
-    AdminClient(kafka.client_config(s)).delete_topics([*topics.values(), *bike_topics.values()])
+    AdminClient(kafka.client_config(s)).delete_topics(list(s.kafka.topics))
     from core.s3 import delete_prefix
 
     for uri in (s.master_events_uri, s.s3.uri("tests", "speed", unique)):

@@ -256,3 +256,6 @@ def test_a_workloads_topics_derive_from_its_name_unless_set():
     with pytest.raises(ValueError, match="unknown roles"):
         Settings(kafka={"workload_topics": {"bike": {"request": "x"}}}).kafka.for_workload("bike")
     assert set(stream.routes(Settings())) == {"trips.requests", "bike.requests"}
+    private = Settings().kafka.prefixed("it.x.")
+    assert all(t.startswith("it.x.") for t in private.topics) and len(private.topics) == len(Settings().kafka.topics)
+    assert private.for_workload("bike").dlq == "it.x.bike.dlq" and "workload_topics" in private.model_fields_set
