@@ -65,7 +65,7 @@ TIMESTAMP_YEARS = contract.TIMESTAMP_YEARS
 
 class InvalidRequest(ValueError):
     """A request refused by the contract: ``field`` names what is wrong (``body`` for the JSON itself, or a path
-    such as ``trips[3].PULocationID``); ``details`` lists every failing field."""
+    such as ``trips[3].<field>``); ``details`` lists every failing field."""
 
     def __init__(self, field: str, message: str, details: list[dict[str, str]] | None = None):
         super().__init__(f"{field}: {message}")

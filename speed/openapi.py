@@ -16,8 +16,6 @@ from core.settings import Settings
 from core.workload import DEFAULT, Workload
 from core.workload import default as default_workload
 
-features = default_workload().features
-
 
 def _closed(properties: dict[str, Any]) -> dict[str, Any]:
     """An object with exactly these properties, all required."""
@@ -28,7 +26,7 @@ def _feature_column(f: Any, max_rows: int) -> dict[str, Any]:
     item = ({"type": "integer", "minimum": 0, "maximum": f.cardinality - 1} if f.kind == "categorical"
             else {"type": "number"})
     return {"type": "array", "minItems": 1, "maxItems": max_rows, "items": item,
-            "description": "One value per trip id, in the same order (the service refuses another length)."}
+            "description": "One value per id, in the same order (the service refuses another length)."}
 
 
 def _schemas(wl: Workload, max_batch: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -53,6 +51,27 @@ def _schemas(wl: Workload, max_batch: int) -> tuple[str, dict[str, Any], dict[st
     return prefix, components, {"oneOf": [single, batch]}
 
 
+def _features_operation(wl: Workload, max_rows: int, security: list, errors: dict[str, Any]) -> dict[str, Any]:
+    """``POST .../predict/features`` of one workload: its feature columns, computed elsewhere (the stream)."""
+    ids = "trip_ids" if wl.name == DEFAULT else "ids"
+    prefix = "" if wl.name == DEFAULT else wl.name.capitalize()
+    feature_set = wl.features
+    return {"post": {
+        "summary": f"Predict with the {wl.name} model from feature columns already computed with its features "
+                   "(used by the stream)",
+        "security": security,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": [ids, "features"], "properties": {
+                ids: {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_rows},
+                "features": {"type": "object", "required": list(feature_set.FEATURE_NAMES), "properties": {
+                    f.name: _feature_column(f, max_rows) for f in feature_set.FEATURES}}}}}}},
+        "responses": {
+            "200": {"description": "Predictions", "content": {"application/json": {"schema": {
+                "$ref": f"#/components/schemas/{prefix}BatchPrediction"}}}},
+            **errors,
+        }}}
+
+
 def spec(settings: Settings, workloads: list[Workload] | None = None) -> dict[str, Any]:
     """The description of a service serving ``workloads`` (every served one: ``speed.predictor.served_workloads``)."""
     from speed.predictor import served_workloads
@@ -61,7 +80,8 @@ def spec(settings: Settings, workloads: list[Workload] | None = None) -> dict[st
     served = workloads if workloads is not None else served_workloads(settings)
     error = {"type": "object", "required": ["error"], "properties": {
         "error": {"type": "string"},
-        "field": {"type": "string", "description": "The failing field, e.g. trips[3].PULocationID"},
+        "field": {"type": "string", "description": "The failing field: a request field, or one of a batch's "
+                                                   "(`<batch key>[3].<field>`)"},
         "details": {"type": "array", "items": {"type": "object"}},
         "retry_after_s": {"type": "integer"}}}
     err = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -99,21 +119,9 @@ def spec(settings: Settings, workloads: list[Workload] | None = None) -> dict[st
         "servers": [{"url": s.url}],
         "paths": {
             **predict_paths,
-            "/v1/predict/features": {"post": {
-                "summary": "Predict from feature columns already computed with workloads.taxi.features "
-                           "(used by the stream)",
-                "security": security,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["trip_ids", "features"], "properties": {
-                        "trip_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                                     "maxItems": s.max_batch_trips},
-                        "features": {"type": "object", "required": list(features.FEATURE_NAMES), "properties": {
-                            f.name: _feature_column(f, s.max_batch_trips) for f in features.FEATURES}}}}}}},
-                "responses": {
-                    "200": {"description": "Predictions", "content": {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/BatchPrediction"}}}},
-                    **bad, **keyed, "413": {"description": "Too many rows", "content": err}, **overloaded,
-                }}},
+            **{("/v1/predict/features" if wl.name == DEFAULT else f"/v1/{wl.name}/predict/features"):
+               _features_operation(wl, s.max_batch_trips, security, {**bad, **keyed, **overloaded, "413": {
+                   "description": "Too many rows", "content": err}}) for wl in served},
             **{("/v1/models/current" if wl.name == DEFAULT else f"/v1/{wl.name}/models/current"): {"get": {
                 "summary": f"The {wl.name} model version being served", "security": security,
                 "responses": {"200": {"description": "Model version and metrics", "content": {"application/json": {

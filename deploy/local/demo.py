@@ -2,8 +2,9 @@
 
 1. bring the local stack up
 2. generate a few days of raw trips (with dirty rows) in the lake
-3. run ``batch_training`` through Airflow: validate, preprocess, tune, train, register, promote
-4. start the speed layer: gunicorn prediction service and the Spark streaming job
+3. run ``batch_training`` through Airflow: validate, preprocess, tune, train, register, promote; and the second
+   workload's, ``bike_batch_training``, on generated Citi Bike rides (a classifier, judged by log loss)
+4. start the speed layer: gunicorn prediction service (both models) and the Spark streaming job
 5. replay live traffic through Kafka (requests now, outcomes when the trips end, a few malformed events)
 6. run ``serving_sync`` and ``monitoring`` through Airflow
 7. shift the traffic: the last days arrive shifted (slower streets, more airport runs) and shifted trips are
@@ -11,6 +12,9 @@
    those days; the new version is promoted and hot-swapped into the running service, and more shifted
    trips are replayed so that the new version's live error can be read beside the old one's
 8. archive the replayed days to Hive with ``hive_archive``
+
+Between 5 and 6, rides of the bike workload go through its endpoint (``POST /v1/bike/predict``) and its request
+topic, malformed ones among them, which the same streaming job scores or dead-letters on ``bike.dlq``.
 
 Every number in the report is read back from the services: the registry, MySQL, Hive, Kafka, the
 service's own endpoints, the streaming job's status file. Model versions are compared on one test split
@@ -36,6 +40,10 @@ from core.settings import Settings, get_settings
 from core.spark import spark_home
 
 MODEL = "trip_duration"
+BIKE = "bike"
+BIKE_RIDES_PER_DAY = 5000
+BIKE_LIVE_RIDES = 300
+BIKE_MALFORMED = 3
 SHIFT_DAYS = 3  # batch_training's default days_back
 REPLAY_SEED = 101  # the live replays before the swap
 AFTER_SWAP_SEED = 102  # the shifted replay after the swap: other trips, so other trip ids
@@ -69,7 +77,7 @@ class Demo:
         self.start = self.end - dt.timedelta(days=self.days - 1)
         self.t0 = time.monotonic()
         self.started_ms = int(time.time() * 1000)
-        self.steps = 8 if shift else 7
+        self.steps = 9 if shift else 8
         self.step_no = 0
         self.report: dict[str, Any] = {}
         self._api = None
@@ -131,6 +139,18 @@ class Demo:
         self.step("batch_training through Airflow (validate, preprocess, Ray Tune, train, register, promote)")
         self.run_dag("batch_training", {"end_date": self.end.isoformat(), "days_back": self.days})
 
+    def train_bike(self) -> None:
+        """The second workload: its own raw data, rules, DAG, task and baseline, from its folder alone."""
+        from core.workload import load, module
+
+        bike = load(BIKE)
+        self.step(f"the bike workload: {self.days} days x {BIKE_RIDES_PER_DAY:,} Citi Bike rides, then "
+                  f"{bike.dag_id('batch_training')} (a classifier of overtime, judged by log loss)")
+        module(BIKE, "generate").generate(self.settings, self.start, self.days, BIKE_RIDES_PER_DAY, seed=7,
+                                          dirty_share=0.03)
+        self.run_dag(bike.dag_id("batch_training"), {"start_date": self.start.isoformat(),
+                                                     "end_date": self.end.isoformat()})
+
     def speed_up(self) -> None:
         from deploy.local.speed import SPEED_SERVICES, wait_for_model
         from deploy.local.stack import Stack
@@ -150,10 +170,51 @@ class Demo:
                malformed_share=0.01, echo=lambda line: print(f"  {line}", flush=True))
 
     def live(self) -> None:
-        self.step(f"replaying live traffic: {self.rate}/s for {self.seconds}s, outcomes as trips end")
+        self.step(f"replaying live traffic: {self.rate}/s for {self.seconds}s, outcomes as trips end; bike rides "
+                  "through their endpoint and topic")
         self.replay(self.end, shift=False)
         self.report["endpoint"] = self.measure_endpoint()
+        self.report["bike"] = self.bike_live()
         self.wait_for_stream()
+
+    def bike_live(self) -> dict:
+        """Rides of the generated last day through ``POST /v1/bike/predict`` (latency) and onto the bike request
+        topic with a few malformed ones, which the one streaming job scores or dead-letters on the bike DLQ."""
+        import requests
+
+        from core import kafka
+        from core.workload import load, module
+
+        bike = load(BIKE)
+        deadline = time.monotonic() + 60
+        url = self.settings.speed.url
+        while time.monotonic() < deadline and requests.get(f"{url}/readyz?workload={BIKE}", timeout=5).status_code \
+                != 200:
+            time.sleep(1)
+        table = module(BIKE, "generate").generate_day(self.end, BIKE_LIVE_RIDES, seed=103, dirty_share=0.0)
+        fields = [f.name for f in bike.request.fields]
+        rides = []
+        for row in table.select(fields).to_pylist():
+            row["started_at"] = row["started_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            row["ride_id"] = f"demo-{row['ride_id']}"
+            rides.append(row)
+        session, lat = requests.Session(), []
+        for ride in rides[:200]:
+            t = time.perf_counter()
+            r = session.post(f"{url}/v1/{BIKE}/predict", json=ride, timeout=10)
+            lat.append((time.perf_counter() - t) * 1000)
+            r.raise_for_status()
+        topics = self.settings.kafka.for_workload(BIKE)
+        producer = kafka.producer(self.settings)
+        for ride in rides:
+            producer.produce(topics.requests, key=ride["ride_id"].encode(), value=json.dumps(ride).encode())
+        for i in range(BIKE_MALFORMED):
+            bad = dict(rides[i], ride_id=f"demo-malformed-{i}", rideable_type="tandem")
+            producer.produce(topics.requests, key=bad["ride_id"].encode(), value=json.dumps(bad).encode())
+        producer.flush(30)
+        print(f"  {len(lat)} rides through POST /v1/{BIKE}/predict; {len(rides)} rides and {BIKE_MALFORMED} malformed "
+              f"onto {topics.requests}", flush=True)
+        return {"requests": len(lat), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "produced": len(rides)}
 
     def wait_for_stream(self, timeout: float = 120, quiet_s: float = 4.0) -> None:
         """Until the streaming job has run no batch for ``quiet_s`` (it has caught up with the topic)."""
@@ -318,6 +379,17 @@ class Demo:
         dlq = len(_messages(self.settings, self.settings.kafka.dead_letter_topic, self.started_ms))
         r["stream"] = {"predictions": len(lat), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
                        "dead_letters": dlq}
+        if "bike" in r:
+            from core.workload import load
+
+            bike, topics = load(BIKE), self.settings.kafka.for_workload(BIKE)
+            r["bike"]["models"] = registered_models(self.settings, bike.model_name)
+            predicted = [json.loads(v) for _, v in _messages(self.settings, topics.predictions, self.started_ms)]
+            r["bike"]["stream"] = {
+                "topic": topics.predictions, "dlq": topics.dlq, "predictions": len(predicted),
+                "mean_probability": statistics.fmean(p["overtime_probability"] for p in predicted) if predicted
+                else None,
+                "dead_letters": len(_messages(self.settings, topics.dlq, self.started_ms))}
 
     def _hive_counts(self) -> dict:
         sp = self.settings.spark
@@ -466,6 +538,7 @@ def report_text(r: dict, predictions_topic: str, dead_letter_topic: str) -> str:
             f"ms, p99 {_num(e.get('p99_ms'), 1)} ms",
             f"  stream    produce -> prediction on {predictions_topic}, {s['predictions']} events: "
             f"p50 {_num(s['p50_ms'])} ms, p99 {_num(s['p99_ms'])} ms"]
+    out += bike_text(r.get("bike"))
     if "drift" in r:
         out += ["", f"Drift: {'; '.join(r['drift'].get('reasons', [])) or 'none'}"]
     if "swap" in r:
@@ -476,6 +549,38 @@ def report_text(r: dict, predictions_topic: str, dead_letter_topic: str) -> str:
             "  Hive    " + ", ".join(f"lake.{k} {v}" for k, v in r["hive"].items()),
             f"  Kafka   dead letters on {dead_letter_topic}: {s['dead_letters']}"]
     return "\n".join(out)
+
+
+def bike_text(b: dict | None) -> list[str]:
+    """The report's section on the second workload (pure)."""
+    if not b:
+        return []
+    out = ["", "Bike overtime (the second workload: a classifier at unlock, log loss against the station-hour "
+               "baseline)"]
+    models = b.get("models") or []
+    if models:
+        newest = models[0]
+        test = (newest.get("metrics") or {}).get("test") or {}
+        model, base = test.get("model") or {}, test.get("baseline") or {}
+        out.append(f"  {newest['stage']:10s} {newest['version']:48s} log loss {_num(model.get('log_loss'), 3)}  "
+                   f"ROC AUC {_num(model.get('roc_auc'), 3)}  Brier {_num(model.get('brier'), 3)}  "
+                   f"{_gain(model.get('log_loss'), base.get('log_loss'))} than the baseline")
+        out.append(f"  {'baseline':10s} {'overtime rate per start station and hour':48s} log loss "
+                   f"{_num(base.get('log_loss'), 3)}  ROC AUC {_num(base.get('roc_auc'), 3)}  Brier "
+                   f"{_num(base.get('brier'), 3)}")
+        decision = (newest.get("metrics") or {}).get("decision")
+        if decision:
+            out.append(f"  promotion decision: {decision}")
+    else:
+        out.append("  no bike model registered")
+    st = b.get("stream") or {}
+    out.append(f"  endpoint  POST /v1/bike/predict, {b.get('requests')} sequential requests: p50 "
+               f"{_num(b.get('p50_ms'), 1)} ms, p99 {_num(b.get('p99_ms'), 1)} ms")
+    if st:
+        out.append(f"  stream    {b.get('produced')} rides produced: {st['predictions']} predictions on {st['topic']} "
+                   f"(mean overtime probability {_num(st.get('mean_probability'), 3)}), {st['dead_letters']} dead "
+                   f"letters on {st['dlq']}")
+    return out
 
 
 def _messages(settings: Settings, topic: str, since_ms: int) -> list[tuple[bytes | None, bytes]]:
@@ -561,6 +666,7 @@ def main(
         demo.stack_up()
         demo.generate()
         demo.train()
+        demo.train_bike()
         demo.speed_up()
         demo.live()
         demo.report["drift_before_shift"] = demo.serve(window_minutes=60)

@@ -7,6 +7,8 @@ speed layer (``lambdaml speed up``) keeps running untouched.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -14,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -93,14 +96,13 @@ def speed(stack, settings, tmp_path_factory):
         delete_prefix(s, uri)
 
 
-TRIP = {"pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID": 236, "passenger_count": 1,
-        "trip_distance": 2.1, "VendorID": 2}
-
-
-def test_hot_swap_under_load_fails_no_request_and_refuses_a_corrupt_artifact(speed):
-    url = f"{speed.settings.speed.url}/v1/predict"
+@contextlib.contextmanager
+def under_load(request_of: Callable[[int, int], tuple[str, str, dict]], clients: int = 6):
+    """Clients posting until the block ends; ``request_of(n, i)`` gives the (label, url, body) of client ``n``'s
+    ``i``-th request. Yields (failures, answers): every failed request, and per label how many answers each model
+    version gave."""
     failures: list[str] = []
-    seen: dict[str, int] = {}
+    answers: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     stop = threading.Event()
 
     def client(n: int) -> None:
@@ -108,33 +110,47 @@ def test_hot_swap_under_load_fails_no_request_and_refuses_a_corrupt_artifact(spe
         i = 0
         while not stop.is_set():
             i += 1
-            body = {"trips": [dict(TRIP, trip_id=f"load-{n}-{i}-{j}") for j in range(3)]}
+            label, url, body = request_of(n, i)
             try:
                 r = session.post(url, json=body, timeout=10)
                 if r.status_code != 200:
-                    failures.append(f"{r.status_code} {r.text[:100]}")
+                    failures.append(f"{label} {r.status_code} {r.text[:100]}")
                 else:
-                    v = r.json()["model_version"]
-                    seen[v] = seen.get(v, 0) + 1
+                    answers[label][r.json()["model_version"]] += 1
             except requests.RequestException as exc:
                 failures.append(repr(exc))
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     try:
+        yield failures, answers
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+TRIP = {"pickup_ts": "2026-01-05T08:30:00Z", "PULocationID": 161, "DOLocationID": 236, "passenger_count": 1,
+        "trip_distance": 2.1, "VendorID": 2}
+
+
+def test_hot_swap_under_load_fails_no_request_and_refuses_a_corrupt_artifact(speed):
+    url = f"{speed.settings.speed.url}/v1/predict"
+
+    def trips(n: int, i: int) -> tuple[str, str, dict]:
+        return "taxi", url, {"trips": [dict(TRIP, trip_id=f"load-{n}-{i}-{j}") for j in range(3)]}
+
+    with under_load(trips) as (failures, answers):
         time.sleep(1.0)
         speed.publish_model("v2", artifact_bytes(12))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(speed.current_version() == "v2" for _ in range(10)):
             time.sleep(0.5)
         time.sleep(1.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    seen = answers["taxi"]
     assert failures == []
-    assert seen.get("v1", 0) > 0 and seen.get("v2", 0) > 0, seen
+    assert seen["v1"] > 0 and seen["v2"] > 0, seen
 
     # A corrupt artifact (bytes flipped after the sha256 was recorded) is refused; v2 keeps serving.
     good = artifact_bytes(13)
@@ -177,31 +193,14 @@ def test_two_models_served_at_once_and_one_swapped_under_load_fails_no_request_o
     taxi_version = speed.current_version("taxi")
     assert taxi_version is not None and all(speed.current_version("bike") == "b1" for _ in range(6))
     url = speed.settings.speed.url
-    failures: list[str] = []
-    seen: dict[str, set] = {"taxi": set(), "bike": set()}
-    stop = threading.Event()
 
-    def client(n: int) -> None:
-        session = requests.Session()
-        i = 0
-        while not stop.is_set():
-            i += 1
-            workload = ("taxi", "bike")[n % 2]
-            body = ({"trips": [dict(TRIP, trip_id=f"two-{n}-{i}-{j}") for j in range(3)]} if workload == "taxi"
-                    else {"rides": [dict(RIDE, ride_id=f"two-{n}-{i}-{j}") for j in range(3)]})
-            try:
-                r = session.post(f"{url}/v1/{workload}/predict", json=body, timeout=10)
-                if r.status_code != 200:
-                    failures.append(f"{workload} {r.status_code} {r.text[:100]}")
-                else:
-                    seen[workload].add(r.json()["model_version"])
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
+    def both(n: int, i: int) -> tuple[str, str, dict]:
+        ids = [f"two-{n}-{i}-{j}" for j in range(3)]
+        if n % 2 == 0:
+            return "taxi", f"{url}/v1/taxi/predict", {"trips": [dict(TRIP, trip_id=t) for t in ids]}
+        return "bike", f"{url}/v1/bike/predict", {"rides": [dict(RIDE, ride_id=r) for r in ids]}
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    try:
+    with under_load(both) as (failures, seen):
         time.sleep(1.0)
         speed.publish_model("b2", artifact_bytes(22, label_mean=-2.0, workload="bike"), name=bike)
         deadline = time.monotonic() + 60
@@ -212,13 +211,9 @@ def test_two_models_served_at_once_and_one_swapped_under_load_fails_no_request_o
         corrupt[len(corrupt) // 3] ^= 0xFF
         speed.publish_model("b3", bytes(corrupt), announced=good, name=bike)
         time.sleep(3.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     assert failures == []
-    assert seen["taxi"] == {taxi_version}
-    assert {"b1", "b2"} <= seen["bike"] and "b3" not in seen["bike"], seen
+    assert set(seen["taxi"]) == {taxi_version}
+    assert {"b1", "b2"} <= set(seen["bike"]) and "b3" not in seen["bike"], seen
     assert all(speed.current_version("bike") == "b2" for _ in range(6))
     ready = requests.get(f"{url}/readyz", timeout=5).json()
     assert ready["models"] == {"taxi": taxi_version, "bike": "b2"}

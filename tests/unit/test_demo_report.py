@@ -150,3 +150,22 @@ def test_the_first_training_window_holds_a_weekday_before_a_weekday_it_ends_on()
     assert first_window(monday, 2) == 4
     assert first_window(wednesday, 3) == 3 and first_window(saturday, 3) == 3  # a weekend last day needs nothing
     assert first_window(dt.date(2026, 12, 1), 3) == 3  # Sunday, Monday, Tuesday: Monday is a weekday
+
+
+def test_the_bike_workload_has_its_own_section_with_log_loss_against_its_baseline():
+    r = figures()
+    r["bike"] = {
+        "requests": 200, "p50_ms": 7.1, "p99_ms": 15.0, "produced": 300,
+        "models": [{"version": "bike_overtime:1.0.0-x", "stage": "production", "data_partitions": [],
+                    "metrics": {"test": {"model": {"log_loss": 0.158, "roc_auc": 0.921, "brier": 0.047},
+                                         "baseline": {"log_loss": 0.233, "roc_auc": 0.725, "brier": 0.061}},
+                                "decision": "beats the baseline by 32.2%; no champion yet"}}],
+        "stream": {"topic": "bike.predictions", "dlq": "bike.dlq", "predictions": 300, "mean_probability": 0.081,
+                   "dead_letters": 3}}
+    block = section(report_text(r, "trips.predictions", "trips.dlq"), "Bike overtime")
+    text = "\n".join(block)
+    assert "log loss 0.158" in text and "ROC AUC 0.921" in text and "32% better than the baseline" in text
+    assert "log loss 0.233" in text and "beats the baseline by 32.2%" in text
+    assert "300 predictions on bike.predictions" in text and "3 dead letters on bike.dlq" in text
+    assert "POST /v1/bike/predict, 200 sequential requests: p50 7.1 ms" in text
+    assert "Bike overtime" not in report_text(figures(), "trips.predictions", "trips.dlq")  # only when it ran
