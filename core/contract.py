@@ -41,7 +41,11 @@ TIMESTAMP_PATTERN = (rf"^{_DATE}[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.
                      r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$")
 assert TIMESTAMP_YEARS == (2001, 2099), "TIMESTAMP_PATTERN spells these years out"
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-_NOT_BLANK = re.compile(r"\S")
+# Not blank: at least one character that is white space neither to Python (``str.isspace``, which the sync and the
+# stream read with) nor to ECMAScript (the regex dialect of JSON Schema, which clients validate with). Written as
+# an explicit class, so that both dialects read the published pattern alike: ``\S`` differs between them (U+001F
+# and U+0085 are space only to Python, U+FEFF only to ECMAScript).
+_NOT_BLANK = re.compile(r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
 
 
 class Malformed(ValueError):
