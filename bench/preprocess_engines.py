@@ -23,7 +23,7 @@ import typer
 
 from batch import preprocess
 from bench import common, data
-from workloads.taxi import features, zones
+from workloads.taxi import WORKLOAD, features, zones
 
 if TYPE_CHECKING:
     import duckdb
@@ -195,7 +195,7 @@ def main(
                             "(FORMAT parquet, COMPRESSION snappy, PER_THREAD_OUTPUT)")
 
             def spark_transform() -> None:
-                preprocess.transform(spark.read.parquet(str(raw)), train_end, val_end) \
+                preprocess.transform(WORKLOAD.examples(spark.read.parquet(str(raw))), train_end, val_end, WORKLOAD) \
                     .write.parquet(str(outputs["spark_transform"]))
 
             runs = {"spark_sql": spark_sql, "duckdb_sql": duckdb_sql, "spark_transform": spark_transform}

@@ -77,6 +77,11 @@ class Workload:
     example: dict[str, Any]
     aliases: dict[str, str] = field(default_factory=dict)
 
+    def __reduce__(self):
+        """A workload pickles as its name and is loaded again from its folder on the other side (a Ray trial, a
+        worker process): its definition holds modules and functions, which pickle cannot carry."""
+        return load, (self.name,)
+
     @property
     def entity(self) -> str:
         """The workload's folder name in every stage of the lake: ``trips`` in ``raw/trips``."""

@@ -28,7 +28,7 @@ from batch import pipeline, validate
 from core.s3 import s3_client, split_uri
 from deploy.local.stack import Stack
 from tests.airflow_api import AirflowAPI
-from workloads.taxi import generate
+from workloads.taxi import WORKLOAD, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -49,7 +49,7 @@ def raw_listing(settings, root: str) -> dict[str, tuple[str, int]]:
 
 
 def put_raw(settings, root: str, day: dt.date, name: str, data: bytes) -> str:
-    uri = f"{generate.WORKLOAD.partition(root, day)}/{name}"
+    uri = f"{WORKLOAD.partition(root, day)}/{name}"
     bucket, key = split_uri(uri)
     s3_client(settings).put_object(Bucket=bucket, Key=key, Body=data)
     return uri

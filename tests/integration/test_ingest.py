@@ -256,7 +256,7 @@ def test_preprocess_refuses_splits_below_the_minimum_before_tuning(variants, spa
     for day in days:
         validate.run(spark, settings, day, lake_root=variants["root"])
     strict = settings.model_copy(update={"batch": BatchSettings(min_split_rows=10_000)})
-    with pytest.raises(preprocess.SplitTooSmall, match=r"train \d+, val \d+, test \d+ trips"):
+    with pytest.raises(preprocess.SplitTooSmall, match=r"train \d+, val \d+, test \d+ rows"):
         preprocess.run(spark, strict, days, dataset="it-small", lake_root=variants["root"])
     # Calendar fractions of the two days would have cut the test split at 2023-04-02 16:48: no trips at all.
     ok = preprocess.run(spark, settings, days, dataset="it-small", lake_root=variants["root"])
