@@ -22,7 +22,9 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(config_app, name="config")
 models_app = typer.Typer(help="The model registry: list, show, promote, roll back.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-ModelName = Annotated[str, typer.Option("--name", "-n", help="Model name.")]
+ModelName = Annotated[str, typer.Option("--name", "-n", help="Registered model name; default: the one the service "
+                                                               "serves for taxi (speed.model_name). Bike's: "
+                                                               "bike_overtime.")]
 
 Only = Annotated[
     list[str] | None,
@@ -212,7 +214,7 @@ def _print_table(columns: list[str], rows: list[tuple[object, ...]]) -> None:
 
 @query_app.command("zone-stats")
 def query_zone_stats(
-    zone: Annotated[int, typer.Option("--zone", "-z", help="Pickup zone (PULocationID).")],
+    zone: Annotated[int, typer.Option("--zone", "-z", help="Pickup zone id of the taxi zone lookup.")],
     days: Annotated[int, typer.Option("--days", "-d", min=1, max=3660, help="Today (UTC) and the days before it.")]
     = 30,
 ) -> None:
@@ -410,7 +412,7 @@ def replay(
         "--completions-immediately", help="Send each completion right after its request (ignores --time-scale).")]
     = False,
     malformed_share: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Extra malformed request messages (not JSON, no trip_id, zone out of range, "
+        min=0.0, max=1.0, help="Extra malformed request messages (not JSON, no key, zone out of range, "
                                "negative distance, wrong type), as a share of COUNT: for the dead-letter path. "
                                "Their trip ids start with 'malformed-'.")] = 0.0,
 ) -> None:
@@ -436,29 +438,38 @@ def replay(
                f"({summary.achieved_rate:,.1f} requests/s)")
 
 
-@models_app.command("list")
-def models_list(name: ModelName = "trip_duration") -> None:
-    """Every registered version, newest first, with stage and test MAE."""
-    from core.registry import Registry
+def _model_name(name: str) -> str:
+    """``--name``, or the model the service serves for the default workload."""
+    return name or get_settings().speed.model_name
 
+
+@models_app.command("list")
+def models_list(name: ModelName = "") -> None:
+    """Every registered version, newest first, with stage and its test score by its task's gate metric."""
+    from core.registry import Registry
+    from core.workload import known, load
+
+    name = _model_name(name)
     versions = Registry(get_settings()).list(name)
     if not versions:
         typer.echo(f"no versions of {name} registered yet")
         return
-    typer.echo(f"{'version':55s} {'stage':11s} {'test MAE s':>10s}  created")
+    gate = next((load(w).task.gate for w in known() if load(w).model_name == name), "mae_s")
+    typer.echo(f"{'version':55s} {'stage':11s} {'test ' + gate:>10s}  created")
+    digits = 1 if gate == "mae_s" else 3  # seconds; a log loss
     for v in versions:
-        mae = v.metrics.get("test", {}).get("model", {}).get("mae_s")
-        mae_text = f"{mae:10.1f}" if isinstance(mae, int | float) else f"{'-':>10s}"
-        typer.echo(f"{v.version:55s} {v.stage:11s} {mae_text}  {v.created_at}")
+        score = v.metrics.get("test", {}).get("model", {}).get(gate)
+        text = f"{score:10.{digits}f}" if isinstance(score, int | float) else f"{'-':>10s}"
+        typer.echo(f"{v.version:55s} {v.stage:11s} {text}  {v.created_at}")
 
 
 @models_app.command("show")
-def models_show(version: str, name: ModelName = "trip_duration") -> None:
+def models_show(version: str, name: ModelName = "") -> None:
     """Everything recorded about one version (what rebuilds it, and its metrics)."""
     from core.registry import Registry
 
     try:
-        v = Registry(get_settings()).get(name, version)
+        v = Registry(get_settings()).get(_model_name(name), version)
     except KeyError as exc:
         _fail(str(exc))
     typer.echo(json.dumps({**v.__dict__, "created_at": str(v.created_at), "promoted_at": str(v.promoted_at)},
@@ -466,24 +477,24 @@ def models_show(version: str, name: ModelName = "trip_duration") -> None:
 
 
 @models_app.command("promote")
-def models_promote(version: str, name: ModelName = "trip_duration") -> None:
+def models_promote(version: str, name: ModelName = "") -> None:
     """Make VERSION the production model and announce it on the models topic."""
     from core.registry import AnnouncementError, Registry
 
     try:
-        v = Registry(get_settings()).promote(name, version)
+        v = Registry(get_settings()).promote(_model_name(name), version)
     except (KeyError, AnnouncementError) as exc:
         _fail(str(exc))
     typer.echo(f"{v.version} is now in production")
 
 
 @models_app.command("rollback")
-def models_rollback(name: ModelName = "trip_duration") -> None:
+def models_rollback(name: ModelName = "") -> None:
     """Put the previous production version back into production."""
     from core.registry import AnnouncementError, Registry
 
     try:
-        v = Registry(get_settings()).rollback(name)
+        v = Registry(get_settings()).rollback(_model_name(name))
     except (KeyError, AnnouncementError) as exc:
         _fail(str(exc))
     typer.echo(f"rolled back: {v.version} is now in production")

@@ -21,7 +21,6 @@ STILL_TO_MOVE = frozenset({
     "batch/ingest.py",
     "batch/replay.py",
     "core/assets.py",
-    "core/cli.py",
     "core/settings.py",
     "dags/monitoring.py",
     "serving/archive.py",
