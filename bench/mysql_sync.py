@@ -29,8 +29,9 @@ import typer
 
 from bench import common
 from core import kafka
-from core.db import load_sql
 from core.settings import Settings, get_settings
+from core.views import RealTimeViews
+from core.workload import load
 from serving import sync
 
 NAME = "mysql_sync"
@@ -38,16 +39,17 @@ SCRATCH = "bench_predictions_recent"
 CREATE = "CREATE TABLE bench_predictions_recent LIKE predictions_recent"
 DROP = "DROP TABLE IF EXISTS bench_predictions_recent"
 TRUNCATE = "TRUNCATE TABLE bench_predictions_recent"
+TAXI = load("taxi")
+VIEWS = RealTimeViews(TAXI)
 LOAD_DATA = (
     "LOAD DATA LOCAL INFILE %s INTO TABLE bench_predictions_recent CHARACTER SET utf8mb4"
     " FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n'"
-    " (trip_id, model_version, pu_location_id, do_location_id, passenger_count, trip_distance, pickup_ts,"
-    " predicted_duration_s, scored_ts, event_ts)"
+    f" ({', '.join(c.name for c in VIEWS.prediction_columns)})"
 )
 FIRST_PICKUP = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 
 
-def prediction_rows(n: int, seed: int, prefix: str = "bench-") -> list[sync.PredictionRow]:
+def prediction_rows(n: int, seed: int, prefix: str = "bench-") -> list[tuple]:
     """``n`` prediction messages as the stream writes them, turned into rows by the sync's parser."""
     rng = random.Random(seed)
     rows = []
@@ -60,11 +62,11 @@ def prediction_rows(n: int, seed: int, prefix: str = "bench-") -> list[sync.Pred
                    "pickup_ts": pickup.isoformat(), "PULocationID": rng.randint(1, 265),
                    "DOLocationID": rng.randint(1, 265), "passenger_count": rng.choice([None, 1, 1, 2, 3]),
                    "trip_distance": round(rng.uniform(0.1, 30), 2)}
-        rows.append(sync.parse_prediction(kafka.encode(message)))
+        rows.append(sync.parse_prediction(kafka.encode(message), TAXI, VIEWS).values)
     return rows
 
 
-def write_csv(rows: list[sync.PredictionRow], path: Path) -> None:
+def write_csv(rows: list[tuple], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         for row in rows:
@@ -85,16 +87,16 @@ class Scratch:
         self.cursor.execute("SELECT @@local_infile")
         if not self.cursor.fetchone()[0]:
             raise typer.BadParameter("the server has local_infile=OFF; start mariadbd with --local-infile=1")
-        upsert = load_sql("serving/sync_upsert_predictions")
+        upsert = VIEWS.statement("sync_upsert_predictions")
         self.upsert = upsert.replace("INTO predictions_recent", f"INTO {SCRATCH}", 1)
         if self.upsert == upsert:
             raise RuntimeError("the sync's upsert statement no longer names predictions_recent")
         self.cursor.execute(DROP)
         self.cursor.execute(CREATE)
 
-    def reset(self, seed_row: sync.PredictionRow) -> None:
+    def reset(self, seed_row: tuple) -> None:
         self.cursor.execute(TRUNCATE)
-        sync.bulk_upsert(self.cursor, self.upsert, [seed_row._replace(trip_id="seed")])
+        sync.bulk_upsert(self.cursor, self.upsert, [("seed", *seed_row[1:])])
         self.conn.commit()
 
     def count(self) -> int:

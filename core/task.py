@@ -76,6 +76,9 @@ class Task:
     loss: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # (network output, target) -> mean loss
     output: Callable[["torch.Tensor"], "torch.Tensor"]  # network output -> prediction (seconds, probability)
     metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]  # (label, prediction) -> named metrics
+    # The loss of one prediction as SQL over ``{predicted}`` and ``{actual}`` (the label): what the real-time views
+    # sum per hour (``core.views``), so that their live error is the gate metric of the rows that completed.
+    loss_sql: str = ""
 
     @property
     def val_metric(self) -> str:
@@ -117,6 +120,7 @@ REGRESSION_LOG_SECONDS = Task(
     loss=_huber,
     output=_exp,
     metrics=regression_metrics,
+    loss_sql="ABS({actual} - {predicted})",
 )
 
 BINARY = Task(
@@ -125,6 +129,8 @@ BINARY = Task(
     loss=_bce,
     output=_sigmoid,
     metrics=binary_metrics,
+    loss_sql=f"-({{actual}} * LN(LEAST(GREATEST({{predicted}}, {EPS}), {1 - EPS})) "
+             f"+ (1 - {{actual}}) * LN(1 - LEAST(GREATEST({{predicted}}, {EPS}), {1 - EPS})))",
 )
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 from core.architecture import Architecture
 from core.contract import Outcome, Request
 from core.task import Baseline, Task
+from core.views import Views
 
 PACKAGE = "workloads"
 # The workload ``POST /v1/predict`` and the un-prefixed topics serve, as before there were several.
@@ -75,6 +76,7 @@ class Workload:
     prediction_field: str
     batch_key: str
     example: dict[str, Any]
+    views: Views  # its real-time views in MySQL (core.views): the group of the hourly view, the label as SQL
     aliases: dict[str, str] = field(default_factory=dict)
 
     def __reduce__(self):

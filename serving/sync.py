@@ -1,24 +1,26 @@
-"""Serving layer: sync predictions, outcomes and metrics from Kafka into MySQL's real-time views.
+"""Serving layer: sync one workload's predictions and outcomes (and the metrics) from Kafka into MySQL.
 
-The ``serving_sync`` DAG runs it every five minutes; run it by hand with ``python -m serving.sync``.
+Each workload's ``serving_sync`` DAG (``<workload>_serving_sync`` but for taxi) runs it every five minutes; run it
+by hand with ``python -m serving.sync --workload bike``. Its tables are the workload's real-time views
+(``core.views``, derived from its request contract): for taxi ``predictions_recent``, ``trip_outcomes`` and
+``zone_hour_stats``, for bike ``bike_predictions``, ``bike_outcomes`` and ``bike_hourly``. The default workload's
+run syncs the shared ``metrics`` topic into ``serving_metrics`` too.
 
-One run reads ``trips.predictions``, ``trips.completed`` and ``metrics`` from the offsets stored in
-``sync_offsets`` for its consumer name (each partition's beginning when none is stored) up to the
-high watermarks taken when it starts, so a run is bounded. It works in chunks of messages, and each
-chunk is one MySQL transaction that
+One run reads the workload's predictions and outcomes topics from the offsets stored in ``sync_offsets`` for its
+consumer name (each partition's beginning when none is stored) up to the high watermarks taken when it starts, so a
+run is bounded. It works in chunks of messages, and each chunk is one MySQL transaction that
 
-1. upserts ``predictions_recent`` (the last delivery of a trip wins: a trip's messages share a
-   partition, so every replay delivers them in the same order), ``trip_outcomes`` and
-   ``serving_metrics`` with multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``;
-2. copies the actual durations that have arrived onto the chunk's predictions;
-3. recomputes ``zone_hour_stats`` from those base tables for every (pickup zone, hour) the chunk
-   touched;
+1. upserts the predictions (the last delivery of a key wins: a key's messages share a partition, so every replay
+   delivers them in the same order), the outcomes and the metrics with multi-row
+   ``INSERT ... ON DUPLICATE KEY UPDATE``;
+2. writes the actual label onto the chunk's predictions whose outcome has arrived;
+3. recomputes the hourly view from the predictions for every (group, hour) the chunk touched;
 4. stores the next offsets.
 
-The rows are keyed by ``trip_id`` (metrics by source, name and ts), the view is recomputed rather
-than incremented, and the offsets commit with the rows: a redelivered message, a retried task or a
-run killed half-way never counts anything twice, and re-running changes nothing. A malformed
-message is counted, logged with its offset and skipped; it never stops the sync.
+The rows are keyed by the request key (metrics by source, name and ts), the view is recomputed rather than
+incremented, and the offsets commit with the rows: a redelivered message, a retried task or a run killed half-way
+never counts anything twice, and re-running changes nothing. A malformed message is counted, logged with its offset
+and skipped; it never stops the sync.
 
 Why a Kafka consumer and not Spark: a run moves at most some hundred thousand small JSON messages
 (five minutes of live traffic), and its cost is the MySQL write, not reading or parsing. Measured on
@@ -46,12 +48,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import typer
 
+from core.contract import (
+    Malformed,
+    check_recorded,
+    check_recorded_outcome,
+    recorded_number,
+    recorded_text,
+    recorded_timestamp,
+)
 from core.db import engine, load_sql
-from core.contract import (Malformed, check_recorded, check_recorded_outcome, recorded_number, recorded_text,
-                           recorded_timestamp)
-from core.events import REQUEST, SCHEMA_VERSION
-from core.workload import default as default_workload
+from core.events import SCHEMA_VERSION
 from core.settings import Settings, get_settings
+from core.views import RealTimeViews
+from core.workload import DEFAULT, Workload, load
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
@@ -59,7 +68,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONSUMER = "serving_sync"
+CONSUMER = "serving_sync"  # the default workload's consumer name; another's is <workload>_serving_sync
 CHUNK_MESSAGES = 20_000
 # PyMySQL's executemany packs rows into one multi-row INSERT up to this many bytes (default 1 MB);
 # fewer, larger statements are faster and stay well under max_allowed_packet (16 MB by default).
@@ -67,10 +76,9 @@ MAX_STATEMENT_BYTES = 4_000_000
 POLL_S = 0.5
 IDLE_TIMEOUT_S = 60.0
 MALFORMED_LOGGED_PER_CHUNK = 5
-# Durations beyond this are nonsense; the bound keeps the view's sums far from DOUBLE overflow,
+# Predictions beyond this are nonsense; the bound keeps the view's sums far from DOUBLE overflow,
 # which would fail the chunk's transaction on every retry.
-MAX_DURATION_S = 1e9
-OUTCOME = default_workload().outcome
+MAX_PREDICTION = 1e9
 
 Kind = Literal["prediction", "outcome", "metric"]
 
@@ -88,30 +96,20 @@ class Record(NamedTuple):
 
 
 class PredictionRow(NamedTuple):
-    """A row of ``predictions_recent``, in the column order of ``sync_upsert_predictions.sql``."""
+    """A row of a workload's predictions table: ``values`` in the column order the upsert writes
+    (``RealTimeViews.prediction_columns``), with its key and its (group, hour) key of the hourly view."""
 
-    trip_id: str
-    model_version: str
-    pu_location_id: int
-    do_location_id: int
-    passenger_count: int | None
-    trip_distance: float
-    pickup_ts: dt.datetime
-    predicted_duration_s: float
-    scored_ts: dt.datetime
-    event_ts: dt.datetime
-
-    @property
-    def zone_hour(self) -> tuple[int, dt.datetime]:
-        return self.pu_location_id, self.pickup_ts.replace(minute=0, second=0, microsecond=0)
+    key: str
+    hour_key: tuple[Any, dt.datetime]
+    values: tuple[Any, ...]
 
 
 class OutcomeRow(NamedTuple):
-    """A row of ``trip_outcomes``."""
+    """A row of a workload's outcomes table: the request key, when the outcome became known, the observed value."""
 
-    trip_id: str
-    dropoff_ts: dt.datetime
-    duration_s: float
+    key: str
+    time: dt.datetime
+    value: float
 
 
 class MetricRow(NamedTuple):
@@ -148,23 +146,24 @@ _number = recorded_number
 parse_timestamp = recorded_timestamp
 
 
-def parse_prediction(value: bytes | None) -> PredictionRow:
+def parse_prediction(value: bytes | None, wl: Workload, views: RealTimeViews) -> PredictionRow:
     """A prediction event as a row: the request's stored fields checked as the workload's contract declares them
     for recorded events (``core.contract.check_recorded``), then the prediction's own."""
     obj = _object(value)
-    request = check_recorded(REQUEST, obj)
-    return PredictionRow(
-        **request,
-        model_version=_text(obj, "model_version", 128),
-        predicted_duration_s=_number(obj, "predicted_duration_s", -MAX_DURATION_S, MAX_DURATION_S),
-        scored_ts=parse_timestamp(obj.get("scored_ts"), "scored_ts"),
-        event_ts=parse_timestamp(obj.get("event_ts"), "event_ts"),
-    )
+    request = check_recorded(wl.request, obj)
+    columns = list(request.values())
+    model_version = _text(obj, "model_version", 128)
+    predicted = _number(obj, wl.prediction_field, -MAX_PREDICTION, MAX_PREDICTION)
+    scored = parse_timestamp(obj.get("scored_ts"), "scored_ts")
+    event = parse_timestamp(obj.get("event_ts"), "event_ts")
+    hour = request[views.time].replace(minute=0, second=0, microsecond=0)
+    return PredictionRow(columns[0], (request[views.group], hour),
+                         (columns[0], model_version, *columns[1:], predicted, scored, event))
 
 
-def parse_outcome(value: bytes | None) -> OutcomeRow:
+def parse_outcome(value: bytes | None, wl: Workload) -> OutcomeRow:
     """An outcome event as a row, checked as the workload declares its outcome (``core.contract.Outcome``)."""
-    return OutcomeRow(*check_recorded_outcome(REQUEST, OUTCOME, _object(value)))
+    return OutcomeRow(*check_recorded_outcome(wl.request, wl.outcome, _object(value)))
 
 
 def parse_metric(value: bytes | None) -> MetricRow:
@@ -190,8 +189,10 @@ class Rejected(NamedTuple):
 
 @dataclass
 class ChunkRows:
-    """The rows of one chunk of messages, last delivery per key, and the offsets to store with them."""
+    """The rows of one chunk of a workload's messages, last delivery per key, and the offsets to store with them."""
 
+    workload: Workload
+    views: RealTimeViews
     predictions: dict[str, PredictionRow] = field(default_factory=dict)
     outcomes: dict[str, OutcomeRow] = field(default_factory=dict)
     metrics: dict[tuple[str, str, dt.datetime], MetricRow] = field(default_factory=dict)
@@ -205,29 +206,30 @@ class ChunkRows:
         self.next_offsets[key] = max(self.next_offsets.get(key, 0), record.offset + 1)
         try:
             if kind == "prediction":
-                p = parse_prediction(record.value)
-                self.predictions[p.trip_id] = p
+                p = parse_prediction(record.value, self.workload, self.views)
+                self.predictions[p.key] = p
             elif kind == "outcome":
-                o = parse_outcome(record.value)
-                self.outcomes[o.trip_id] = o
+                o = parse_outcome(record.value, self.workload)
+                self.outcomes[o.key] = o
             else:
                 m = parse_metric(record.value)
                 self.metrics[(m.source, m.name, m.ts)] = m
         except Malformed as exc:
             self.rejected.append(Rejected(record.topic, record.partition, record.offset, str(exc)))
 
-    def trip_ids(self) -> list[str]:
-        """Trips whose (zone, hour) may change: predicted or completed in this chunk."""
+    def keys(self) -> list[str]:
+        """Keys whose (group, hour) figures may change: predicted or completed in this chunk."""
         return sorted(self.predictions.keys() | self.outcomes.keys())
 
-    def zone_hours(self) -> list[tuple[int, dt.datetime]]:
-        """The (pickup zone, hour) keys of this chunk's predictions."""
-        return sorted({p.zone_hour for p in self.predictions.values()})
+    def hour_keys(self) -> list[tuple[Any, dt.datetime]]:
+        """The (group, hour) keys of this chunk's predictions."""
+        return sorted({p.hour_key for p in self.predictions.values()})
 
 
-def chunk_rows(records: Iterable[Record], kinds: Mapping[str, Kind]) -> ChunkRows:
+def chunk_rows(records: Iterable[Record], kinds: Mapping[str, Kind], wl: Workload,
+               views: RealTimeViews | None = None) -> ChunkRows:
     """Turn a chunk of messages into rows; malformed messages are recorded in ``rejected``, never raised."""
-    rows = ChunkRows()
+    rows = ChunkRows(wl, views or RealTimeViews(wl))
     for record in records:
         rows.add(record, kinds[record.topic])
     return rows
@@ -265,9 +267,14 @@ def plan_ranges(stored: Mapping[tuple[str, int], int],
     return ranges
 
 
-def topic_kinds(settings: Settings) -> dict[str, Kind]:
-    k = settings.kafka
-    return {k.trip_predictions_topic: "prediction", k.trip_completed_topic: "outcome", k.metrics_topic: "metric"}
+def topic_kinds(settings: Settings, workload: str = DEFAULT, metrics: bool | None = None) -> dict[str, Kind]:
+    """The topics one run syncs: the workload's predictions and outcomes, and the shared metrics topic when
+    ``metrics`` (by default in the default workload's run only)."""
+    topics = settings.kafka.for_workload(workload)
+    kinds: dict[str, Kind] = {topics.predictions: "prediction", topics.completed: "outcome"}
+    if metrics if metrics is not None else workload == DEFAULT:
+        kinds[settings.kafka.metrics_topic] = "metric"
+    return kinds
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -299,22 +306,24 @@ def read_offsets(cursor: Cursor, consumer_name: str) -> dict[tuple[str, int], in
 
 
 def write_chunk(cursor: Cursor, rows: ChunkRows, consumer_name: str) -> int:
-    """Everything one chunk changes, in one transaction that the caller commits. Returns the zone-hours recomputed."""
-    cursor.execute(load_sql("serving/sync_zone_hours_clear"))
+    """Everything one chunk changes, in one transaction that the caller commits. Returns the (group, hour) keys
+    of the hourly view recomputed."""
+    views = rows.views
+    cursor.execute(load_sql("serving/sync_hour_keys_clear"))
     touched = 0
-    trip_ids = rows.trip_ids()
-    if trip_ids:  # before the upserts: the hours these trips were in until now
-        touched += cursor.execute(load_sql("serving/sync_zone_hours_of_trips"), (trip_ids,))
-    bulk_upsert(cursor, load_sql("serving/sync_upsert_predictions"), list(rows.predictions.values()))
-    bulk_upsert(cursor, load_sql("serving/sync_upsert_outcomes"), list(rows.outcomes.values()))
+    keys = rows.keys()
+    if keys:  # before the upserts: the hours these keys were in until now
+        touched += cursor.execute(views.statement("sync_hour_keys_of_keys"), (keys,))
+    bulk_upsert(cursor, views.statement("sync_upsert_predictions"), [p.values for p in rows.predictions.values()])
+    bulk_upsert(cursor, views.statement("sync_upsert_outcomes"), list(rows.outcomes.values()))
     bulk_upsert(cursor, load_sql("serving/sync_upsert_metrics"), list(rows.metrics.values()))
-    if trip_ids:
-        cursor.execute(load_sql("serving/sync_fill_actuals"), (trip_ids,))
-    if bulk_upsert(cursor, load_sql("serving/sync_zone_hours_add"), rows.zone_hours()):
+    if keys:
+        cursor.execute(views.statement("sync_fill_actuals"), (keys,))
+    if bulk_upsert(cursor, views.statement("sync_hour_keys_add"), rows.hour_keys()):
         touched += cursor.rowcount  # INSERT IGNORE: the keys not captured above
     if touched:
-        cursor.execute(load_sql("serving/sync_recompute_zone_hour_stats"))
-        cursor.execute(load_sql("serving/sync_delete_empty_zone_hours"))
+        cursor.execute(views.statement("sync_recompute_hourly"))
+        cursor.execute(views.statement("sync_delete_empty_hours"))
     bulk_upsert(cursor, load_sql("serving/sync_upsert_offsets"),
                 [(consumer_name, topic, part, offset) for (topic, part), offset in sorted(rows.next_offsets.items())])
     return touched
@@ -385,53 +394,73 @@ def read_chunks(consumer: Consumer, ranges: Sequence[PartitionRange], chunk_mess
 class SyncSummary:
     """What one run did.
 
-    ``rows``: rows upserted per base table (the last delivery per key of each chunk), and for
-    ``zone_hour_stats`` the (zone, hour) keys recomputed, summed over chunks. ``rows_per_s``: base-table
+    ``rows``: rows upserted per base table (the last delivery per key of each chunk), and for the hourly view
+    (``hourly`` names it) the (group, hour) keys recomputed, summed over chunks. ``rows_per_s``: base-table
     rows over the run's wall seconds, start-up included.
     """
 
     consumer: str
+    workload: str = DEFAULT
+    hourly: str = ""
     messages: dict[str, int] = field(default_factory=dict)
     malformed: dict[str, int] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("predictions_recent", "trip_outcomes", "serving_metrics", "zone_hour_stats"), 0))
+    rows: dict[str, int] = field(default_factory=dict)
     ranges: list[dict[str, Any]] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
     rows_per_s: float = 0.0
 
-    def add(self, rows: ChunkRows, zone_hours: int) -> None:
+    @classmethod
+    def of(cls, consumer: str, views: RealTimeViews) -> SyncSummary:
+        return cls(consumer, views.workload, views.hourly, rows=dict.fromkeys(
+            (views.predictions, views.outcomes, "serving_metrics", views.hourly), 0))
+
+    def add(self, rows: ChunkRows, hour_keys: int) -> None:
         self.chunks += 1
         for topic, n in rows.messages.items():
             self.messages[topic] = self.messages.get(topic, 0) + n
         for rejected in rows.rejected:
             self.malformed[rejected.topic] = self.malformed.get(rejected.topic, 0) + 1
-        for table, n in (("predictions_recent", len(rows.predictions)), ("trip_outcomes", len(rows.outcomes)),
-                         ("serving_metrics", len(rows.metrics)), ("zone_hour_stats", zone_hours)):
+        for table, n in ((rows.views.predictions, len(rows.predictions)), (rows.views.outcomes, len(rows.outcomes)),
+                         ("serving_metrics", len(rows.metrics)), (rows.views.hourly, hour_keys)):
             self.rows[table] += n
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def run(settings: Settings, *, consumer_name: str = CONSUMER, chunk_messages: int = CHUNK_MESSAGES,
-        before_commit: Callable[[int, ChunkRows], None] | None = None) -> SyncSummary:
-    """Sync the topics into MySQL from the stored offsets up to the ends taken now.
+def ensure_tables(cursor: Cursor, views: RealTimeViews) -> None:
+    """Create the workload's tables where they are missing (a new workload needs no migration)."""
+    for statement in views.ddl():
+        cursor.execute(statement)
 
-    ``before_commit(chunk_number, rows)`` runs inside each chunk's transaction, just before the commit;
-    if it raises, that chunk rolls back and the run fails with the chunks before it committed.
+
+def run(settings: Settings, *, workload: str = DEFAULT, consumer_name: str | None = None,
+        metrics: bool | None = None, chunk_messages: int = CHUNK_MESSAGES,
+        before_commit: Callable[[int, ChunkRows], None] | None = None) -> SyncSummary:
+    """Sync one workload's topics into MySQL from the stored offsets up to the ends taken now.
+
+    ``consumer_name`` defaults to the workload's (``serving_sync``, ``bike_serving_sync``); ``metrics`` (the shared
+    metrics topic) to the default workload's run only. ``before_commit(chunk_number, rows)`` runs inside each
+    chunk's transaction, just before the commit; if it raises, that chunk rolls back and the run fails with the
+    chunks before it committed.
     """
     from core import kafka
 
     t0 = time.perf_counter()
-    kinds = topic_kinds(settings)
-    summary = SyncSummary(consumer_name)
+    wl = load(workload)
+    views = RealTimeViews(wl)
+    consumer_name = consumer_name or wl.dag_id(CONSUMER)
+    kinds = topic_kinds(settings, wl.name, metrics)
+    summary = SyncSummary.of(consumer_name, views)
     eng = engine(settings)
     conn = eng.raw_connection()
     consumer = kafka.consumer(settings, consumer_name)
     try:
         with conn.cursor() as cursor:
-            cursor.execute(load_sql("serving/sync_zone_hours_create"))
+            ensure_tables(cursor, views)
+            cursor.execute(load_sql("serving/sync_hour_keys_drop"))
+            cursor.execute(views.statement("sync_hour_keys_create"))
             ranges = plan_ranges(read_offsets(cursor, consumer_name), watermarks(consumer, kinds))
             conn.commit()
             summary.ranges = [dataclasses.asdict(r) for r in ranges]
@@ -440,30 +469,30 @@ def run(settings: Settings, *, consumer_name: str = CONSUMER, chunk_messages: in
             done = 0
             for records, finished in read_chunks(consumer, ranges, chunk_messages):
                 t_chunk = time.perf_counter()
-                rows = chunk_rows(records, kinds)
+                rows = chunk_rows(records, kinds, wl, views)
                 rows.next_offsets.update(finished)
                 try:
-                    zone_hours = write_chunk(cursor, rows, consumer_name)
+                    hour_keys = write_chunk(cursor, rows, consumer_name)
                     if before_commit is not None:
                         before_commit(summary.chunks + 1, rows)
                     conn.commit()
                 except BaseException:
                     conn.rollback()
                     raise
-                summary.add(rows, zone_hours)
+                summary.add(rows, hour_keys)
                 done += len(records)
                 for r in rows.rejected[:MALFORMED_LOGGED_PER_CHUNK]:
                     log.warning("malformed %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
                 log.info("chunk %d: %d messages (%d malformed) -> %d predictions, %d outcomes, %d metrics, "
-                         "%d zone-hours in %.2fs; %d/%d messages", summary.chunks, len(records), len(rows.rejected),
-                         len(rows.predictions), len(rows.outcomes), len(rows.metrics), zone_hours,
+                         "%d hourly keys in %.2fs; %d/%d messages", summary.chunks, len(records),
+                         len(rows.rejected), len(rows.predictions), len(rows.outcomes), len(rows.metrics), hour_keys,
                          time.perf_counter() - t_chunk, done, total)
     finally:
         consumer.close()
         conn.close()
         eng.dispose()
     summary.seconds = round(time.perf_counter() - t0, 3)
-    written = sum(n for table, n in summary.rows.items() if table != "zone_hour_stats")
+    written = sum(n for table, n in summary.rows.items() if table != views.hourly)
     summary.rows_per_s = round(written / summary.seconds, 1) if summary.seconds else 0.0
     log.info("%s: %s", consumer_name, json.dumps(summary.as_dict()))
     return summary
@@ -474,14 +503,18 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    consumer: Annotated[str, typer.Option(help="Consumer name: the key of the offsets in MySQL table sync_offsets.")]
-    = CONSUMER,
+    workload: Annotated[str, typer.Option(help="The workload whose predictions and outcomes to sync (a folder "
+                                               "under workloads/).")] = DEFAULT,
+    consumer: Annotated[str | None, typer.Option(
+        help="Consumer name: the key of the offsets in MySQL table sync_offsets. Default: serving_sync for the "
+             "default workload, <workload>_serving_sync for another.")] = None,
     chunk_messages: Annotated[int, typer.Option(min=1, max=200_000, help="Messages per MySQL transaction.")]
     = CHUNK_MESSAGES,
 ) -> None:
-    """Sync trips.predictions, trips.completed and metrics from Kafka into MySQL once, up to their current ends."""
+    """Sync a workload's predictions and outcomes (and, for the default workload, the metrics topic) from Kafka into
+    its MySQL real-time views once, up to the topics' current ends."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    summary = run(get_settings(), consumer_name=consumer, chunk_messages=chunk_messages)
+    summary = run(get_settings(), workload=workload, consumer_name=consumer, chunk_messages=chunk_messages)
     typer.echo(json.dumps(summary.as_dict(), indent=2))
 
 

@@ -1,3 +1,3 @@
-INSERT INTO trip_outcomes (trip_id, dropoff_ts, duration_s)
+INSERT INTO {outcomes} ({key}, {outcome_time}, {outcome_value})
 VALUES (%s, %s, %s)
-ON DUPLICATE KEY UPDATE dropoff_ts = VALUES(dropoff_ts), duration_s = VALUES(duration_s)
+ON DUPLICATE KEY UPDATE {outcome_time} = VALUES({outcome_time}), {outcome_value} = VALUES({outcome_value})

@@ -9,14 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import numpy as np
 import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
 from core import kafka
 from core.db import engine
+from core.task import log_loss
+from core.views import RealTimeViews
+from core.workload import load
 from serving import sync
 from tests.airflow_api import AirflowAPI
+from workloads.bike.schema import overtime_numpy
 
 pytestmark = pytest.mark.integration
 
@@ -292,6 +297,8 @@ def test_serving_sync_dag_runs_green_through_airflow(stack, settings):
         probe.close()
     run = api.run_dag("serving_sync", timeout=300)
     assert run["state"] == "success", api.failed_tasks("serving_sync", run["dag_run_id"])
+    bike = api.run_dag("bike_serving_sync", timeout=300)
+    assert bike["state"] == "success", api.failed_tasks("bike_serving_sync", bike["dag_run_id"])
     eng = engine(settings)
     try:
         with eng.connect() as conn:
@@ -301,3 +308,105 @@ def test_serving_sync_dag_runs_green_through_airflow(stack, settings):
         eng.dispose()
     for key, end in ends.items():
         assert stored.get(key, 0) >= end, key
+
+
+def columns(eng, table: str) -> set[tuple[str, str, str]]:
+    with eng.connect() as conn:
+        return {tuple(r) for r in conn.execute(text(
+            "SELECT column_name, column_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = DATABASE() AND table_name = :t"), {"t": table})}
+
+
+def test_taxi_views_derived_from_its_contract_are_the_migrated_tables(stack, settings, unique):
+    """The DDL derived from the taxi contract, made under private names, has exactly the columns (names, types,
+    nullability) of the tables the migrations made before there were workloads."""
+    views = RealTimeViews(load("taxi"))
+    private = {t: f"it_{unique}_{t}" for t in (views.predictions, views.outcomes, views.hourly)}
+    eng = engine(settings)
+    try:
+        with eng.begin() as conn:
+            for statement in views.ddl():
+                for table, name in private.items():
+                    statement = statement.replace(f" {table} ", f" {name} ").replace(f"ix_{table}_", f"ix_{name}_")
+                conn.exec_driver_sql(statement)
+        for table, name in private.items():
+            assert columns(eng, name) == columns(eng, table), table
+            assert columns(eng, table)
+    finally:
+        with eng.begin() as conn:
+            for name in private.values():
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        eng.dispose()
+
+
+def test_bike_sync_joins_outcomes_to_labels_and_live_log_loss(stack, settings, unique):
+    """The bike workload's views, derived from its contract: predictions with their rider-dependent label once the
+    ride ends, and an hourly view whose sum of loss over completed rides is their log loss. Re-running moves
+    nothing."""
+    wl = load("bike")
+    views = RealTimeViews(wl)
+    topics = {role: f"it.{unique}.bike.{role}" for role in ("requests", "predictions", "completed", "dlq")}
+    s = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+        update={"workload_topics": {**settings.kafka.workload_topics, "bike": topics}})})
+    kafka.ensure_topics(s)
+    rng = random.Random(unique)
+    first_hour = dt.datetime(2090, 1, 1) + dt.timedelta(hours=int(unique[:6], 16) % (8 * 365 * 24))
+    prefix, consumer = f"it-{unique}-", f"it-bike-sync-{unique}"
+    producer = kafka.producer(s)
+    rides = {}
+    for i in range(80):
+        ride_id = f"{prefix}{i:03d}"
+        started = first_hour + dt.timedelta(seconds=rng.randrange(2 * 3600))
+        rides[ride_id] = {"schema_version": 1, "ride_id": ride_id, "model_version": "bike_overtime:it",
+                          "overtime_probability": round(rng.uniform(0.01, 0.99), 4),
+                          "started_at": started.isoformat() + "Z", "event_ts": started.isoformat() + "Z",
+                          "scored_ts": (started + dt.timedelta(seconds=1)).isoformat() + "Z",
+                          "start_station_id": rng.choice(["6140.05", "HB101", "5329.03"]),
+                          "rideable_type": rng.choice(["classic_bike", "electric_bike"]),
+                          "member_casual": rng.choice(["member", "casual"])}
+        producer.produce(topics["predictions"], key=ride_id.encode(), value=kafka.encode(rides[ride_id]))
+    ended = {}
+    for ride_id in list(rides)[:50]:
+        duration = rng.choice([600, 1700, 1900, 2600, 2800, 4000])
+        ended[ride_id] = duration
+        producer.produce(topics["completed"], key=ride_id.encode(), value=kafka.encode(
+            {"schema_version": 1, "ride_id": ride_id, "duration_s": duration,
+             "ended_at": (first_hour + dt.timedelta(hours=3)).isoformat() + "Z"}))
+    producer.produce(topics["predictions"], key=b"bad", value=kafka.encode({"ride_id": "x", "member_casual": "?"}))
+    assert producer.flush(30) == 0
+    eng = engine(s)
+    try:
+        first = sync.run(s, workload="bike", consumer_name=consumer, chunk_messages=40)
+        assert first.workload == "bike" and first.hourly == views.hourly == "bike_hourly"
+        assert first.messages == {topics["predictions"]: 81, topics["completed"]: 50}
+        assert first.malformed == {topics["predictions"]: 1}
+        assert first.rows["bike_predictions"] == 80 and first.rows["bike_outcomes"] == 50
+
+        with eng.connect() as conn:
+            got = {r[0]: r[1:] for r in conn.execute(text(
+                "SELECT ride_id, member_casual, overtime_probability, actual_overtime FROM bike_predictions"
+                " WHERE ride_id LIKE :p"), {"p": prefix + "%"})}
+            hourly = conn.execute(text(
+                "SELECT SUM(rides), SUM(completed), SUM(sum_actual), SUM(sum_loss) FROM bike_hourly"
+                " WHERE hour_start >= :a AND hour_start < :b"),
+                {"a": first_hour, "b": first_hour + dt.timedelta(hours=3)}).one()
+        assert set(got) == set(rides)
+        done = sorted(ended)
+        labels = overtime_numpy(np.array([ended[r] for r in done]), np.array([rides[r]["member_casual"] for r in done]))
+        assert [got[r][2] for r in done] == list(labels)
+        assert all(got[r][2] is None for r in set(rides) - set(ended))
+        assert int(hourly[0]) == 80 and int(hourly[1]) == 50 and float(hourly[2]) == labels.sum()
+        probabilities = [rides[r]["overtime_probability"] for r in done]
+        assert float(hourly[3]) / 50 == pytest.approx(log_loss(labels, probabilities), rel=1e-9)
+
+        again = sync.run(s, workload="bike", consumer_name=consumer)
+        assert again.messages == {} and again.chunks == 0
+    finally:
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM bike_predictions WHERE ride_id LIKE :p"), {"p": prefix + "%"})
+            conn.execute(text("DELETE FROM bike_outcomes WHERE ride_id LIKE :p"), {"p": prefix + "%"})
+            conn.execute(text("DELETE FROM bike_hourly WHERE hour_start >= :a AND hour_start < :b"),
+                         {"a": first_hour, "b": first_hour + dt.timedelta(hours=3)})
+            conn.execute(text("DELETE FROM sync_offsets WHERE consumer = :c"), {"c": consumer})
+        eng.dispose()
+        AdminClient(kafka.client_config(s)).delete_topics(list(topics.values()))

@@ -1,4 +1,5 @@
-"""The serving sync's pure part: messages to rows, malformed messages counted, offsets planned."""
+"""The serving sync's pure part: messages to rows, malformed messages counted, offsets planned, for the taxi
+workload (whose real-time views kept their names) and the bike one (whose views are derived with default names)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,40 @@ from pymysql.cursors import RE_INSERT_VALUES
 
 from core.db import load_sql
 from core.events import Prediction, TripCompleted
+from core.settings import Settings
+from core.views import RealTimeViews
+from core.workload import load
+from serving import sync
 from serving.sync import (
     Malformed,
     MetricRow,
-    OutcomeRow,
     PartitionRange,
-    PredictionRow,
     Record,
-    chunk_rows,
     parse_metric,
-    parse_outcome,
-    parse_prediction,
     parse_timestamp,
     plan_ranges,
 )
 
 KINDS = {"p": "prediction", "c": "outcome", "m": "metric"}
+TAXI, BIKE = load("taxi"), load("bike")
+VIEWS = RealTimeViews(TAXI)
+
+
+def parse_prediction(value: bytes | None) -> sync.PredictionRow:
+    return sync.parse_prediction(value, TAXI, VIEWS)
+
+
+def parse_outcome(value: bytes | None) -> sync.OutcomeRow:
+    return sync.parse_outcome(value, TAXI)
+
+
+def chunk_rows(records) -> sync.ChunkRows:
+    return sync.chunk_rows(records, KINDS, TAXI)
+
+
+def columns(row: sync.PredictionRow, views: RealTimeViews = VIEWS) -> dict:
+    """A prediction row by the names of the predictions table's columns."""
+    return dict(zip([c.name for c in views.prediction_columns], row.values, strict=True))
 
 
 def prediction(**overrides) -> dict:
@@ -48,10 +67,12 @@ def test_prediction_row_from_the_stream_event():
                        pickup_ts=dt.datetime(2026, 11, 23, 9, 59, 30, tzinfo=dt.UTC),
                        PULocationID=1, DOLocationID=265, passenger_count=None, trip_distance=0.0)
     row = parse_prediction(event.model_dump_json().encode())
-    assert row.trip_id == "t-9" and row.model_version == "m:1"
-    assert (row.pu_location_id, row.do_location_id, row.passenger_count, row.trip_distance) == (1, 265, None, 0.0)
-    assert row.event_ts == dt.datetime(2026, 11, 23, 10, 0, 0, 123000)  # DATETIME(3): milliseconds
-    assert row.zone_hour == (1, dt.datetime(2026, 11, 23, 9))
+    c = columns(row)
+    assert row.key == c["trip_id"] == "t-9" and c["model_version"] == "m:1"
+    assert (c["pu_location_id"], c["do_location_id"], c["passenger_count"], c["trip_distance"]) == (1, 265, None, 0.0)
+    assert c["event_ts"] == dt.datetime(2026, 11, 23, 10, 0, 0, 123000)  # DATETIME(3): milliseconds
+    assert c["predicted_duration_s"] == 300.0
+    assert row.hour_key == (1, dt.datetime(2026, 11, 23, 9))
 
 
 @pytest.mark.parametrize("text", ["2026-11-23T10:15:00Z", "2026-11-23T10:15:00+00:00", "2026-11-23T10:15:00",
@@ -107,14 +128,15 @@ def test_prediction_without_its_request_inputs_is_malformed():
 
 
 def test_integral_floats_are_accepted_for_integer_fields():
-    row = parse_prediction(encode(prediction(PULocationID=132.0, passenger_count=1.0)))
-    assert (row.pu_location_id, row.passenger_count) == (132, 1)
+    c = columns(parse_prediction(encode(prediction(PULocationID=132.0, passenger_count=1.0))))
+    assert (c["pu_location_id"], c["passenger_count"]) == (132, 1)
 
 
 @pytest.mark.parametrize("value", [None, b"", b"not json", b"\xff\xfe", b"[1, 2]", b"42", b'"text"',
                                    b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
                                    b'{"trip_id": ' + b"9" * 5000 + b"}", b'"\\' * 400_000])
-@pytest.mark.parametrize("parse", [parse_prediction, parse_outcome, parse_metric])
+@pytest.mark.parametrize("parse", [parse_prediction, parse_outcome, parse_metric,
+                                   lambda v: sync.parse_prediction(v, BIKE, RealTimeViews(BIKE))])
 def test_undecodable_values_are_malformed(value, parse):
     """Any bytes a client can put on a topic: refused one by one, never an exception that stops the sync."""
     with pytest.raises(Malformed):
@@ -163,22 +185,22 @@ def test_chunk_keeps_the_last_delivery_counts_malformed_and_advances_offsets():
         Record("m", 1, 0, encode({"source": "s", "name": "n", "value": 1, "ts": "2026-11-23T10:00:00Z"})),
         Record("m", 1, 1, encode({"source": "s", "name": "n", "value": 2, "ts": "2026-11-23T10:00:00+00:00"})),
     ]
-    rows = chunk_rows(records, KINDS)
+    rows = chunk_rows(records)
     assert set(rows.predictions) == {"a", "b"}
-    assert rows.predictions["a"].predicted_duration_s == 120.0
-    assert rows.predictions["a"].scored_ts == dt.datetime(2026, 11, 23, 10, 20)
+    assert columns(rows.predictions["a"])["predicted_duration_s"] == 120.0
+    assert columns(rows.predictions["a"])["scored_ts"] == dt.datetime(2026, 11, 23, 10, 20)
     assert list(rows.outcomes) == ["a"]
     assert [m.value for m in rows.metrics.values()] == [2.0]  # same (source, name, ts): the last one
     assert rows.messages == {"p": 4, "c": 2, "m": 2}
     assert [(r.topic, r.offset) for r in rows.rejected] == [("p", 12), ("c", 6)]
     assert "duration_s" in rows.rejected[1].reason
     assert rows.next_offsets == {("p", 0): 14, ("c", 2): 7, ("m", 1): 2}  # malformed messages are consumed too
-    assert rows.trip_ids() == ["a", "b"]
-    assert rows.zone_hours() == [(7, dt.datetime(2026, 11, 23, 11)), (132, dt.datetime(2026, 11, 23, 10))]
+    assert rows.keys() == ["a", "b"]
+    assert rows.hour_keys() == [(7, dt.datetime(2026, 11, 23, 11)), (132, dt.datetime(2026, 11, 23, 10))]
 
 
 def test_a_chunk_of_only_malformed_messages_still_moves_the_offsets():
-    rows = chunk_rows([Record("m", 0, 3, None)], KINDS)
+    rows = chunk_rows([Record("m", 0, 3, None)])
     assert (rows.predictions, rows.outcomes, rows.metrics) == ({}, {}, {})
     assert rows.next_offsets == {("m", 0): 4}
     assert [r.reason for r in rows.rejected] == ["empty message"]
@@ -198,18 +220,62 @@ def test_plan_starts_at_stored_offsets_else_the_beginning_and_ends_at_the_high_w
     assert PartitionRange("p", 0, 7, 10).size == 3 and PartitionRange("c", 0, 0, 0).size == 0
 
 
-@pytest.mark.parametrize("name", ["sync_upsert_predictions", "sync_upsert_outcomes", "sync_upsert_metrics",
-                                  "sync_upsert_offsets", "sync_zone_hours_add"])
-def test_bulk_statements_are_batched_by_pymysql(name):
+@pytest.mark.parametrize("wl", [TAXI, BIKE], ids=["taxi", "bike"])
+@pytest.mark.parametrize("name", ["sync_upsert_predictions", "sync_upsert_outcomes", "sync_hour_keys_add"])
+def test_bulk_statements_are_batched_by_pymysql(name, wl):
     """PyMySQL packs executemany into multi-row VALUES only when the statement matches this pattern."""
+    assert RE_INSERT_VALUES.match(RealTimeViews(wl).statement(name))
+
+
+@pytest.mark.parametrize("name", ["sync_upsert_metrics", "sync_upsert_offsets"])
+def test_shared_bulk_statements_are_batched_by_pymysql(name):
     assert RE_INSERT_VALUES.match(load_sql(f"serving/{name}"))
 
 
-@pytest.mark.parametrize(("name", "row_type"), [("sync_upsert_predictions", PredictionRow),
-                                                ("sync_upsert_outcomes", OutcomeRow),
-                                                ("sync_upsert_metrics", MetricRow)])
-def test_row_fields_are_the_statement_columns_in_order(name, row_type):
-    sql = load_sql(f"serving/{name}")
-    columns = [c.strip() for c in sql.split("(", 1)[1].split(")", 1)[0].split(",")]
-    assert columns == list(row_type._fields)
-    assert sql.count("%s") == len(columns)
+def statement_columns(sql: str) -> list[str]:
+    return [c.strip() for c in sql.split("(", 1)[1].split(")", 1)[0].split(",")]
+
+
+@pytest.mark.parametrize("wl", [TAXI, BIKE], ids=["taxi", "bike"])
+def test_row_values_are_the_statement_columns_in_order(wl):
+    views = RealTimeViews(wl)
+    sql = views.statement("sync_upsert_predictions")
+    assert statement_columns(sql) == [c.name for c in views.prediction_columns]
+    assert sql.count("%s") == len(views.prediction_columns)
+    outcomes = views.statement("sync_upsert_outcomes")
+    assert statement_columns(outcomes) == [wl.request.key, wl.outcome.time, wl.outcome.value]
+    metrics = load_sql("serving/sync_upsert_metrics")
+    assert statement_columns(metrics) == list(MetricRow._fields) and metrics.count("%s") == len(MetricRow._fields)
+
+
+def bike_prediction(**overrides) -> dict:
+    value = {"schema_version": 1, "ride_id": "r-1", "model_version": "bike_overtime:1.0.0-20261123T1015-abc",
+             "overtime_probability": 0.25, "event_ts": "2026-11-23T10:15:00.250Z",
+             "scored_ts": "2026-11-23T10:15:01.125Z", "started_at": "2026-11-23T10:14:59Z",
+             "start_station_id": "6140.05", "rideable_type": "electric_bike", "member_casual": "member"}
+    value.update(overrides)
+    return value
+
+
+def test_bike_rows_are_derived_from_its_contract():
+    views = RealTimeViews(BIKE)
+    row = sync.parse_prediction(encode(bike_prediction()), BIKE, views)
+    c = columns(row, views)
+    assert row.key == "r-1" and row.hour_key == ("6140.05", dt.datetime(2026, 11, 23, 10))
+    assert (c["start_station_id"], c["rideable_type"], c["member_casual"], c["overtime_probability"]) == \
+        ("6140.05", "electric_bike", "member", 0.25)
+    with pytest.raises(Malformed, match="^member_casual: "):
+        sync.parse_prediction(encode(bike_prediction(member_casual="guest")), BIKE, views)
+    with pytest.raises(Malformed, match="^overtime_probability: "):
+        sync.parse_prediction(encode(bike_prediction(overtime_probability="high")), BIKE, views)
+    outcome = sync.parse_outcome(encode({"ride_id": "r-1", "ended_at": "2026-11-23T11:00:00Z", "duration_s": 2746}),
+                                 BIKE)
+    assert tuple(outcome) == ("r-1", dt.datetime(2026, 11, 23, 11), 2746.0)
+
+
+def test_each_workload_syncs_its_own_topics_and_the_default_one_the_metrics_too():
+    s = Settings()
+    assert sync.topic_kinds(s, "taxi") == {"trips.predictions": "prediction", "trips.completed": "outcome",
+                                           "metrics": "metric"}
+    assert sync.topic_kinds(s, "bike") == {"bike.predictions": "prediction", "bike.completed": "outcome"}
+    assert sync.topic_kinds(s, "bike", metrics=True)["metrics"] == "metric"

@@ -26,7 +26,6 @@ STILL_TO_MOVE = frozenset({
     "serving/archive.py",
     "serving/dashboard.py",
     "serving/monitor.py",
-    "serving/sync.py",
 })
 # These only shrink too: a layer reaches a workload through ``core.workload.load``, not by importing its package.
 STILL_IMPORTS_TAXI = frozenset({

@@ -34,6 +34,7 @@ WORKLOAD = Workload(
     prediction_field="overtime_probability",
     batch_key="rides",
     example=contract.EXAMPLE,
+    views=contract.VIEWS,
     model_name="bike_overtime",
     aliases=dict(schema.COLUMN_ALIASES),
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core import contract
+from core.views import Views
 from workloads.bike import schema
 
 if TYPE_CHECKING:
@@ -43,6 +44,15 @@ OUTCOME = contract.Outcome(
     value_range=(0.0, 1e9),
     positive=True,
     description="The ride's outcome (key: ride_id), sent when the bike is docked: its duration in seconds.",
+)
+
+# The real-time views in MySQL (core.views): by start dock and hour. The label, as ``schema.overtime_numpy`` computes
+# it, from the ride's duration (the outcome ``o``) and its rider (the prediction ``p``).
+_LIMIT_S = {rider: minutes * 60 for rider, minutes in schema.INCLUDED_MINUTES.items()}
+VIEWS = Views(
+    group="start_station_id",
+    label=(f"CASE WHEN o.{OUTCOME.value} > CASE WHEN p.member_casual = 'member' THEN {_LIMIT_S['member']} "
+           f"ELSE {_LIMIT_S['casual']} END THEN 1 ELSE 0 END"),
 )
 
 # The value the model learns: 1.0 when the ride ran past its included minutes, else 0.0.

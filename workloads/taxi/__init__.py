@@ -32,6 +32,7 @@ WORKLOAD = Workload(
     prediction_field="predicted_duration_s",
     batch_key="trips",
     example=contract.EXAMPLE,
+    views=contract.VIEWS,
     model_name="trip_duration",
     aliases=dict(tlc.COLUMN_ALIASES),
 )

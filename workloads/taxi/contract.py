@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core import contract
+from core.views import Views
 from workloads.taxi import tlc
 from workloads.taxi.tlc import PICKUP
 
@@ -43,6 +44,17 @@ OUTCOME = contract.Outcome(
     value_range=(0.0, 1e9),
     positive=True,
     description="``trips.completed`` (key: trip_id): the actual outcome, sent when the trip ends.",
+)
+
+# The real-time views in MySQL (core.views): by pickup zone and hour, the label being the outcome's duration. The
+# tables and columns keep the names they had before there were workloads (sql/mysql/001_platform.sql, 002).
+VIEWS = Views(
+    group="PULocationID",
+    label=f"o.{OUTCOME.value}",
+    predictions="predictions_recent",
+    outcomes="trip_outcomes",
+    hourly="zone_hour_stats",
+    columns=(("sum_predicted", "sum_predicted_s"), ("sum_actual", "sum_actual_s"), ("sum_loss", "sum_abs_error_s")),
 )
 
 # The value the model learns: the trip's duration in seconds (the model fits its log, ``core.model``).

@@ -1,1 +1,0 @@
-DELETE FROM sync_zone_hours
