@@ -1,4 +1,4 @@
-"""Bring your own data: ``lambdaml ingest`` loads trip files into the raw layer, split by day.
+"""Bring your own data: ``lambdaml ingest`` loads a workload's files into the raw layer, split by day.
 
 One source file goes through, in order:
 
@@ -7,8 +7,8 @@ One source file goes through, in order:
 2. **refuse it at the door**, whole, when it is not a table (not Parquet, not UTF-8 CSV), is corrupt (a cut
    Parquet file, a broken gzip, a ragged CSV) or lacks a required column: an ``IngestError`` names the file and
    what is wrong, and nothing is written.
-3. **normalise** it from whichever known variant it is (for taxi ``workloads.taxi.tlc``: 2011+ location ids, 2019+
-   ``congestion_surcharge``, ``airport_fee``/``Airport_fee``, 2025 ``cbd_congestion_fee``, int64 or double
+3. **normalise** it from whichever known variant it is (the workload's ``normalize``: for taxi,
+   ``workloads.taxi.tlc`` knows the TLC's schema of each year, its renamed columns and its integer or double
    counts) onto the raw schema, and **split** it by the day of its event time. Rows dated outside the file's
    month go to their own day and are counted; rows without an event time go to the file's first day, where
    validation quarantines them (``null_required_field``).

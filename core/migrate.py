@@ -1,7 +1,8 @@
 """Versioned MySQL migrations: ``sql/mysql/NNN_name.sql``, applied once each, in order.
 
 Applied versions are recorded in ``schema_migrations`` with the file's checksum,
-so that an edited migration is reported instead of silently skipped.
+so that an edited migration is reported instead of silently skipped. After them, every workload's real-time views
+(``core.views``, derived from its contract) are created where missing: a new workload needs no migration.
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def apply(settings: Settings) -> list[int]:
                     {"v": mig.version, "n": mig.path.name, "c": mig.checksum},
                 )
             applied_now.append(mig.version)
+        ensure_views(eng)
     finally:
         eng.dispose()
     return applied_now
+
+
+def ensure_views(eng) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` every workload's view tables (those a migration made stay as they are).
+    Returns the tables it checked."""
+    from core.views import RealTimeViews
+    from core.workload import known, load
+
+    tables = []
+    with eng.begin() as conn:
+        for name in known():
+            views = RealTimeViews(load(name))
+            for statement in views.ddl():
+                conn.exec_driver_sql(statement)
+            tables += [views.predictions, views.outcomes, views.hourly]
+    return tables

@@ -290,13 +290,20 @@ class RaySettings(BaseModel):
     grace_period: int = 2
 
 
+def _default_model_name() -> str:
+    from core.workload import default
+
+    return default().model_name
+
+
 class SpeedSettings(BaseModel):
     """The speed layer: the prediction service (gunicorn + Flask) and the streaming job."""
 
     host: str = "127.0.0.1"
     port: int = 18000
-    model_name: str = Field(default="trip_duration", description="The registered model served for the default "
-                            "workload (taxi) at /v1/predict and /v1/taxi/predict; another workload serves its own.")
+    model_name: str = Field(default_factory=lambda: _default_model_name(), description="The registered model "
+                            "served for the default workload (taxi) at /v1/predict and /v1/taxi/predict; default: the "
+                            "one the workload declares. Another workload serves its own.")
     workloads: list[str] = Field(default_factory=list, description="The workloads the service serves, each at "
                                  "/v1/<workload>/predict; empty: every workload folder.")
     workers: int = Field(default=2, ge=1, description="gunicorn worker processes, one model copy each.")

@@ -1,51 +1,63 @@
-"""Monitoring: feature drift (PSI) and live error of the production model, every 15 minutes.
+"""Monitoring, one DAG per workload: feature drift (PSI) and live error of its production model, every 15 minutes.
 
-A breach marks the drift asset, which schedules ``batch_training``. Without a
-breach the ``mark_drift`` task is skipped, and a skipped task emits no asset
+A factory gives every workload folder its own DAG: ``monitoring`` for taxi, ``<workload>_monitoring`` for the
+others. A breach marks the workload's drift asset, which schedules its training DAG (``batch_training``,
+``bike_batch_training``). Without a breach the ``mark_drift`` task is skipped, and a skipped task emits no asset
 event. Reports land in MySQL ``drift_reports`` (see ``sql/queries/``).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
-from core.assets import DRIFT_ASSET_URI
+from core.assets import drift_asset_uri
 from core.schedules import cron
+from core.workload import Workload, known, load
 
 
-@dag(
-    schedule=cron("*/15 * * * *"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["serving", "monitoring"],
-    params={
-        "model_name": Param("trip_duration", type="string", description="Registered model to monitor."),
-        "window_minutes": Param(None, type=["null", "integer"], minimum=1,
-                                description="Live window to judge; default LAMBDAML_MONITORING__WINDOW_MINUTES."),
-    },
-    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=20)},
-)
-def monitoring():
-    @task
-    def check_drift() -> dict | None:
-        from core.settings import get_settings
-        from serving.monitor import check
+def monitoring(wl: Workload):
+    """The monitoring DAG of one workload."""
+    name = wl.name
 
-        params = get_current_context()["params"]
-        verdict = check(get_settings(), name=params["model_name"], window_minutes=params["window_minutes"])
-        return verdict.summary() if verdict else None
+    @dag(
+        dag_id=wl.dag_id("monitoring"),
+        description=f"Drift and live error of the {name} model ({wl.model_name}); a breach retrains it",
+        schedule=cron("*/15 * * * *"),
+        catchup=False,
+        max_active_runs=1,
+        tags=["serving", "monitoring", f"workload:{name}"],
+        params={
+            "model_name": Param(wl.model_name, type="string", description="Registered model to monitor."),
+            "window_minutes": Param(None, type=["null", "integer"], minimum=1,
+                                    description="Live window to judge; default LAMBDAML_MONITORING__WINDOW_MINUTES."),
+        },
+        default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=20)},
+    )
+    def watch():
+        @task
+        def check_drift() -> dict | None:
+            from core.settings import get_settings
+            from serving.monitor import check
 
-    @task(outlets=[Asset(DRIFT_ASSET_URI)])
-    def mark_drift(verdict: dict | None) -> dict:
-        if not verdict or not verdict["breached"]:
-            raise AirflowSkipException("no drift: " + ("no production model" if not verdict else
-                                                       f"max PSI {verdict['max_psi']}, live MAE "
-                                                       f"{verdict['live_mae_s']}"))
-        return verdict
+            params = get_current_context()["params"]
+            verdict = check(get_settings(), name=params["model_name"], window_minutes=params["window_minutes"],
+                            workload=name)
+            return verdict.summary() if verdict else None
 
-    mark_drift(check_drift())
+        @task(outlets=[Asset(drift_asset_uri(wl.model_name))])
+        def mark_drift(verdict: dict | None) -> dict:
+            if not verdict or not verdict["breached"]:
+                raise AirflowSkipException("no drift: " + ("no production model" if not verdict else
+                                                           f"max PSI {verdict['max_psi']}, live {verdict['metric']} "
+                                                           f"{verdict['live_mae_s']}"))
+            return verdict
+
+        mark_drift(check_drift())
+
+    return watch()
 
 
-monitoring()
+for _name in known():
+    monitoring(load(_name))

@@ -77,7 +77,7 @@ def version_pattern(model: str) -> str:
 
 
 def short_version(version: str) -> str:
-    """``trip_duration:1.4.0-20261123T1015-abc`` -> ``1.4.0-20261123T1015-abc``."""
+    """``<model>:1.4.0-20261123T1015-abc`` -> ``1.4.0-20261123T1015-abc``."""
     return version.split(":", 1)[1] if ":" in version else version
 
 

@@ -1,18 +1,19 @@
-"""Monitoring: feature drift of live traffic and live error of the production model.
+"""Monitoring: feature drift of live traffic and live error of a workload's production model.
 
-Every check looks at the live window (``monitoring.window_minutes``) of
-``predictions_recent`` for the production version:
+Every check looks at the live window (``monitoring.window_minutes``) of the workload's predictions table
+(``core.views``: ``predictions_recent`` for taxi, ``bike_predictions`` for bike) for the production version:
 
-- **PSI per feature** (calendar features aside) between the live values (the in-process form of
-  ``workloads.taxi.features`` over the requests' inputs) and the training histograms
-  saved with the model (``Artifact.feature_stats``), on the same bin edges.
-- **Live MAE** over the trips whose outcome has arrived (``trip_outcomes``)
-  against the model's test MAE from the registry.
+- **PSI per feature** (calendar features aside) between the live values (the workload's features, in-process form,
+  over the requests' stored inputs) and the training histograms saved with the model (``Artifact.feature_stats``),
+  on the same bin edges.
+- **Live error**: the workload's gate metric (``core.task``: MAE in seconds for taxi, log loss for bike) over the
+  predictions whose outcome has arrived, against the same metric on the test split from the registry.
 
-One row per feature (and one ``__live_mae__`` row) goes to ``drift_reports``,
-upserted per (version, window), so re-running a check changes nothing. A
-breach of either threshold is the verdict the ``monitoring`` DAG turns into
-an update of the drift asset, which triggers ``batch_training``.
+One row per feature (and one ``__live_mae__`` row, which holds the live error) goes to ``drift_reports``; its
+``live_mae_s``/``test_mae_s`` columns hold the gate metric (named so before there were workloads; for bike they are
+log losses). Upserted per (version, window), so re-running a check changes nothing. A breach of either threshold is
+the verdict the workload's ``monitoring`` DAG turns into an update of its drift asset, which triggers its
+``batch_training``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
-from core.workload import default as default_workload
+from core.workload import DEFAULT, Workload, load
 
 log = logging.getLogger("lambdaml.serving.monitor")
-features = default_workload().features
-MODEL_NAME = "trip_duration"
 LIVE_MAE_ROW = "__live_mae__"
 EPS = 1e-4
 
@@ -58,9 +57,9 @@ def live_histogram(values: np.ndarray, edges: list[float]) -> np.ndarray:
 CALENDAR = frozenset({"hour", "dow", "hour_of_week", "is_weekend"})
 
 
-def feature_psi(stats: dict[str, dict], inputs: dict[str, np.ndarray]) -> dict[str, float]:
+def feature_psi(stats: dict[str, dict], inputs: dict[str, np.ndarray], wl: Workload | None = None) -> dict[str, float]:
     """PSI of every non-calendar feature that has training statistics, for live request inputs."""
-    live = features.compute_numpy(inputs)
+    live = (wl or load(DEFAULT)).features.compute_numpy(inputs)
     return {name: psi(np.asarray(s["counts"]), live_histogram(live[name], s["edges"]))
             for name, s in stats.items() if name in live and name not in CALENDAR and len(s.get("edges", [])) > 1}
 
@@ -73,8 +72,9 @@ class Verdict:
     rows: int
     completed: int
     psi: dict[str, float] = field(default_factory=dict)
-    live_mae_s: float | None = None
-    test_mae_s: float | None = None
+    live_mae_s: float | None = None  # the live gate metric: MAE in seconds for taxi, log loss for bike
+    test_mae_s: float | None = None  # the same on the test split
+    metric: str = "mae_s"  # which gate metric the two hold
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -85,7 +85,8 @@ class Verdict:
         worst = max(self.psi.items(), key=lambda kv: kv[1]) if self.psi else (None, 0.0)
         return {"model_version": self.model_version, "rows": self.rows, "completed": self.completed,
                 "max_psi": round(worst[1], 4), "max_psi_feature": worst[0],
-                "live_mae_s": self.live_mae_s, "test_mae_s": self.test_mae_s, "breached": self.breached,
+                "live_mae_s": self.live_mae_s, "test_mae_s": self.test_mae_s, "metric": self.metric,
+                "breached": self.breached,
                 "reasons": self.reasons, "window_start": self.window_start.isoformat(),
                 "window_end": self.window_end.isoformat()}
 
@@ -100,32 +101,57 @@ def judge(settings: Settings, verdict: Verdict) -> Verdict:
     if verdict.completed >= m.min_completed and verdict.live_mae_s is not None and verdict.test_mae_s:
         ratio = verdict.live_mae_s / verdict.test_mae_s
         if ratio >= m.mae_ratio_threshold:
-            verdict.reasons.append(f"live MAE {verdict.live_mae_s:.0f}s is {ratio:.2f}x the test MAE "
-                                   f"{verdict.test_mae_s:.0f}s (threshold {m.mae_ratio_threshold}x)")
+            live, test = (f"MAE {verdict.live_mae_s:.0f}s", f"MAE {verdict.test_mae_s:.0f}s") \
+                if verdict.metric == "mae_s" else (f"{verdict.metric} {verdict.live_mae_s:.3g}",
+                                                   f"{verdict.metric} {verdict.test_mae_s:.3g}")
+            verdict.reasons.append(f"live {live} is {ratio:.2f}x the test {test} "
+                                   f"(threshold {m.mae_ratio_threshold}x)")
     return verdict
 
 
 # ----------------------------------------------------------------------------------------------- I/O
-def _live_window(settings: Settings, version: str, start: dt.datetime, end: dt.datetime):
+def live_inputs(wl: Workload, rows: list[Any]) -> dict[str, np.ndarray]:
+    """The stored request inputs of live rows (by column) as the features' in-process form reads them (by field):
+    times as datetime64, numbers as doubles (a missing one NaN), text and categories as objects."""
+    out: dict[str, np.ndarray] = {}
+    for f in wl.request.stored[1:]:
+        values = [r[f.column] for r in rows]
+        if f.kind == "timestamp":
+            out[f.name] = np.array(values, dtype="datetime64[us]")
+        elif f.kind in ("integer", "number"):
+            out[f.name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        else:
+            out[f.name] = np.array(values, dtype=object)
+    return out
+
+
+def _live_window(settings: Settings, wl: Workload, version: str, start: dt.datetime, end: dt.datetime):
     from sqlalchemy import text
 
-    from core.db import engine, load_sql
+    from core.db import engine
+    from core.views import RealTimeViews
 
+    views = RealTimeViews(wl)
+    sql = views.statement("live_window", stored_columns=", ".join(f"p.{f.column}" for f in wl.request.stored))
     eng = engine(settings)
     try:
         with eng.connect() as conn:
-            rows = conn.execute(text(load_sql("serving/live_window")),
+            rows = conn.execute(text(sql),
                                 {"version": version, "start": start, "end": end}).mappings().all()
     finally:
         eng.dispose()
     return rows
 
 
-def check(settings: Settings, now: dt.datetime | None = None, name: str = MODEL_NAME,
-          window_minutes: int | None = None) -> Verdict | None:
-    """Check the production model's live window, write ``drift_reports``, and return the verdict."""
+def check(settings: Settings, now: dt.datetime | None = None, name: str | None = None,
+          window_minutes: int | None = None, workload: str = DEFAULT) -> Verdict | None:
+    """Check the live window of the workload's production model (``name``, by default the workload's), write
+    ``drift_reports``, and return the verdict."""
     from core.registry import Registry
 
+    wl = load(workload)
+    name = name or wl.model_name
+    gate = wl.task.gate
     registry = Registry(settings)
     mv = registry.production(name)
     if mv is None:
@@ -133,23 +159,18 @@ def check(settings: Settings, now: dt.datetime | None = None, name: str = MODEL_
         return None
     end = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
     start = end - dt.timedelta(minutes=window_minutes or settings.monitoring.window_minutes)
-    rows = _live_window(settings, mv.version, start, end)
+    rows = _live_window(settings, wl, mv.version, start, end)
     stats = registry.load(mv).feature_stats
-    test_mae = ((mv.metrics.get("test") or {}).get("model") or {}).get("mae_s")
-    verdict = Verdict(mv.version, start, end, len(rows), 0, test_mae_s=test_mae)
+    test_error = ((mv.metrics.get("test") or {}).get("model") or {}).get(gate)
+    verdict = Verdict(mv.version, start, end, len(rows), 0, test_mae_s=test_error, metric=gate)
     if rows:
-        inputs = {
-            "pickup_ts": np.array([r["pickup_ts"] for r in rows], dtype="datetime64[us]"),
-            "PULocationID": np.array([r["pu_location_id"] for r in rows], dtype="float64"),
-            "DOLocationID": np.array([r["do_location_id"] for r in rows], dtype="float64"),
-            "passenger_count": np.array([np.nan if r["passenger_count"] is None else r["passenger_count"]
-                                         for r in rows], dtype="float64"),
-            "trip_distance": np.array([r["trip_distance"] for r in rows], dtype="float64"),
-        }
-        verdict.psi = feature_psi(stats, inputs)
-        errors = [abs(r["predicted_duration_s"] - r["duration_s"]) for r in rows if r["duration_s"] is not None]
-        verdict.completed = len(errors)
-        verdict.live_mae_s = float(np.mean(errors)) if errors else None
+        verdict.psi = feature_psi(stats, live_inputs(wl, rows), wl)
+        done = [r for r in rows if r["actual"] is not None]
+        verdict.completed = len(done)
+        if done:
+            actual = np.array([r["actual"] for r in done], dtype="float64")
+            predicted = np.array([r["predicted"] for r in done], dtype="float64")
+            verdict.live_mae_s = float(wl.task.metrics(actual, predicted)[gate])
     judge(settings, verdict)
     _write(settings, verdict)
     log.info("drift check %s", verdict.summary())

@@ -193,11 +193,14 @@ class Demo:
             time.sleep(1)
         table = module(BIKE, "generate").generate_day(self.end, BIKE_LIVE_RIDES, seed=103, dirty_share=0.0)
         fields = [f.name for f in bike.request.fields]
-        rides = []
-        for row in table.select(fields).to_pylist():
+        rides, outcomes = [], []
+        for row, ended in zip(table.select(fields).to_pylist(), table.column("ended_at").to_pylist(), strict=True):
+            duration_s = (ended - row["started_at"]).total_seconds()
             row["started_at"] = row["started_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             row["ride_id"] = f"demo-{row['ride_id']}"
             rides.append(row)
+            outcomes.append({bike.request.key: row["ride_id"], bike.outcome.time: ended.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             bike.outcome.value: duration_s})
         session, lat = requests.Session(), []
         for ride in rides[:200]:
             t = time.perf_counter()
@@ -211,9 +214,12 @@ class Demo:
         for i in range(BIKE_MALFORMED):
             bad = dict(rides[i], ride_id=f"demo-malformed-{i}", rideable_type="tandem")
             producer.produce(topics.requests, key=bad["ride_id"].encode(), value=json.dumps(bad).encode())
+        for outcome in outcomes:  # the rides end: their durations, which the sync joins to the predictions
+            producer.produce(topics.completed, key=outcome[bike.request.key].encode(),
+                             value=json.dumps(outcome).encode())
         producer.flush(30)
         print(f"  {len(lat)} rides through POST /v1/{BIKE}/predict; {len(rides)} rides and {BIKE_MALFORMED} malformed "
-              f"onto {topics.requests}", flush=True)
+              f"onto {topics.requests}, their {len(outcomes)} outcomes onto {topics.completed}", flush=True)
         return {"requests": len(lat), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "produced": len(rides)}
 
     def wait_for_stream(self, timeout: float = 120, quiet_s: float = 4.0) -> None:
@@ -232,8 +238,12 @@ class Demo:
                 return
 
     def serve(self, window_minutes: int) -> dict:
-        self.step("serving_sync and monitoring through Airflow")
+        from core.workload import load
+
+        self.step("serving_sync (taxi and bike) and monitoring through Airflow")
         self.run_dag("serving_sync")
+        if "bike" in self.report:
+            self.run_dag(load(BIKE).dag_id("serving_sync"))
         run = self.run_dag("monitoring", {"model_name": MODEL, "window_minutes": window_minutes})
         return self.monitoring_verdict(run)
 
@@ -390,6 +400,37 @@ class Demo:
                 "mean_probability": statistics.fmean(p["overtime_probability"] for p in predicted) if predicted
                 else None,
                 "dead_letters": len(_messages(self.settings, topics.dlq, self.started_ms))}
+            r["bike"]["live"] = self.bike_live_error(bike)
+
+    def bike_live_error(self, bike) -> dict:
+        """The bike model's live error from MySQL: its predictions table, each ride's label derived by the sync from
+        the outcome, scored with the workload's metrics; and the hourly view's own log loss (sum of loss over
+        completed rides), which analysts read."""
+        from sqlalchemy import text
+
+        from core.db import engine
+        from core.views import RealTimeViews
+
+        v = RealTimeViews(bike)
+        eng = engine(self.settings)
+        try:
+            with eng.connect() as conn:
+                rows = conn.execute(text(
+                    f"SELECT {v.prediction}, {v.actual} FROM {v.predictions} WHERE {v.key} LIKE 'demo-%' "
+                    f"AND {v.actual} IS NOT NULL")).all()
+                hourly = conn.execute(text(f"SELECT SUM({v.completed}), SUM({v.sum_loss}) FROM {v.hourly}")).one()
+        finally:
+            eng.dispose()
+        out: dict = {"table": v.predictions, "hourly": v.hourly, "completed": len(rows)}
+        if rows:
+            import numpy as np
+
+            metrics = bike.task.metrics(np.array([r[1] for r in rows], dtype="float64"),
+                                        np.array([r[0] for r in rows], dtype="float64"))
+            out.update(log_loss=metrics["log_loss"], roc_auc=metrics["roc_auc"])
+        if hourly[0]:
+            out["hourly_log_loss"] = float(hourly[1]) / float(hourly[0])
+        return out
 
     def _hive_counts(self) -> dict:
         sp = self.settings.spark
@@ -580,6 +621,13 @@ def bike_text(b: dict | None) -> list[str]:
         out.append(f"  stream    {b.get('produced')} rides produced: {st['predictions']} predictions on {st['topic']} "
                    f"(mean overtime probability {_num(st.get('mean_probability'), 3)}), {st['dead_letters']} dead "
                    f"letters on {st['dlq']}")
+    live = b.get("live") or {}
+    if live.get("completed"):
+        out.append(f"  live      {live['completed']} rides with their outcome in MySQL {live['table']}: log loss "
+                   f"{_num(live.get('log_loss'), 3)}, ROC AUC {_num(live.get('roc_auc'), 3)}; {live['hourly']} "
+                   f"(all hours) log loss {_num(live.get('hourly_log_loss'), 3)}")
+    elif live:
+        out.append(f"  live      no ride with its outcome in MySQL {live['table']} yet")
     return out
 
 

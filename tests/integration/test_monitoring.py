@@ -133,3 +133,60 @@ def test_shifted_traffic_triggers_retraining_through_the_drift_asset(settings, d
                 api.call("PATCH", f"/api/v2/dags/batch_training/dagRuns/{urllib.parse.quote(r['dag_run_id'], safe='')}",
                          {"state": "failed"})
         api.call("PATCH", "/api/v2/dags/batch_training", {"is_paused": was_paused})
+
+
+def test_bike_monitoring_reads_its_own_views_and_judges_by_log_loss(stack, settings, unique):
+    """The monitor of another workload: its inputs come from its own predictions table (bike_predictions, by the
+    columns its contract derives), its features from its own folder, and its live error is its gate metric (log
+    loss over the rides whose outcome arrived, the label derived in SQL from the duration and the rider)."""
+    from core.task import log_loss
+    from core.workload import load, module
+    from tests.model_factory import artifact_bytes
+    from workloads.bike.schema import overtime_numpy
+
+    wl = load("bike")
+    rides = module("bike", "generate").generate_day(dt.date(2026, 6, 3), 400, seed=5, dirty_share=0.0).to_pandas()
+    inputs = {"started_at": rides["started_at"].to_numpy().astype("datetime64[us]"),
+              **{c: rides[c].to_numpy(dtype=object) for c in ("start_station_id", "rideable_type", "member_casual")}}
+    cols = wl.features.compute_numpy(inputs)
+    cols[wl.label] = np.zeros(len(rides))
+    artifact = Artifact.from_bytes(artifact_bytes(3, workload="bike"))
+    artifact.feature_stats = evaluate.feature_stats(train.Split(cols, wl))
+    name = f"it_bike_drift_{unique}"
+    registry = Registry(settings)
+    mv = registry.register(name, artifact, {"test": True}, [])
+    registry.update_metrics(name, mv.version, {"test": {"model": {"log_loss": 0.2}}})
+    registry.promote(name, mv.version)
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    rng = np.random.default_rng(1)
+    probability = rng.uniform(0.05, 0.95, len(rides))
+    duration = (rides["ended_at"] - rides["started_at"]).dt.total_seconds().to_numpy()
+    prefix = f"itbike-{unique}-"
+    eng = engine(settings)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO bike_predictions (ride_id, model_version, started_at, start_station_id, rideable_type,"
+                " member_casual, overtime_probability, scored_ts) VALUES (:id, :v, :t, :s, :r, :m, :p, :scored)"),
+                [{"id": f"{prefix}{i}", "v": mv.version, "t": r.started_at.to_pydatetime(), "s": r.start_station_id,
+                  "r": r.rideable_type, "m": r.member_casual, "p": float(probability[i]),
+                  "scored": now - dt.timedelta(minutes=5)} for i, r in enumerate(rides.itertuples())])
+            conn.execute(text("INSERT INTO bike_outcomes (ride_id, ended_at, duration_s) VALUES (:id, :t, :d)"),
+                         [{"id": f"{prefix}{i}", "t": r.ended_at.to_pydatetime(), "d": float(duration[i])}
+                          for i, r in enumerate(rides.itertuples()) if i % 2 == 0])
+        verdict = monitor.check(settings, name=name, workload="bike", now=now)
+        assert verdict is not None and verdict.metric == "log_loss" and verdict.test_mae_s == 0.2
+        assert verdict.rows == len(rides) and verdict.completed == (len(rides) + 1) // 2
+        done = np.arange(len(rides)) % 2 == 0
+        labels = overtime_numpy(duration[done], rides["member_casual"].to_numpy()[done])
+        assert verdict.live_mae_s == pytest.approx(log_loss(labels, probability[done]), rel=1e-9)
+        assert set(verdict.psi) <= {f.name for f in wl.features.FEATURES} and "start_station" in verdict.psi
+        assert max(verdict.psi.values()) < settings.monitoring.psi_threshold  # the training day's own traffic
+    finally:
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM bike_outcomes WHERE ride_id LIKE :p"), {"p": prefix + "%"})
+            conn.execute(text("DELETE FROM bike_predictions WHERE ride_id LIKE :p"), {"p": prefix + "%"})
+            conn.execute(text("DELETE FROM drift_reports WHERE model_version = :v"), {"v": mv.version})
+            conn.execute(text("DELETE FROM model_versions WHERE name = :n"), {"n": name})
+        eng.dispose()

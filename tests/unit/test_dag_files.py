@@ -33,11 +33,11 @@ def test_dag_files_import_cleanly(dagbag):
     from core.workload import known
 
     assert dagbag.import_errors == {}
-    # One DAG per file, but batch training and the serving sync: one per workload.
-    assert len(dagbag.dags) == len(list(DAGS.glob("*.py"))) - 2 + 2 * len(known())
+    # One DAG per file, but batch training, the serving sync and monitoring: one per workload.
+    assert len(dagbag.dags) == len(list(DAGS.glob("*.py"))) - 3 + 3 * len(known())
 
 
-def test_every_workload_has_its_training_dag_with_its_drift_asset_and_its_sync_dag(dagbag):
+def test_every_workload_has_its_training_sync_and_monitoring_dags_joined_by_its_drift_asset(dagbag):
     from core.assets import drift_asset_uri
     from core.workload import known, load
 
@@ -51,6 +51,9 @@ def test_every_workload_has_its_training_dag_with_its_drift_asset_and_its_sync_d
         assert [t.task_id for t in dag.topological_sort()][:2] == ["plan_days", "validate_day"]
         sync = dagbag.dags[wl.dag_id("serving_sync")]
         assert f"workload:{name}" in sync.tags and [t.task_id for t in sync.tasks] == ["sync_to_mysql"]
+        watch = dagbag.dags[wl.dag_id("monitoring")]
+        assert [a.uri for t in watch.tasks for a in t.outlets] == [drift_asset_uri(wl.model_name)]
+        assert watch.params["model_name"] == wl.model_name
     assert load("bike").dag_id("batch_training") == "bike_batch_training"
     assert "bike_serving_sync" in dagbag.dags and "serving_sync" in dagbag.dags
     assert load("taxi").dag_id("batch_training") == "batch_training"

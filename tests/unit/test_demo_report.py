@@ -161,11 +161,14 @@ def test_the_bike_workload_has_its_own_section_with_log_loss_against_its_baselin
                                          "baseline": {"log_loss": 0.233, "roc_auc": 0.725, "brier": 0.061}},
                                 "decision": "beats the baseline by 32.2%; no champion yet"}}],
         "stream": {"topic": "bike.predictions", "dlq": "bike.dlq", "predictions": 300, "mean_probability": 0.081,
-                   "dead_letters": 3}}
+                   "dead_letters": 3},
+        "live": {"table": "bike_predictions", "hourly": "bike_hourly", "completed": 300, "log_loss": 0.171,
+                 "roc_auc": 0.904, "hourly_log_loss": 0.171}}
     block = section(report_text(r, "trips.predictions", "trips.dlq"), "Bike overtime")
     text = "\n".join(block)
     assert "log loss 0.158" in text and "ROC AUC 0.921" in text and "32% better than the baseline" in text
     assert "log loss 0.233" in text and "beats the baseline by 32.2%" in text
     assert "300 predictions on bike.predictions" in text and "3 dead letters on bike.dlq" in text
     assert "POST /v1/bike/predict, 200 sequential requests: p50 7.1 ms" in text
+    assert "300 rides with their outcome in MySQL bike_predictions: log loss 0.171, ROC AUC 0.904" in text
     assert "Bike overtime" not in report_text(figures(), "trips.predictions", "trips.dlq")  # only when it ran

@@ -59,3 +59,27 @@ def test_judge_needs_enough_data_and_names_the_reason():
     assert v.breached and v.reasons[0].startswith("PSI of is_airport") and "live MAE" in v.reasons[1]
     v = judge(s, Verdict("v", now, now, rows=500, completed=50, psi={"hour": 0.05}, live_mae_s=310, test_mae_s=300))
     assert not v.breached and v.summary()["max_psi_feature"] == "hour"
+
+
+def test_judge_names_the_gate_metric_of_a_classifier():
+    s = Settings(monitoring={"min_rows": 10, "min_completed": 10, "psi_threshold": 0.2, "mae_ratio_threshold": 1.5})
+    now = dt.datetime(2026, 3, 3)
+    v = judge(s, Verdict("v", now, now, rows=50, completed=50, live_mae_s=0.41, test_mae_s=0.2, metric="log_loss"))
+    assert v.reasons == ["live log_loss 0.41 is 2.05x the test log_loss 0.2 (threshold 1.5x)"]
+    assert v.summary()["metric"] == "log_loss"
+
+
+def test_live_inputs_are_the_stored_fields_by_name_as_the_features_read_them():
+    from core.workload import load
+    from serving.monitor import live_inputs
+
+    bike = load("bike")
+    rows = [{"ride_id": "r", "started_at": dt.datetime(2026, 6, 3, 8, 15), "start_station_id": "6140.05",
+             "rideable_type": "classic_bike", "member_casual": "member"}]
+    inputs = live_inputs(bike, rows)
+    assert list(inputs) == ["started_at", "start_station_id", "rideable_type", "member_casual"]
+    assert inputs["started_at"].dtype == np.dtype("datetime64[us]") and inputs["member_casual"][0] == "member"
+    assert set(bike.features.compute_numpy(inputs)) >= {"start_station", "hour", "is_member"}
+    taxi = live_inputs(load("taxi"), [{"pickup_ts": dt.datetime(2026, 3, 3, 9), "pu_location_id": 132,
+                                       "do_location_id": 236, "passenger_count": None, "trip_distance": 17.3}])
+    assert np.isnan(taxi["passenger_count"][0]) and taxi["PULocationID"][0] == 132.0
