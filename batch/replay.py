@@ -1,11 +1,14 @@
-"""Live replay: generated trips sent to Kafka as they would arrive from a running fleet.
+"""Live replay: a workload's generated rows sent to Kafka as they would arrive from the running service.
 
-Each clean trip of a generated day becomes a ``TripRequest`` on the requests
-topic and, once the trip is over, a ``TripCompleted`` on the completed topic.
-Requests go out at a fixed rate in pickup order; a completion follows its
-request after the trip's duration divided by a time scale. Optionally some
-extra request messages are malformed on purpose, to exercise the dead-letter
-path downstream.
+Each clean row of a generated day becomes a request (the workload's request model) on its requests topic and,
+once the row's outcome is known (the trip or the ride has ended), an outcome event on its completed topic.
+Requests go out at a fixed rate in event-time order; an outcome follows its request after the time between the
+two divided by a time scale. Optionally some extra request messages are malformed on purpose, to exercise the
+dead-letter path downstream.
+
+The workload is reached only through its definition (``core.workload.load``): the columns of its online traffic
+(``Workload.online``), its request contract (what a clean row is, what a malformed message spoils) and its
+generator (``core.workload.module(name, "generate")``), so the replay names no workload's field.
 
 ``plan_day``/``build_plan`` and ``schedule`` are pure; ``replay`` does the I/O.
 """
@@ -18,55 +21,75 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel
 
-from core import kafka
-from core.events import REQUEST, TripCompleted, TripRequest
+from core import contract, kafka
+from core.contract import Request, RequestField
 from core.settings import Settings
-from workloads.taxi import tlc
-from workloads.taxi.generate import generate_day
+from core.workload import DEFAULT, Workload, load, module
 
 DIRTY_SHARE = 0.03  # of the generated rows; the dirty ones that would not be valid requests are skipped
 DEFAULT_TIME_SCALE = 300.0  # a 15-minute trip completes 3 s after its request
 MALFORMED_PREFIX = "malformed-"
-MALFORMED_KINDS = ("not_json", "missing_trip_id", "zone_out_of_range", "negative_distance", "wrong_type")
+# How a malformed request is spoiled, each derived from the workload's request contract (``_spoil``): not JSON at
+# all, no key, a value outside its field's range or values, a value of the wrong JSON type, an event time that is
+# no date-time. Every one fails the workload's request model.
+MALFORMED_KINDS = ("not_json", "missing_key", "out_of_range", "wrong_type", "bad_timestamp")
 PROGRESS_EVERY_S = 5.0
 MAX_SLEEP_S = 1.0  # wake at least this often to serve delivery reports and progress
 FLUSH_TIMEOUT_S = 60.0
 METADATA_TIMEOUT_S = 10.0
 
 _EPOCH = dt.datetime(1970, 1, 1)
-_MISSING = -1  # stands for null in the integer columns of a plan
 
 Kind = Literal["request", "malformed", "completed"]
 
 
 @dataclass(frozen=True)
 class ReplayPlan:
-    """The clean trips of one generated day in pickup order, one array per field.
+    """The clean rows of one generated day of a workload in event-time order, one array per request field.
 
-    Columnar so that a million trips stay small; messages are built one at a time.
+    Columnar so that a million rows stay small; messages are built one at a time. ``columns`` holds every request
+    field but the key (the plan names rows itself, ``key``) and the event time (``event_us``), by its request
+    name; ``valid`` says where an optional field has a value (None: everywhere).
     """
 
     day: dt.date
     seed: int
     shift: bool
-    row: np.ndarray  # index in the generated table: names the trip
-    pickup_us: np.ndarray  # microseconds since the epoch, naive local time as in the TLC files
-    dropoff_us: np.ndarray
-    pu: np.ndarray
-    do: np.ndarray
-    passengers: np.ndarray  # _MISSING where null
-    distance: np.ndarray
-    vendor: np.ndarray  # _MISSING where null
+    row: np.ndarray  # index in the generated table: names the row (``key``)
+    event_us: np.ndarray  # the request's event time, microseconds since the epoch (naive, as in the raw files)
+    outcome_us: np.ndarray  # the outcome's time, likewise
+    outcome_value: np.ndarray  # the outcome's observed value (float64)
+    columns: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray | None]
+    workload: str = DEFAULT
 
     def __len__(self) -> int:
         return len(self.row)
+
+    @cached_property
+    def definition(self) -> Workload:
+        return load(self.workload)
+
+    @cached_property
+    def request_model(self) -> type[BaseModel]:
+        return contract.request_model(self.definition.request)
+
+    @cached_property
+    def outcome_model(self) -> type[BaseModel]:
+        return contract.outcome_model(self.definition.request, self.definition.outcome)
+
+    @cached_property
+    def key_name(self) -> str:
+        """The request's key field: what ``key`` fills in, and what a bench overrides to send a row anew."""
+        return self.definition.request.key
 
     @cached_property
     def stem(self) -> str:
@@ -74,47 +97,87 @@ class ReplayPlan:
 
     @property
     def duration_s(self) -> np.ndarray:
-        return (self.dropoff_us - self.pickup_us) / 1e6
+        """Seconds from each request to its outcome: what the schedule waits (scaled) before sending the outcome."""
+        return (self.outcome_us - self.event_us) / 1e6
 
-    def trip_id(self, j: int) -> str:
+    def key(self, j: int) -> str:
+        """The key of the ``j``-th row, ``<YYYYMMDD>-<seed>[-shift]-<row>``: the same arguments, the same keys, and
+        the stem tells which replay a key came from (``deploy/local/demo.py`` groups live error by it)."""
         return f"{self.stem}-{int(self.row[j]):07d}"
 
-    def trip_ids(self) -> list[str]:
-        return [self.trip_id(j) for j in range(len(self))]
+    def keys(self) -> list[str]:
+        return [self.key(j) for j in range(len(self))]
 
-    def request(self, j: int) -> TripRequest:
-        passengers, vendor = int(self.passengers[j]), int(self.vendor[j])
-        return TripRequest(
-            trip_id=self.trip_id(j),
-            pickup_ts=_timestamp(self.pickup_us[j]),
-            PULocationID=int(self.pu[j]),
-            DOLocationID=int(self.do[j]),
-            passenger_count=None if passengers == _MISSING else passengers,
-            trip_distance=float(self.distance[j]),
-            VendorID=None if vendor == _MISSING else vendor,
-        )
+    trip_ids = keys  # the name the taxi-only replay had
 
-    def completed(self, j: int) -> TripCompleted:
-        return TripCompleted(trip_id=self.trip_id(j), dropoff_ts=_timestamp(self.dropoff_us[j]),
-                             duration_s=int(self.dropoff_us[j] - self.pickup_us[j]) / 1e6)
+    def request(self, j: int) -> BaseModel:
+        """The ``j``-th request, an instance of the workload's request model."""
+        body: dict[str, Any] = {self.key_name: self.key(j),
+                                self.definition.request.event_time: _timestamp(self.event_us[j])}
+        for name, values in self.columns.items():
+            valid = self.valid[name]
+            body[name] = None if valid is not None and not valid[j] else _python(values[j])
+        return self.request_model(**body)
+
+    def completed(self, j: int) -> BaseModel:
+        """The ``j``-th row's outcome event, an instance of the workload's outcome model."""
+        outcome = self.definition.outcome
+        return self.outcome_model(**{self.key_name: self.key(j), outcome.time: _timestamp(self.outcome_us[j]),
+                                     outcome.value: float(self.outcome_value[j])})
 
     def malformed(self, k: int) -> tuple[str, bytes]:
-        """(key, value) of the ``k``-th malformed request: a real trip spoiled in one of ``MALFORMED_KINDS``."""
+        """(key, value) of the ``k``-th malformed request: a real row spoiled in one of ``MALFORMED_KINDS``."""
         kind = MALFORMED_KINDS[k % len(MALFORMED_KINDS)]
-        trip_id = f"{MALFORMED_PREFIX}{kind}-{self.stem}-{k:07d}"
+        key = f"{MALFORMED_PREFIX}{kind}-{self.stem}-{k:07d}"
         if kind == "not_json":
-            return trip_id, f"{{trip_id: {trip_id}, this is not JSON".encode()
+            return key, f"{{{self.key_name}: {key}, this is not JSON".encode()
         body = self.request(k % len(self)).model_dump(mode="json")
-        body["trip_id"] = trip_id
-        if kind == "missing_trip_id":
-            del body["trip_id"]
-        elif kind == "zone_out_of_range":
-            body["PULocationID"] = REQUEST.field("PULocationID").high + 35
-        elif kind == "negative_distance":
-            body["trip_distance"] = -abs(body["trip_distance"]) - 0.5
-        elif kind == "wrong_type":
-            body["PULocationID"] = "Midtown"
-        return trip_id, kafka.encode(body)
+        body[self.key_name] = key
+        if kind == "missing_key":
+            del body[self.key_name]
+        else:
+            name, value = _spoil(self.definition.request, kind)
+            body[name] = value
+        return key, kafka.encode(body)
+
+
+@cache
+def _spoil(request: Request, kind: str) -> tuple[str, Any]:
+    """(field, value) that makes a request of ``request`` fail its model in the way ``kind`` says.
+
+    ``out_of_range``: the first integer or number past its high bound, else the first category off its values,
+    else the first text longer than its limit. ``wrong_type``: the first field other than the key and the event
+    time holding a value of another JSON type (a string for a number, a number for a string). A contract with no
+    such field gets a blank key, or a number for its key, instead. ``bad_timestamp``: an event time that is no
+    date-time.
+    """
+    inputs = [f for f in request.fields if f.kind not in ("key", "timestamp")]
+    if kind == "bad_timestamp":
+        return request.event_time, "yesterday"
+    if kind == "out_of_range":
+        for kinds in (("integer", "number"), ("category",), ("text",)):
+            for f in (f for f in inputs if f.kind in kinds):
+                if f.kind == "integer":
+                    return f.name, int(f.high) + 35
+                if f.kind == "number":
+                    return f.name, f.high + 35
+                if f.kind == "category":
+                    value = f"not-a-{f.name}"
+                    while value in f.values:
+                        value += "!"
+                    return f.name, value
+                return f.name, "x" * (int(f.high) + 1)
+        return request.key, ""
+    if kind == "wrong_type":
+        for f in inputs:
+            return f.name, "not a number" if f.kind in ("integer", "number") else 42
+        return request.key, 42
+    raise ValueError(f"no such malformed kind: {kind!r} (one of {', '.join(MALFORMED_KINDS)})")
+
+
+def _python(value: Any) -> Any:
+    """A numpy scalar as the Python value a strict pydantic field takes (``np.int64`` is no ``int``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _timestamp(us: np.integer) -> dt.datetime:
@@ -125,56 +188,91 @@ def _micros(day: dt.date) -> int:
     return (dt.datetime.combine(day, dt.time()) - _EPOCH) // dt.timedelta(microseconds=1)
 
 
-def _column(table: pa.Table, name: str, typ: pa.DataType, fill: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(values with nulls replaced by ``fill``, validity mask)."""
-    col = table.column(name).cast(typ)
-    return col.fill_null(fill).to_numpy(), pc.is_valid(col).to_numpy()
+def _numpy(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return array.to_numpy(zero_copy_only=False)
 
 
-def build_plan(table: pa.Table, day: dt.date, seed: int, shift: bool = False, limit: int | None = None) -> ReplayPlan:
-    """The trips of ``table`` (``tlc.RAW_SCHEMA``) that make valid ``TripRequest``s and end after they start.
+def _true(condition: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean array as numpy, null counting as false."""
+    return _numpy(pc.fill_null(condition, False)).astype(bool)
 
-    Rows failing on zones (unknown zones 264/265 included), distance (0 included), passenger count or
-    timestamps (missing, not ending after the pickup, picked up on another day than ``day``) are skipped;
-    rows only the batch validator can judge (an impossible speed needs the dropoff time) are valid requests
-    and stay. ``limit`` keeps the first that many clean rows of the table.
+
+def _times(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(microseconds since the epoch, 0 where null; present)."""
+    col = table.column(name).cast(pa.timestamp("us")).cast(pa.int64())
+    return _numpy(col.fill_null(0)), _true(pc.is_valid(col))
+
+
+def _field(table: pa.Table, f: RequestField) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, present, acceptable) of one request field: the values as its request takes them (nulls filled), and
+    where a present value is one the request contract accepts."""
+    col = table.column(f.name)
+    present = _true(pc.is_valid(col))
+    if f.kind in ("integer", "number"):
+        numbers = _numpy(col.cast(pa.float64()).fill_null(math.nan))
+        ok = np.isfinite(numbers) & (numbers >= f.low) & (numbers <= f.high)
+        if f.kind == "number":
+            return numbers, present, ok
+        if pa.types.is_integer(col.type):  # exact, whatever the width
+            return _numpy(col.cast(pa.int64()).fill_null(0)), present, ok
+        ok &= numbers == np.floor(np.where(ok, numbers, 0.0))
+        return np.where(ok, numbers, 0.0).astype(np.int64), present, ok
+    text = col.cast(pa.string())
+    if f.kind == "category":
+        ok = _true(pc.is_in(text, value_set=pa.array(f.values, pa.string())))
+    else:  # text: not blank, not too long
+        blank = pc.or_(pc.equal(pc.utf8_length(text), 0), pc.utf8_is_space(text))
+        ok = _true(pc.and_(pc.invert(blank), pc.less_equal(pc.utf8_length(text), int(f.high))))
+    return _numpy(text), present, ok
+
+
+def build_plan(table: pa.Table, day: dt.date, seed: int, shift: bool = False, limit: int | None = None,
+               workload: str = DEFAULT) -> ReplayPlan:
+    """The rows of ``table`` (the workload's raw schema) that make valid requests with valid outcomes.
+
+    What is clean comes from the request contract alone: every required field present; an integer or number
+    finite and within its bounds, a category one of its values, a text neither blank nor too long (an optional
+    field may be null instead); the event time on ``day``, the outcome after it, and the outcome's value within its
+    range. A row only the batch validator can judge (an impossible speed needs the outcome's time) is a valid
+    request and stays. ``limit`` keeps the first that many clean rows of the table.
     """
-    pickup, has_pickup = _column(table, tlc.PICKUP, pa.int64(), 0)
-    dropoff, has_dropoff = _column(table, tlc.DROPOFF, pa.int64(), 0)
-    pu, has_pu = _column(table, "PULocationID", pa.int64(), _MISSING)
-    do, has_do = _column(table, "DOLocationID", pa.int64(), _MISSING)
-    distance, has_distance = _column(table, "trip_distance", pa.float64(), math.nan)
-    passengers, has_passengers = _column(table, "passenger_count", pa.int64(), _MISSING)
-    vendor, _ = _column(table, "VendorID", pa.int64(), _MISSING)
+    wl = load(workload)
+    traffic = wl.online(table)
+    request, outcome = wl.request, wl.outcome
+    event, clean = _times(traffic, request.event_time)
+    ended, has_end = _times(traffic, outcome.time)
+    value = _numpy(traffic.column(outcome.value).cast(pa.float64()).fill_null(math.nan))
+    low, high = outcome.value_range
+    clean = clean & has_end & (ended > event) & np.isfinite(value) & (value >= low) & (value <= high)
+    if outcome.positive:
+        clean &= value > 0
+    clean &= (event >= _micros(day)) & (event < _micros(day + dt.timedelta(days=1)))
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for f in request.fields:
+        if f.kind in ("key", "timestamp"):
+            continue
+        values, present, ok = _field(traffic, f)
+        clean &= (present & ok) if f.required else (~present | ok)
+        columns[f.name] = values, present
+    rows = np.flatnonzero(clean)[:limit]
+    rows = rows[np.argsort(event[rows], kind="stable")]
+    valid = {name: None if present[rows].all() else present[rows] for name, (_, present) in columns.items()}
+    return ReplayPlan(day=day, seed=seed, shift=shift, row=rows, event_us=event[rows], outcome_us=ended[rows],
+                      outcome_value=value[rows], columns={name: v[rows] for name, (v, _) in columns.items()},
+                      valid=valid, workload=workload)
 
-    zone_lo, zone_hi = REQUEST.field("PULocationID").bounds
-    dist_lo, dist_hi = REQUEST.field("trip_distance").bounds
-    pass_lo, pass_hi = REQUEST.field("passenger_count").bounds
-    clean = (
-        has_pickup & has_dropoff & has_pu & has_do & has_distance
-        & (dropoff > pickup)
-        & (pu >= zone_lo) & (pu <= zone_hi) & (do >= zone_lo) & (do <= zone_hi)
-        & np.isfinite(distance) & (distance >= dist_lo) & (distance <= dist_hi)
-        & (~has_passengers | ((passengers >= pass_lo) & (passengers <= pass_hi)))
-    )
-    on_day = (pickup >= _micros(day)) & (pickup < _micros(day + dt.timedelta(days=1)))
-    rows = np.flatnonzero(clean & on_day)[:limit]
-    rows = rows[np.argsort(pickup[rows], kind="stable")]
-    return ReplayPlan(day=day, seed=seed, shift=shift, row=rows, pickup_us=pickup[rows], dropoff_us=dropoff[rows],
-                      pu=pu[rows], do=do[rows], passengers=passengers[rows], distance=distance[rows],
-                      vendor=vendor[rows])
 
-
-def plan_day(day: dt.date, count: int, seed: int = 7, shift: bool = False) -> ReplayPlan:
-    """``count`` clean trips of a generated ``day``; the same arguments give the same plan."""
+def plan_day(day: dt.date, count: int, seed: int = 7, shift: bool = False, workload: str = DEFAULT) -> ReplayPlan:
+    """``count`` clean rows of a generated ``day`` of ``workload``; the same arguments give the same plan."""
     if count <= 0:
         raise ValueError("count must be positive")
+    generate_day = module(workload, "generate").generate_day
     # Enough rows that at least ``count`` are clean even if every dirty one is skipped.
     rows = math.ceil(count / (1.0 - DIRTY_SHARE)) + 1
     plan = build_plan(generate_day(day, rows, seed=seed, dirty_share=DIRTY_SHARE, shift=shift), day, seed, shift,
-                      limit=count)
+                      limit=count, workload=workload)
     if len(plan) < count:
-        raise ValueError(f"only {len(plan)} clean trips in {rows} generated rows, {count} wanted")
+        raise ValueError(f"only {len(plan)} clean rows in {rows} generated {workload} rows, {count} wanted")
     return plan
 
 
@@ -189,10 +287,10 @@ def schedule(plan: ReplayPlan, rate: float, time_scale: float = DEFAULT_TIME_SCA
              malformed_share: float = 0.0) -> Iterator[Message]:
     """Every message of the replay, in send order.
 
-    Request messages (valid and malformed) are ``1/rate`` s apart, valid ones in pickup order. A
-    trip's completion is due ``duration_s / time_scale`` s after its request (``math.inf``: at once).
+    Request messages (valid and malformed) are ``1/rate`` s apart, valid ones in event-time order. A
+    row's outcome is due ``duration_s / time_scale`` s after its request (``math.inf``: at once).
     ``round(len(plan) * malformed_share)`` malformed requests are mixed in at seeded positions;
-    they have no completion.
+    they have no outcome.
     """
     if not rate > 0:
         raise ValueError("rate must be positive")
@@ -210,27 +308,27 @@ def _messages(plan: ReplayPlan, rate: float, time_scale: float, n_malformed: int
     is_malformed[rng.choice(slots, size=n_malformed, replace=False)] = True
     durations = plan.duration_s
 
-    pending: list[tuple[float, int]] = []  # (due, trip) of completions not sent yet
-    trip = malformed = 0
+    pending: list[tuple[float, int]] = []  # (due, row) of outcomes not sent yet
+    valid = malformed = 0
     for slot in range(slots):
         offset = slot / rate
         while pending and pending[0][0] <= offset:
             due, j = heapq.heappop(pending)
-            yield Message(due, "completed", plan.trip_id(j), _json(plan.completed(j)))
+            yield Message(due, "completed", plan.key(j), _json(plan.completed(j)))
         if is_malformed[slot]:
             key, value = plan.malformed(malformed)
             yield Message(offset, "malformed", key, value)
             malformed += 1
         else:
-            yield Message(offset, "request", plan.trip_id(trip), _json(plan.request(trip)))
-            heapq.heappush(pending, (offset + durations[trip] / time_scale, trip))
-            trip += 1
+            yield Message(offset, "request", plan.key(valid), _json(plan.request(valid)))
+            heapq.heappush(pending, (offset + durations[valid] / time_scale, valid))
+            valid += 1
     while pending:
         due, j = heapq.heappop(pending)
-        yield Message(due, "completed", plan.trip_id(j), _json(plan.completed(j)))
+        yield Message(due, "completed", plan.key(j), _json(plan.completed(j)))
 
 
-def _json(event: TripRequest | TripCompleted) -> bytes:
+def _json(event: BaseModel) -> bytes:
     return kafka.encode(event.model_dump(mode="json"))
 
 
@@ -240,8 +338,8 @@ class ReplayError(RuntimeError):
 
 @dataclass(frozen=True)
 class ReplaySummary:
-    requests: int  # valid requests sent, one per trip id
-    completions: int
+    requests: int  # valid requests sent, one per key
+    completions: int  # outcome events sent
     malformed: int
     elapsed_s: float  # start to the last delivery
     achieved_rate: float  # request messages per second between the first and the last one sent
@@ -260,12 +358,13 @@ class _Deliveries:
 
 def replay(settings: Settings, day: dt.date, count: int, rate: float, seed: int = 7, shift: bool = False,
            time_scale: float = DEFAULT_TIME_SCALE, malformed_share: float = 0.0,
-           echo: Callable[[str], None] = print) -> ReplaySummary:
-    """Send ``count`` trips of a generated ``day`` as requests and completions, paced as ``schedule`` says."""
-    messages = schedule(plan_day(day, count, seed, shift), rate, time_scale, malformed_share)
+           echo: Callable[[str], None] = print, workload: str = DEFAULT) -> ReplaySummary:
+    """Send ``count`` rows of a generated ``day`` of ``workload`` as requests and outcomes, paced as ``schedule``
+    says, onto the workload's topics (``KafkaSettings.for_workload``)."""
+    messages = schedule(plan_day(day, count, seed, shift, workload), rate, time_scale, malformed_share)
     k = settings.kafka
-    topics: dict[Kind, str] = {"request": k.trip_requests_topic, "malformed": k.trip_requests_topic,
-                               "completed": k.trip_completed_topic}
+    own = k.for_workload(workload)
+    topics: dict[Kind, str] = {"request": own.requests, "malformed": own.requests, "completed": own.completed}
     producer = kafka.producer(settings)
     try:
         existing = producer.list_topics(timeout=METADATA_TIMEOUT_S).topics
@@ -292,7 +391,7 @@ def replay(settings: Settings, day: dt.date, count: int, rate: float, seed: int 
             requests = sent["request"] + sent["malformed"]
             rate_so_far = requests / max(last_request_at - start, 1e-9)
             echo(f"  {now - start:7.1f}s  {requests:,} requests ({rate_so_far:,.0f}/s), "
-                 f"{sent['completed']:,} completions")
+                 f"{sent['completed']:,} outcomes")
             next_progress = now + PROGRESS_EVERY_S
 
     for message in messages:
@@ -326,4 +425,3 @@ def _produce(producer: Any, topic: str, message: Message, on_delivery: _Deliveri
             return
         except BufferError:  # the local queue is full: let deliveries drain it
             producer.poll(0.1)
-

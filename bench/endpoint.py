@@ -299,7 +299,7 @@ class Vegeta:
 
 # --------------------------------------------------------------------------------------------------- batch sizes
 def batch_histograms(settings: Settings) -> dict[str, dict[str, float]]:
-    """Cumulative bucket counts (and ``sum``) of the batch-size histograms, added up over the workers."""
+    """Cumulative bucket counts (and ``sum``) of the batch-size histograms, added up over the workers and models."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = requests.get(f"{settings.speed.url}/metrics", timeout=5).text
@@ -308,10 +308,10 @@ def batch_histograms(settings: Settings) -> dict[str, dict[str, float]]:
         if family.name not in out:
             continue
         for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                out[family.name][sample.labels["le"]] = sample.value
-            elif sample.name.endswith("_sum"):
-                out[family.name]["sum"] = sample.value
+            key = sample.labels["le"] if sample.name.endswith("_bucket") else "sum" \
+                if sample.name.endswith("_sum") else None
+            if key is not None:
+                out[family.name][key] = out[family.name].get(key, 0.0) + sample.value
     return out
 
 

@@ -166,7 +166,7 @@ def main(
     started = time.monotonic()
     typer.echo(f"planning {trips:,} trips of {DAY}")
     plan = replay.plan_day(DAY, trips, seed)
-    keys = [key.encode() for key in plan.trip_ids()]
+    keys = [key.encode() for key in plan.keys()]
     first = next(replay.schedule(plan, rate=math.inf, time_scale=math.inf))
     payload = first.value
     sizes = [len(m.value) for m in replay.schedule(plan, rate=math.inf, time_scale=math.inf)]

@@ -69,9 +69,9 @@ class RequestSource:
     def messages(self, prefix: str, count: int) -> Messages:
         out = []
         for j in range(count):
-            trip_id = f"{prefix}-{j:06d}"
-            request = self.plan.request(j % len(self.plan)).model_copy(update={"trip_id": trip_id})
-            out.append((trip_id, request.model_dump_json().encode()))
+            key = f"{prefix}-{j:06d}"
+            request = self.plan.request(j % len(self.plan)).model_copy(update={self.plan.key_name: key})
+            out.append((key, request.model_dump_json().encode()))
         return out
 
 

@@ -412,9 +412,12 @@ def replay(
         "--completions-immediately", help="Send each completion right after its request (ignores --time-scale).")]
     = False,
     malformed_share: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Extra malformed request messages (not JSON, no key, zone out of range, "
-                               "negative distance, wrong type), as a share of COUNT: for the dead-letter path. "
-                               "Their trip ids start with 'malformed-'.")] = 0.0,
+        min=0.0, max=1.0, help="Extra malformed request messages (not JSON, no key, a value out of range, "
+                               "a wrong type, a bad timestamp), as a share of COUNT: for the dead-letter path. "
+                               "Their keys start with 'malformed-'.")] = 0.0,
+    workload: Annotated[str, typer.Option(
+        help="Whose traffic to replay: a folder of workloads/ (taxi, bike); onto that workload's requests and "
+             "completed topics.")] = "taxi",
 ) -> None:
     """Replay generated trips live: requests to the requests topic, completions to the completed topic."""
     import datetime as dt
@@ -422,15 +425,18 @@ def replay(
 
     from batch.replay import ReplayError
     from batch.replay import replay as run
+    from core.workload import UnknownWorkload
 
     settings = get_settings()
     pickup_day = dt.date.fromisoformat(day) if day else dt.date.today()
     scale = math.inf if completions_immediately else time_scale
-    typer.echo(f"replaying {count:,} trips of {pickup_day} (seed {seed}{', shifted' if shift else ''}) at "
-               f"{rate:g} requests/s to {settings.kafka.trip_requests_topic} and "
-               f"{settings.kafka.trip_completed_topic} on {settings.kafka.bootstrap}")
+    topics = settings.kafka.for_workload(workload)
+    typer.echo(f"replaying {count:,} {workload} rows of {pickup_day} (seed {seed}{', shifted' if shift else ''}) at "
+               f"{rate:g} requests/s to {topics.requests} and {topics.completed} on {settings.kafka.bootstrap}")
     try:
-        summary = run(settings, pickup_day, count, rate, seed, shift, scale, malformed_share, typer.echo)
+        summary = run(settings, pickup_day, count, rate, seed, shift, scale, malformed_share, typer.echo, workload)
+    except UnknownWorkload as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workload") from None
     except ReplayError as exc:
         _fail(str(exc))
     typer.echo(f"sent {summary.requests:,} requests, {summary.malformed:,} malformed, "

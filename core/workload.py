@@ -77,6 +77,9 @@ class Workload:
     batch_key: str
     example: dict[str, Any]
     views: Views  # its real-time views in MySQL (core.views): the group of the hourly view, the label as SQL
+    # Raw rows (``schema``) to the columns of its online traffic, pure pyarrow: each request field by its name (the
+    # key may be absent), the outcome's time and its value. What ``batch.replay`` sends as live requests/outcomes.
+    online: Callable[[pa.Table], pa.Table]
     aliases: dict[str, str] = field(default_factory=dict)
 
     def __reduce__(self):

@@ -1,9 +1,10 @@
-"""Serving layer: archive one pickup day to Hive, move the batch coverage, apply MySQL retention.
+"""Serving layer, one DAG per workload: archive one day to Hive, move the batch coverage, apply MySQL retention.
 
-Runs daily at 07:00 UTC for the day before, once its last trips (at most six hours long) have
-completed and the sync has brought their outcomes to MySQL. Trigger it by hand with
-``{"day": "YYYY-MM-DD"}`` to archive (again) a chosen day; re-running a day overwrites its Hive
-partitions and changes nothing else. The rules are in ``serving.archive``.
+A factory gives every workload folder its own DAG: ``hive_archive`` for taxi, ``<workload>_hive_archive`` for
+the others. Each runs daily at 07:00 UTC for the day before, once its last events have completed and the sync has
+brought their outcomes to MySQL. Trigger it by hand with ``{"day": "YYYY-MM-DD"}`` to archive (again) a chosen
+day; re-running a day overwrites its Hive partitions and changes nothing else. The rules are in
+``serving.archive``.
 """
 
 from __future__ import annotations
@@ -12,37 +13,48 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from core.schedules import cron
+from core.views import RealTimeViews
+from core.workload import Workload, known, load
 
 
-@dag(
-    schedule=cron("0 7 * * *"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["serving", "archive"],
-    params={
-        "day": Param(None, type=["null", "string"], description="Pickup date to archive (YYYY-MM-DD); "
-                                                                "default: the day before the run."),
-        "view": Param("zone_hour_stats", type="string", description="The batch_coverage row to move "
-                                                                    "(tests use their own)."),
-    },
-    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
-)
-def hive_archive():
-    @task
-    def archive_day() -> dict:
-        from serving.archive import archive_step
+def hive_archive(wl: Workload):
+    """The archive DAG of one workload."""
+    name = wl.name
 
-        ctx = get_current_context()
-        day = ctx["params"]["day"] or (ctx["dag_run"].run_after - pendulum.duration(days=1)).date().isoformat()
-        return archive_step(day, ctx["params"]["view"])
+    @dag(
+        dag_id=wl.dag_id("hive_archive"),
+        description=f"Archive a day of {name} to Hive, move its batch coverage, apply MySQL retention",
+        schedule=cron("0 7 * * *"),
+        catchup=False,
+        max_active_runs=1,
+        tags=["serving", "archive", f"workload:{name}"],
+        params={
+            "day": Param(None, type=["null", "string"], description="Day to archive (YYYY-MM-DD), by the event "
+                                                                    "time; default: the day before the run."),
+            "view": Param(RealTimeViews(wl).hourly, type="string", description="The batch_coverage row to move: "
+                          "the workload's hourly view (tests use their own)."),
+        },
+        default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    )
+    def archive():
+        @task
+        def archive_day() -> dict:
+            from serving.archive import archive_step
 
-    @task
-    def apply_retention(archived: dict) -> dict:
-        from serving.archive import retention_step
+            ctx = get_current_context()
+            day = ctx["params"]["day"] or (ctx["dag_run"].run_after - pendulum.duration(days=1)).date().isoformat()
+            return archive_step(day, ctx["params"]["view"], workload=name)
 
-        return retention_step(archived["view"])
+        @task
+        def apply_retention(archived: dict) -> dict:
+            from serving.archive import retention_step
 
-    apply_retention(archive_day())
+            return retention_step(archived["view"], workload=name)
+
+        apply_retention(archive_day())
+
+    return archive()
 
 
-hive_archive()
+for _name in known():
+    hive_archive(load(_name))

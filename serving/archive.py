@@ -1,14 +1,17 @@
-"""Hive archive: one pickup day into Hive, then the batch coverage, then MySQL retention.
+"""Hive archive: one day of a workload into Hive, then the batch coverage, then MySQL retention.
 
-For day D, through Spark and the shared metastore, partition ``pickup_date=D`` of four tables of
-the Hive database (``lake``; DDL in ``sql/hive/``) is overwritten:
+For day D of a workload, through Spark and the shared metastore, partition ``<partition column>=D`` (taxi's
+``pickup_date``) of four tables of the Hive database (``lake``) is overwritten. Their DDL is derived: the lake
+tables' from the workload's raw schema, the others' from its real-time views (``core.views``), with the template
+``sql/hive/partitioned_table.sql``. For taxi (``hive_tables``) they keep the names they had before workloads:
 
 - ``trips`` from the lake's ``validated/trips`` partition of D and ``quarantine`` from its
   ``quarantine/trips`` partition, each when the lake has it (a lake cleaned up after archiving
-  never empties Hive);
-- ``predictions``: ``predictions_recent`` LEFT JOIN ``trip_outcomes`` for pickups on D, from MySQL;
+  never empties Hive); bike's are ``bike_validated`` and ``bike_quarantine``;
+- ``predictions``: ``predictions_recent`` LEFT JOIN ``trip_outcomes`` for events on D, from MySQL, each with its
+  label once the outcome arrived (bike: ``bike_predictions``);
 - ``zone_hour_stats``: the batch view of D, computed from the archived predictions with the
-  definition of MySQL's real-time view.
+  definition of MySQL's real-time view, the workload's hourly view (bike: ``bike_hourly``).
 
 Verify: Hive's rows of D equal the source's (lake files; MySQL counted again after the write, so
 rows the sync added meanwhile fail the run, and Airflow's retry archives them).
@@ -21,8 +24,8 @@ moves coverage only when coverage has reached it. A day after a gap is recorded 
 until the gap is archived. With no coverage row yet, coverage starts at the first day MySQL
 holds predictions of (nothing before it needs Hive); with no predictions at all, no row is made.
 
-Retention deletes a day's rows from ``predictions_recent``, ``trip_outcomes`` (of its trips)
-and ``zone_hour_stats`` only when the day is recorded as archived, before ``covered_until``,
+Retention deletes a day's rows from the workload's predictions, outcomes (of its predictions)
+and hourly view only when the day is recorded as archived, before ``covered_until``,
 older than ``serving.retention_days``, and MySQL still holds exactly the rows archived (checked
 under lock in the deleting transaction): late rows are never deleted unarchived; such a day is
 reported stale until it is archived again. A purged day's Hive copy is the only one left, so
@@ -46,7 +49,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from core.settings import Settings, get_settings
+from core.views import RealTimeViews
+from core.workload import DEFAULT, Workload, load
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -55,23 +62,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COVERAGE_VIEW = "zone_hour_stats"
-PARTITION = "pickup_date"
-LAKE_TABLES = {"trips": "validated/trips", "quarantine": "quarantine/trips"}
+COVERAGE_VIEW = "zone_hour_stats"  # the default workload's; another's is its hourly view (``RealTimeViews.hourly``)
 ONE_DAY = dt.timedelta(days=1)
-
-# Columns in lake.predictions' order (sql/hive/predictions.sql). Dates are formatted from dt.date.
-PREDICTIONS_OF_DAY = """
-SELECT p.trip_id, p.model_version, p.pu_location_id, p.do_location_id, p.passenger_count, p.trip_distance,
-       p.pickup_ts, p.predicted_duration_s, p.event_ts, p.scored_ts, o.dropoff_ts, o.duration_s AS actual_duration_s
-FROM predictions_recent p LEFT JOIN trip_outcomes o ON o.trip_id = p.trip_id
-WHERE p.pickup_ts >= '{day}' AND p.pickup_ts < '{next_day}'
-"""
-COUNTS_OF_DAY = """
-SELECT COUNT(*) AS predictions, COUNT(o.trip_id) AS completed
-FROM predictions_recent p LEFT JOIN trip_outcomes o ON o.trip_id = p.trip_id
-WHERE p.pickup_ts >= :day AND p.pickup_ts < :next_day
-"""
+REASON_COL = "failed_rule"  # the quarantine's extra column (batch.validate)
 RECORD_DAY = """
 INSERT INTO archive_days (view_name, day, predictions, completed) VALUES (:view, :day, :predictions, :completed)
 ON DUPLICATE KEY UPDATE predictions = VALUES(predictions), completed = VALUES(completed),
@@ -87,13 +80,71 @@ FROM archive_days a JOIN batch_coverage c ON c.view_name = a.view_name
 WHERE a.view_name = :view AND a.purged_at IS NULL AND a.day < c.covered_until AND a.day < :cutoff
 ORDER BY a.day
 """
-PURGE_DAY = (
-    ("DELETE o FROM trip_outcomes o JOIN predictions_recent p ON p.trip_id = o.trip_id"
-     " WHERE p.pickup_ts >= :day AND p.pickup_ts < :next_day"),
-    "DELETE FROM predictions_recent WHERE pickup_ts >= :day AND pickup_ts < :next_day",
-    "DELETE FROM zone_hour_stats WHERE hour_start >= :day AND hour_start < :next_day",
-    "UPDATE archive_days SET purged_at = CURRENT_TIMESTAMP(3) WHERE view_name = :view AND day = :day",
-)
+PURGE_DAY = ("archive_purge_outcomes", "archive_purge_predictions", "archive_purge_hourly")
+MARK_PURGED = "UPDATE archive_days SET purged_at = CURRENT_TIMESTAMP(3) WHERE view_name = :view AND day = :day"
+
+
+# --------------------------------------------------------------------------- the workload's Hive tables (pure)
+_ARROW_TO_HIVE = ((pa.types.is_int8, "INT"), (pa.types.is_int16, "INT"), (pa.types.is_int32, "INT"),
+                  (pa.types.is_int64, "BIGINT"), (pa.types.is_floating, "DOUBLE"), (pa.types.is_string, "STRING"),
+                  (pa.types.is_large_string, "STRING"), (pa.types.is_boolean, "BOOLEAN"),
+                  (pa.types.is_timestamp, "TIMESTAMP"), (pa.types.is_date, "DATE"))
+
+
+def hive_type(typ: pa.DataType | str) -> str:
+    """The Hive type of a raw column (a pyarrow type) or of a view column (its MySQL type, ``core.views``)."""
+    if isinstance(typ, str):
+        base = typ.split("(")[0]
+        return {"VARCHAR": "STRING", "SMALLINT": "INT", "INT": "INT", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
+                "DATETIME": "TIMESTAMP"}[base]
+    for test, name in _ARROW_TO_HIVE:
+        if test(typ):
+            return name
+    raise TypeError(f"no Hive type for the raw column type {typ}")
+
+
+@dataclass(frozen=True)
+class HiveTables:
+    """A workload's four Hive tables (without the database), their partition column and their columns."""
+
+    validated: str
+    quarantine: str
+    predictions: str
+    hourly: str
+    partition: str
+    columns: dict[str, tuple[tuple[str, str], ...]]
+
+    @property
+    def lake(self) -> dict[str, str]:
+        """The tables copied from the lake, each with its stage (``validated``, ``quarantine``)."""
+        return {self.validated: "validated", self.quarantine: "quarantine"}
+
+    def ddl(self, db: str) -> list[str]:
+        from core.db import load_sql
+
+        return [load_sql("hive/partitioned_table").format(
+            table=f"{db}.{table}", partition=self.partition,
+            columns=",\n  ".join(f"{name} {typ}" for name, typ in columns)) for table, columns in self.columns.items()]
+
+
+def hive_tables(wl: Workload, views: RealTimeViews | None = None) -> HiveTables:
+    """The workload's Hive tables: taxi's keep their names (``trips``, ``quarantine``, ``predictions``,
+    ``zone_hour_stats``); another's are ``<workload>_validated``, ``<workload>_quarantine`` and its real-time views'
+    names. Columns: the raw schema (the quarantine with ``failed_rule``); the predictions' columns of MySQL, the
+    outcome's time and the label; the hourly view's columns."""
+    v = views or RealTimeViews(wl)
+    if wl.name == DEFAULT:
+        names = ("trips", "quarantine", "predictions", v.hourly)
+    else:
+        names = (f"{wl.name}_validated", f"{wl.name}_quarantine", v.predictions, v.hourly)
+    raw = tuple((f.name, hive_type(f.type)) for f in wl.schema)
+    predictions = tuple((c.name, hive_type(c.type)) for c in v.prediction_columns) + (
+        (v.outcome_time, "TIMESTAMP"), (v.actual, "DOUBLE"))
+    counts = {v.count, v.completed}
+    hourly = tuple((c.name, "BIGINT" if c.name in counts else hive_type(c.type))
+                   for c in v.table_columns[v.hourly])
+    columns = dict(zip(names, (raw, raw + ((REASON_COL, "STRING"),), predictions, hourly), strict=True))
+    return HiveTables(*names, partition=wl.partition_column, columns=columns)
 
 
 class ArchiveMismatch(RuntimeError):
@@ -148,50 +199,53 @@ def retention_cutoff(today: dt.date, retention_days: int) -> dt.date:
     return today - dt.timedelta(days=retention_days)
 
 
-def zone_hour_view(predictions: DataFrame) -> DataFrame:
-    """Per pickup zone and hour: trips, sum of predicted, completed, sum of actual and of |predicted - actual|
-    over the completed trips (MySQL's real-time ``zone_hour_stats``)."""
+def hourly_view(predictions: DataFrame, views: RealTimeViews) -> DataFrame:
+    """Per group and hour of the event time: predictions, sum of predicted, completed, sum of the label and of the
+    loss over the completed ones (the task's loss, ``core.task.Task.loss_sql``, which Spark SQL reads as MySQL
+    does): the definition of MySQL's real-time hourly view (taxi's ``zone_hour_stats``)."""
     from pyspark.sql import functions as F
 
-    predicted, actual = F.col("predicted_duration_s"), F.col("actual_duration_s")
-    return predictions.groupBy("pu_location_id", F.date_trunc("hour", "pickup_ts").alias("hour_start")).agg(
-        F.count(F.lit(1)).alias("trips"),
-        F.sum(predicted).alias("sum_predicted_s"),
-        F.count(actual).alias("completed"),
-        F.coalesce(F.sum(actual), F.lit(0.0)).alias("sum_actual_s"),
-        F.coalesce(F.sum(F.abs(predicted - actual)), F.lit(0.0)).alias("sum_abs_error_s"),
+    v = views
+    predicted, actual = F.col(v.prediction), F.col(v.actual)
+    return predictions.alias("p").groupBy(v.group, F.date_trunc("hour", v.time).alias("hour_start")).agg(
+        F.count(F.lit(1)).alias(v.count),
+        F.sum(predicted).alias(v.sum_predicted),
+        F.count(actual).alias(v.completed),
+        F.coalesce(F.sum(actual), F.lit(0.0)).alias(v.sum_actual),
+        F.coalesce(F.sum(F.expr(v.loss_sql)), F.lit(0.0)).alias(v.sum_loss),
     )
 
 
-def aligned(df: DataFrame, schema: StructType, day: dt.date) -> DataFrame:
+def aligned(df: DataFrame, schema: StructType, day: dt.date, partition: str) -> DataFrame:
     """``df`` as rows of a table with ``schema``: its columns by name and type, then the partition of ``day``."""
     from pyspark.sql import functions as F
 
-    columns = [F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields if f.name != PARTITION]
-    return df.select(*columns, F.lit(day).alias(PARTITION))
+    columns = [F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields if f.name != partition]
+    return df.select(*columns, F.lit(day).alias(partition))
 
 
 # --------------------------------------------------------------------------- Hive (Spark)
-def create_tables(spark: SparkSession, db: str) -> None:
-    from core.db import load_sql
-
+def create_tables(spark: SparkSession, db: str, workload: str = DEFAULT) -> HiveTables:
+    """The workload's Hive tables, created where missing."""
+    tables = hive_tables(load(workload))
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
-    for table in (*LAKE_TABLES, "predictions", "zone_hour_stats"):
-        spark.sql(load_sql(f"hive/{table}").replace("lake.", f"{db}."))
+    for statement in tables.ddl(db):
+        spark.sql(statement)
+    return tables
 
 
-def _overwrite_partition(spark: SparkSession, table: str, df: DataFrame, day: dt.date) -> None:
+def _overwrite_partition(spark: SparkSession, table: str, df: DataFrame, day: dt.date, partition: str) -> None:
     """Make partition ``day`` of ``table`` hold exactly ``df``'s rows (none: the partition is dropped)."""
     if df.isEmpty():
-        spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION ({PARTITION} = '{day.isoformat()}')")
+        spark.sql(f"ALTER TABLE {table} DROP IF EXISTS PARTITION ({partition} = '{day.isoformat()}')")
         return
-    aligned(df, spark.table(table).schema, day).write.insertInto(table, overwrite=True)
+    aligned(df, spark.table(table).schema, day, partition).write.insertInto(table, overwrite=True)
 
 
-def _partition(spark: SparkSession, table: str, day: dt.date) -> DataFrame:
+def _partition(spark: SparkSession, table: str, day: dt.date, partition: str) -> DataFrame:
     from pyspark.sql import functions as F
 
-    return spark.table(table).where(F.col(PARTITION) == F.lit(day))
+    return spark.table(table).where(F.col(partition) == F.lit(day))
 
 
 def _lake_has(settings: Settings, uri: str) -> bool:
@@ -204,14 +258,14 @@ def _lake_has(settings: Settings, uri: str) -> bool:
 
 
 def _archive_lake_partition(spark: SparkSession, settings: Settings, table: str, uri: str,
-                            day: dt.date) -> int | None:
+                            day: dt.date, partition: str) -> int | None:
     """Copy one lake partition into the table's partition of ``day``; None when the lake has none."""
     if not _lake_has(settings, uri):
         return None
     source = spark.read.parquet(uri)
     expected = source.count()
-    _overwrite_partition(spark, table, source, day)
-    written = _partition(spark, table, day).count()
+    _overwrite_partition(spark, table, source, day, partition)
+    written = _partition(spark, table, day, partition).count()
     if written != expected:
         raise ArchiveMismatch(f"{table} {day}: {written} rows in Hive, {expected} in {uri}")
     return written
@@ -237,33 +291,42 @@ def _read_mysql(spark: SparkSession, settings: Settings, query: str) -> DataFram
             .load())
 
 
-def _archive_predictions(spark: SparkSession, settings: Settings, db: str, day: dt.date) -> tuple[DayCounts, int]:
+def predictions_of_day(views: RealTimeViews, day: dt.date) -> str:
+    """The query of a day's predictions (the day's bounds written in as literals)."""
+    sql = views.statement("archive_predictions_of_day",
+                          prediction_select=", ".join(f"p.{c.name}" for c in views.prediction_columns))
+    return sql.replace(":next_day", f"'{day + ONE_DAY}'").replace(":day", f"'{day}'")
+
+
+def _archive_predictions(spark: SparkSession, settings: Settings, db: str, day: dt.date, tables: HiveTables,
+                         views: RealTimeViews) -> tuple[DayCounts, int]:
     """Predictions of ``day`` and their batch view into Hive; (counts of the archived predictions, view rows)."""
     from pyspark.sql import functions as F
 
-    source = _read_mysql(spark, settings, PREDICTIONS_OF_DAY.format(day=day, next_day=day + ONE_DAY)).cache()
+    part = tables.partition
+    source = _read_mysql(spark, settings, predictions_of_day(views, day)).cache()
     try:
-        _overwrite_partition(spark, f"{db}.predictions", source, day)
+        _overwrite_partition(spark, f"{db}.{tables.predictions}", source, day, part)
     finally:
         source.unpersist()
-    archived = _partition(spark, f"{db}.predictions", day)
-    _overwrite_partition(spark, f"{db}.zone_hour_stats", zone_hour_view(archived), day)
+    archived = _partition(spark, f"{db}.{tables.predictions}", day, part)
+    _overwrite_partition(spark, f"{db}.{tables.hourly}", hourly_view(archived, views), day, part)
 
-    counts = archived.agg(F.count(F.lit(1)).alias("n"), F.count("actual_duration_s").alias("completed")).first()
-    view = _partition(spark, f"{db}.zone_hour_stats", day).agg(
-        F.count(F.lit(1)).alias("rows"), F.coalesce(F.sum("trips"), F.lit(0)).alias("trips"),
-        F.coalesce(F.sum("completed"), F.lit(0)).alias("completed")).first()
-    if (view["trips"], view["completed"]) != (counts["n"], counts["completed"]):
-        raise ArchiveMismatch(f"zone_hour_stats {day}: {view['trips']} trips / {view['completed']} completed, "
+    counts = archived.agg(F.count(F.lit(1)).alias("n"), F.count(views.actual).alias("completed")).first()
+    view = _partition(spark, f"{db}.{tables.hourly}", day, part).agg(
+        F.count(F.lit(1)).alias("rows"), F.coalesce(F.sum(views.count), F.lit(0)).alias("n"),
+        F.coalesce(F.sum(views.completed), F.lit(0)).alias("completed")).first()
+    if (view["n"], view["completed"]) != (counts["n"], counts["completed"]):
+        raise ArchiveMismatch(f"{tables.hourly} {day}: {view['n']} {views.count} / {view['completed']} completed, "
                               f"predictions: {counts['n']} / {counts['completed']}")
     return DayCounts(counts["n"], counts["completed"]), view["rows"]
 
 
 # --------------------------------------------------------------------------- MySQL
-def _counts_of_day(conn: Connection, day: dt.date, *, lock: bool = False) -> DayCounts:
+def _counts_of_day(conn: Connection, views: RealTimeViews, day: dt.date, *, lock: bool = False) -> DayCounts:
     from sqlalchemy import text
 
-    sql = COUNTS_OF_DAY + (" FOR UPDATE" if lock else "")
+    sql = views.statement("archive_counts_of_day") + (" FOR UPDATE" if lock else "")
     row = conn.execute(text(sql), {"day": day, "next_day": day + ONE_DAY}).one()
     return DayCounts(row.predictions, row.completed)
 
@@ -283,7 +346,7 @@ def coverage(conn: Connection, view: str, *, lock: bool = False) -> dt.date | No
     return conn.execute(text(sql), {"view": view}).scalar()
 
 
-def _record(eng: Engine, view: str, day: dt.date, counts: DayCounts) -> dt.date | None:
+def _record(eng: Engine, views: RealTimeViews, view: str, day: dt.date, counts: DayCounts) -> dt.date | None:
     """Record ``day`` as archived and move the view's coverage by the rule above; the new ``covered_until``."""
     from sqlalchemy import text
 
@@ -292,7 +355,7 @@ def _record(eng: Engine, view: str, day: dt.date, counts: DayCounts) -> dt.date 
         conn.execute(text(RECORD_DAY), {"view": view, "day": day, **dataclasses.asdict(counts)})
         start = current
         if start is None:
-            first = conn.execute(text("SELECT MIN(pickup_ts) FROM predictions_recent")).scalar()
+            first = conn.execute(text(views.statement("archive_first_day"))).scalar()
             if first is None:
                 return None
             start = first.date()
@@ -305,18 +368,23 @@ def _record(eng: Engine, view: str, day: dt.date, counts: DayCounts) -> dt.date 
 
 
 # --------------------------------------------------------------------------- the steps
-def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str = COVERAGE_VIEW,
-            lake_root: str | None = None) -> Archived:
-    """Archive ``day`` to Hive, verify it, record it and move the view's coverage."""
+def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str | None = None,
+            lake_root: str | None = None, workload: str = DEFAULT) -> Archived:
+    """Archive ``day`` of the workload to Hive, verify it, record it and move the view's coverage (``view``: the
+    ``batch_coverage`` row, by default the workload's hourly view)."""
     from core import lake
     from core.db import engine
 
+    wl = load(workload)
+    views = RealTimeViews(wl)
+    view = view or views.hourly
     db = settings.spark.hive_database
-    create_tables(spark, db)
+    tables = create_tables(spark, db, workload)
     base = lake.spark_uri(lake.root(settings, lake_root))
     rows: dict[str, int | None] = {
-        table: _archive_lake_partition(spark, settings, f"{db}.{table}", lake.partition(base, dataset, day, PARTITION), day)
-        for table, dataset in LAKE_TABLES.items()
+        table: _archive_lake_partition(spark, settings, f"{db}.{table}", wl.partition(base, day, stage), day,
+                                       tables.partition)
+        for table, stage in tables.lake.items()
     }
     eng = engine(settings)
     try:
@@ -326,27 +394,31 @@ def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str 
             log.info("%s was purged from MySQL at %s: Hive keeps its predictions and view", day, ledger.purged_at)
             with eng.connect() as conn:
                 covered = coverage(conn, view)
-            return Archived(day, view, {**rows, "predictions": None, "zone_hour_stats": None}, covered)
-        archived, view_rows = _archive_predictions(spark, settings, db, day)
+            return Archived(day, view, {**rows, tables.predictions: None, tables.hourly: None}, covered)
+        archived, view_rows = _archive_predictions(spark, settings, db, day, tables, views)
         with eng.connect() as conn:
-            in_mysql = _counts_of_day(conn, day)
+            in_mysql = _counts_of_day(conn, views, day)
         if archived != in_mysql:
             raise ArchiveMismatch(f"predictions {day}: Hive holds {archived}, MySQL {in_mysql} (the sync wrote "
                                   "meanwhile? a retry archives the day again)")
-        covered = _record(eng, view, day, archived)
+        covered = _record(eng, views, view, day, archived)
     finally:
         eng.dispose()
     if covered is not None and covered <= day:
         log.warning("coverage of %s stays at %s: archive %s first", view, covered, covered)
-    return Archived(day, view, {**rows, "predictions": archived.predictions, "zone_hour_stats": view_rows}, covered)
+    return Archived(day, view, {**rows, tables.predictions: archived.predictions, tables.hourly: view_rows},
+                    covered)
 
 
-def apply_retention(settings: Settings, *, view: str = COVERAGE_VIEW, today: dt.date | None = None) -> Retention:
-    """Delete from MySQL the days that are archived, covered and older than the retention window."""
+def apply_retention(settings: Settings, *, view: str | None = None, today: dt.date | None = None,
+                    workload: str = DEFAULT) -> Retention:
+    """Delete from MySQL the workload's days that are archived, covered and older than the retention window."""
     from sqlalchemy import text
 
     from core.db import engine
 
+    views = RealTimeViews(load(workload))
+    view = view or views.hourly
     cutoff = retention_cutoff(today or dt.datetime.now(dt.UTC).date(), settings.serving.retention_days)
     purged: list[dt.date] = []
     stale: list[dt.date] = []
@@ -356,39 +428,43 @@ def apply_retention(settings: Settings, *, view: str = COVERAGE_VIEW, today: dt.
             candidates = conn.execute(text(RETENTION_CANDIDATES), {"view": view, "cutoff": cutoff}).all()
         for day, predictions, completed in candidates:
             with eng.begin() as conn:
-                now_in_mysql = _counts_of_day(conn, day, lock=True)
+                now_in_mysql = _counts_of_day(conn, views, day, lock=True)
                 if now_in_mysql != DayCounts(predictions, completed):
                     log.warning("%s changed in MySQL since it was archived (%s, archived %s/%s): kept; "
                                 "archive it again", day, now_in_mysql, predictions, completed)
                     stale.append(day)
                     continue
-                for statement in PURGE_DAY:
-                    conn.execute(text(statement), {"view": view, "day": day, "next_day": day + ONE_DAY})
+                for name in PURGE_DAY:
+                    conn.execute(text(views.statement(name)), {"day": day, "next_day": day + ONE_DAY})
+                conn.execute(text(MARK_PURGED), {"view": view, "day": day})
             purged.append(day)
     finally:
         eng.dispose()
     return Retention(view, cutoff, tuple(purged), tuple(stale))
 
 
-def run(spark: SparkSession, settings: Settings, day: dt.date, *, view: str = COVERAGE_VIEW,
-        today: dt.date | None = None, lake_root: str | None = None) -> tuple[Archived, Retention]:
-    """Archive ``day``, then apply retention: what the ``hive_archive`` DAG does."""
-    archived = archive(spark, settings, day, view=view, lake_root=lake_root)
-    return archived, apply_retention(settings, view=view, today=today)
+def run(spark: SparkSession, settings: Settings, day: dt.date, *, view: str | None = None,
+        today: dt.date | None = None, lake_root: str | None = None, workload: str = DEFAULT) -> tuple[Archived,
+                                                                                                     Retention]:
+    """Archive ``day``, then apply retention: what the workload's ``hive_archive`` DAG does."""
+    archived = archive(spark, settings, day, view=view, lake_root=lake_root, workload=workload)
+    return archived, apply_retention(settings, view=archived.view, today=today, workload=workload)
 
 
 # --------------------------------------------------------------------------- DAG entry points
-def archive_step(day: str, view: str = COVERAGE_VIEW, settings: Settings | None = None) -> dict[str, Any]:
+def archive_step(day: str, view: str | None = None, settings: Settings | None = None,
+                 workload: str = DEFAULT) -> dict[str, Any]:
     from core.spark import build_session
 
     s = settings or get_settings()
-    spark = build_session(s, "lambdaml-hive-archive")
+    spark = build_session(s, f"lambdaml-hive-archive-{workload}")
     spark.sparkContext.setLogLevel("WARN")
     try:
-        return as_json(archive(spark, s, dt.date.fromisoformat(day), view=view))
+        return as_json(archive(spark, s, dt.date.fromisoformat(day), view=view, workload=workload))
     finally:
         spark.stop()
 
 
-def retention_step(view: str = COVERAGE_VIEW, settings: Settings | None = None) -> dict[str, Any]:
-    return as_json(apply_retention(settings or get_settings(), view=view))
+def retention_step(view: str | None = None, settings: Settings | None = None,
+                   workload: str = DEFAULT) -> dict[str, Any]:
+    return as_json(apply_retention(settings or get_settings(), view=view, workload=workload))

@@ -25,6 +25,7 @@ worker, or ``max_pending_trips`` trips in its micro-batcher, a request gets 503 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
@@ -104,8 +105,11 @@ class Service:
         self.models = models
         s = settings.speed
         self.admission = Admission(s.max_in_flight)
+        # The model each workload serves, by workload: the ``model`` label of its metrics.
+        self.model_names = {name: model for model, name in models.by_model.items()}
         self.batchers = {name: MicroBatcher(self._runner(name), s.batch_max_size, s.batch_max_wait_ms / 1000.0,
-                                            on_batch=metrics.observe_batch, max_pending=s.max_pending_trips)
+                                            on_batch=functools.partial(metrics.observe_batch, self.model_names[name]),
+                                            max_pending=s.max_pending_trips)
                          for name in models.workloads} if s.micro_batching else {}
 
     @property
@@ -142,7 +146,7 @@ class Service:
         batcher = self.batchers.get(workload)
         if batcher is None:
             out = self._runner(workload)(requests)
-            metrics.observe_batch(1, len(requests))
+            metrics.observe_batch(self.model_names[workload], 1, len(requests))
             return out
         future = batcher.submit(requests, announced=announced)  # Overloaded past max_pending_trips
         try:
@@ -249,7 +253,7 @@ def _predict_features(name: str, ids_key: str):
     if model is None:
         raise ApiError(503, f"no {name} model loaded yet; see GET /readyz")
     values = predict_features(model, columns)
-    metrics.observe_batch(1, len(ids))
+    metrics.observe_batch(svc.model_names[name], 1, len(ids))
     key, field = wl.request.key, wl.prediction_field
     digits = 3 if wl.task.kind == "regression" else 6
     return jsonify(model_version=model.version,
@@ -394,9 +398,12 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     def _record(resp: Response) -> Response:
         endpoint = request.endpoint or "unknown"
         if endpoint not in UNTIMED:
-            metrics.REQUESTS.labels(endpoint, str(resp.status_code)).inc()
+            # The model a /v1/ request was for (by its workload; /v1/predict is the default's); "" for the rest.
+            model = svc.model_names.get((request.view_args or {}).get("workload", DEFAULT), "") \
+                if request.path.startswith("/v1/") else ""
+            metrics.REQUESTS.labels(endpoint, str(resp.status_code), model).inc()
             if "t0" in g:
-                metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.t0)
+                metrics.LATENCY.labels(endpoint, model).observe(time.perf_counter() - g.t0)
         return resp
 
     retry_after_s = settings.speed.retry_after_s

@@ -51,7 +51,7 @@ def apply(settings: Settings, holder: ModelHolder, announcement: dict[str, Any],
         loaded = build(announcement["name"], version, sha, uri, data, device=settings.speed.device,
                        workload=workload)
     except ArtifactError as exc:
-        metrics.MODEL_REFUSED.labels(exc.reason).inc()
+        metrics.MODEL_REFUSED.labels(str(announcement.get("name")), exc.reason).inc()
         holder.last_error = f"{version}: {exc}"
         log.error("refused model %s (%s): %s; still serving %s", version, exc.reason, exc,
                   current.version if current else "nothing")
@@ -60,7 +60,7 @@ def apply(settings: Settings, holder: ModelHolder, announcement: dict[str, Any],
     if old is not None:
         metrics.MODEL_INFO.labels(old.name, old.version).set(0)
     metrics.MODEL_INFO.labels(loaded.name, loaded.version).set(1)
-    metrics.MODEL_SWAPS.inc()
+    metrics.MODEL_SWAPS.labels(loaded.name).inc()
     return True
 
 
@@ -105,7 +105,7 @@ class ModelWatcher(threading.Thread):
                 try:
                     announcement = json.loads(msg.value() or b"null")
                 except ValueError:
-                    metrics.MODEL_REFUSED.labels("announcement").inc()
+                    metrics.MODEL_REFUSED.labels("", "announcement").inc()
                     log.error("models topic offset %d: not JSON, ignored", msg.offset())
                     continue
                 if not isinstance(announcement, dict) or not accept(announcement, set(self.models.by_model)):

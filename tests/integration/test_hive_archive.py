@@ -404,3 +404,64 @@ def test_hive_archive_dag_archives_an_empty_day_without_jumping_a_gap(stack, spa
         with eng.begin() as conn:
             _forget_view(conn, view)
         eng.dispose()
+
+
+def test_a_bike_day_archives_into_its_own_hive_tables_with_its_label_and_log_loss(stack, spark, settings):
+    """The archive of another workload: its predictions (with the label the sync's SQL derives from the outcome and
+    the rider) and its hourly view go to its own Hive tables, partitioned by its own column; the lake has no
+    partition of the day, so its lake tables are left as they are; coverage moves for its own view."""
+    from core.task import log_loss
+    from core.workload import load
+
+    bike = load("bike")
+    tables = archive.hive_tables(bike)
+    tag = uuid.uuid4().hex[:10]
+    day = dt.date(1980, 1, 1) + dt.timedelta(days=int(tag[:6], 16) % 7000)
+    view, prefix = f"it_bike_archive_{tag}", f"it-arch-bike-{tag}-"
+    rng = random.Random(tag)
+    rides = [(f"{prefix}{i:03d}", dt.datetime.combine(day, dt.time(8 + i % 3, i)), f"it-{tag}-{i % 2}",
+              rng.choice(["member", "casual"]), round(rng.uniform(0.05, 0.95), 4)) for i in range(30)]
+    durations = {r[0]: rng.choice([600.0, 2000.0, 3000.0]) for r in rides[:20]}
+    eng = engine(settings)
+    db = settings.spark.hive_database
+    try:
+        with eng.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO bike_predictions (ride_id, model_version, started_at, start_station_id, rideable_type,"
+                " member_casual, overtime_probability, scored_ts) VALUES (:i, 'bike_overtime:it', :t, :s,"
+                " 'classic_bike', :m, :p, :t)"), [dict(zip("itsmp", r, strict=True)) for r in rides])
+            conn.execute(text("INSERT INTO bike_outcomes (ride_id, ended_at, duration_s) VALUES (:i, :t, :d)"),
+                         [{"i": i, "t": dt.datetime.combine(day, dt.time(12)), "d": d} for i, d in durations.items()])
+        archived = archive.archive(spark, settings, day, view=view, workload="bike",
+                                   lake_root=settings.s3.uri("tests", f"archive-bike-{tag}"))
+        assert archived.rows[tables.validated] is None and archived.rows[tables.quarantine] is None
+        assert archived.rows[tables.predictions] == 30 and archived.covered_until == day + dt.timedelta(days=1)
+        where = f"WHERE {tables.partition} = DATE %(d)s AND ride_id LIKE %(p)s"
+        conn = hive.connect(settings)
+        try:
+            cur = conn.cursor()
+            for table in (tables.predictions, tables.hourly):
+                cur.execute(f"REFRESH TABLE {db}.{table}")
+            cur.execute(f"SELECT COUNT(*), COUNT(actual_overtime), SUM(actual_overtime) FROM {db}.bike_predictions "
+                        + where, {"d": day.isoformat(), "p": prefix + "%"})
+            count, completed, overtime = cur.fetchone()
+            cur.execute(f"SELECT SUM(rides), SUM(completed), SUM(sum_loss) FROM {db}.bike_hourly WHERE "
+                        f"{tables.partition} = DATE %(d)s AND start_station_id LIKE %(s)s",
+                        {"d": day.isoformat(), "s": f"it-{tag}-%"})
+            hourly = cur.fetchone()
+        finally:
+            conn.close()
+        limit = {"member": 45 * 60, "casual": 30 * 60}
+        labels = [1.0 if durations[r[0]] > limit[r[3]] else 0.0 for r in rides[:20]]
+        assert (count, completed, overtime) == (30, 20, sum(labels))
+        assert (hourly[0], hourly[1]) == (30, 20)
+        assert hourly[2] / 20 == pytest.approx(log_loss(labels, [r[4] for r in rides[:20]]), rel=1e-9)
+    finally:
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM bike_outcomes WHERE ride_id LIKE :p"), {"p": prefix + "%"})
+            conn.execute(text("DELETE FROM bike_predictions WHERE ride_id LIKE :p"), {"p": prefix + "%"})
+            conn.execute(text("DELETE FROM bike_hourly WHERE start_station_id LIKE :s"), {"s": f"it-{tag}-%"})
+            _forget_view(conn, view)
+        eng.dispose()
+        for table in (tables.predictions, tables.hourly):
+            spark.sql(f"ALTER TABLE {db}.{table} DROP IF EXISTS PARTITION ({tables.partition} = '{day}')")

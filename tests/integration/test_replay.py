@@ -1,4 +1,4 @@
-"""Replay: paced trips land on the real broker, requests and completions matched by key."""
+"""Replay: paced trips (and bike rides) land on the real broker, requests and outcomes matched by key."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from confluent_kafka.admin import AdminClient
 
 from batch.replay import MALFORMED_PREFIX, ReplayError, plan_day, replay
+from core import contract
 from core import kafka as k
-from core.events import TripCompleted, TripRequest
+from core.events import TripCompleted, TripRequest, request_model_of
+from core.workload import load
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +102,48 @@ def test_replay_is_paced_at_the_requested_rate(replay_settings, unique):
     stamps = sorted(r.timestamp_ms for r in requests)
     assert len(stamps) == 50
     assert 400 <= stamps[-1] - stamps[0] <= 2000  # the broker saw them spread out too
+
+
+@pytest.fixture
+def bike_settings(stack, settings, unique):
+    """The settings with the bike workload's requests and completed topics of this test only."""
+    own_topics = {"requests": f"it.replay.bike.requests.{unique}", "completed": f"it.replay.bike.completed.{unique}"}
+    kafka = settings.kafka.model_copy(update={"workload_topics": {**settings.kafka.workload_topics,
+                                                                  "bike": own_topics}})
+    own = settings.model_copy(update={"kafka": kafka})
+    k.ensure_topics(own)
+    yield own
+    admin = AdminClient(k.client_config(settings))
+    for deleted in admin.delete_topics(list(own_topics.values())).values():
+        deleted.result(timeout=30)
+
+
+def test_replay_of_another_workload_uses_its_topics_and_models(bike_settings, unique):
+    bike = load("bike")
+    summary = replay(bike_settings, DAY, count=50, rate=1000, seed=13, time_scale=20_000, malformed_share=0.1,
+                     echo=lambda _: None, workload="bike")
+    assert (summary.requests, summary.completions, summary.malformed) == (50, 50, 5)
+
+    topics = bike_settings.kafka.for_workload("bike")
+    requests = consume(bike_settings, topics.requests, 55, f"it-replay-bike-req-{unique}")
+    outcomes = consume(bike_settings, topics.completed, 50, f"it-replay-bike-done-{unique}")
+    assert len(requests) == 55 and len(outcomes) == 50
+
+    RideRequest = request_model_of("bike")
+    RideEnded = contract.outcome_model(bike.request, bike.outcome)
+    keys = set(plan_day(DAY, 50, seed=13, workload="bike").keys())
+    valid = [r for r in requests if not r.key.startswith(MALFORMED_PREFIX)]
+    assert {r.key for r in valid} == keys and len(valid) == 50
+    for r in valid:
+        assert getattr(RideRequest.model_validate_json(r.value), bike.request.key) == r.key
+    for r in requests:
+        if r.key.startswith(MALFORMED_PREFIX):
+            with pytest.raises(ValueError):
+                RideRequest.model_validate_json(r.value)
+    for o in outcomes:
+        ended = RideEnded.model_validate_json(o.value)
+        assert getattr(ended, bike.request.key) == o.key and getattr(ended, bike.outcome.value) > 0
+    assert {o.key for o in outcomes} == keys
 
 
 def test_missing_topic_is_a_clear_error(stack, settings, unique):

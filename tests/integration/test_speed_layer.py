@@ -162,7 +162,8 @@ def test_hot_swap_under_load_fails_no_request_and_refuses_a_corrupt_artifact(spe
     while time.monotonic() < deadline and refused < speed.settings.speed.workers:
         text = requests.get(f"{speed.settings.speed.url}/metrics", timeout=5).text
         refused = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                      if line.startswith('lambdaml_model_refused_total{reason="sha256"}'))
+                      if line.startswith("lambdaml_model_refused_total{") and 'reason="sha256"' in line
+                      and f'model="{NAME}"' in line)
         time.sleep(0.5)
     assert refused >= speed.settings.speed.workers  # every worker refused it
     assert all(speed.current_version() == "v2" for _ in range(6))

@@ -8,10 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.db import load_sql
-from serving.archive import advance, aligned, retention_cutoff, zone_hour_view
+from core.task import log_loss
+from core.views import RealTimeViews
+from core.workload import load
+from serving.archive import advance, aligned, hive_tables, hourly_view, predictions_of_day, retention_cutoff
 from serving.merge import Sums, split, window
 from workloads.taxi.tlc import RAW_SCHEMA
+
+TAXI, BIKE = load("taxi"), load("bike")
 
 D = dt.date(2026, 3, 10)
 
@@ -83,7 +87,8 @@ def test_zone_hour_view_matches_the_real_time_definition(local_spark):
     df = local_spark.createDataFrame(
         rows, "pu_location_id int, pickup_ts timestamp_ntz, predicted_duration_s double, actual_duration_s double")
     got = {(r.pu_location_id, r.hour_start): (r.trips, r.sum_predicted_s, r.completed, r.sum_actual_s,
-                                              r.sum_abs_error_s) for r in zone_hour_view(df).collect()}
+                                              r.sum_abs_error_s)
+           for r in hourly_view(df, RealTimeViews(TAXI)).collect()}
     assert got == {
         (5, t): (2, 1500.0, 2, 1550.0, 150.0),
         (5, t.replace(hour=9)): (1, 300.0, 0, 0.0, 0.0),
@@ -91,18 +96,56 @@ def test_zone_hour_view_matches_the_real_time_definition(local_spark):
     }
 
 
-def test_hive_trips_tables_hold_the_tlc_columns_then_the_partition():
-    for table, extra in (("trips", []), ("quarantine", ["failed_rule"])):
-        ddl = load_sql(f"hive/{table}")
-        body = ddl[ddl.index("(") + 1:ddl.index(") USING")]
-        columns = [line.split()[0] for line in body.strip().splitlines()]
-        assert columns == [f.name for f in RAW_SCHEMA] + extra + ["pickup_date"], table
+def test_bike_hourly_view_sums_the_log_loss_of_completed_rides(local_spark):
+    t = dt.datetime(2026, 6, 3, 17, 0)
+    rows = [("6140.05", t.replace(minute=5), 0.2, 1.0), ("6140.05", t.replace(minute=40), 0.9, 0.0),
+            ("6140.05", t.replace(minute=50), 0.5, None), ("HB101", t, 0.1, 0.0)]
+    df = local_spark.createDataFrame(
+        rows, "start_station_id string, started_at timestamp_ntz, overtime_probability double, actual_overtime double")
+    got = {r.start_station_id: r for r in hourly_view(df, RealTimeViews(BIKE)).collect()}
+    assert (got["6140.05"].rides, got["6140.05"].completed, got["6140.05"].sum_actual) == (3, 2, 1.0)
+    assert got["6140.05"].sum_loss / 2 == pytest.approx(log_loss([1.0, 0.0], [0.2, 0.9]))
+    assert got["HB101"].sum_loss == pytest.approx(log_loss([0.0], [0.1]))
+
+
+def ddl_columns(ddl: str) -> list[str]:
+    body = ddl[ddl.index("(") + 1:ddl.index(") USING")]
+    return [line.strip().split()[0] for line in body.strip().splitlines()]
+
+
+def test_hive_tables_are_derived_from_the_raw_schema_and_the_views():
+    taxi = hive_tables(TAXI)
+    assert (taxi.validated, taxi.quarantine, taxi.predictions, taxi.hourly, taxi.partition) == (
+        "trips", "quarantine", "predictions", "zone_hour_stats", "pickup_date")
+    ddl = dict(zip(taxi.columns, taxi.ddl("lake"), strict=True))
+    assert ddl_columns(ddl["trips"]) == [f.name for f in RAW_SCHEMA] + ["pickup_date"]
+    assert ddl_columns(ddl["quarantine"]) == [f.name for f in RAW_SCHEMA] + ["failed_rule", "pickup_date"]
+    assert "CREATE TABLE IF NOT EXISTS lake.trips (" in ddl["trips"] and "PARTITIONED BY (pickup_date)" in ddl["trips"]
+    assert dict(taxi.columns["trips"])["VendorID"] == "INT" and dict(taxi.columns["trips"])["passenger_count"] == \
+        "BIGINT"
+    assert set(dict(taxi.columns["predictions"])) == {
+        "trip_id", "model_version", "pu_location_id", "do_location_id", "passenger_count", "trip_distance",
+        "pickup_ts", "predicted_duration_s", "event_ts", "scored_ts", "dropoff_ts", "actual_duration_s"}
+    assert dict(taxi.columns["zone_hour_stats"]) == {
+        "pu_location_id": "INT", "hour_start": "TIMESTAMP", "trips": "BIGINT", "sum_predicted_s": "DOUBLE",
+        "completed": "BIGINT", "sum_actual_s": "DOUBLE", "sum_abs_error_s": "DOUBLE"}
+    bike = hive_tables(BIKE)
+    assert (bike.validated, bike.quarantine, bike.predictions, bike.hourly, bike.partition) == (
+        "bike_validated", "bike_quarantine", "bike_predictions", "bike_hourly", BIKE.partition_column)
+    assert dict(bike.columns["bike_hourly"])["start_station_id"] == "STRING"
+
+
+def test_a_days_predictions_query_names_the_workloads_views_and_the_day():
+    sql = predictions_of_day(RealTimeViews(BIKE), dt.date(2026, 6, 3))
+    assert "FROM bike_predictions p LEFT JOIN bike_outcomes o ON o.ride_id = p.ride_id" in sql
+    assert "p.started_at >= '2026-06-03' AND p.started_at < '2026-06-04'" in sql
+    assert "AS actual_overtime" in sql and ":day" not in sql
 
 
 def test_aligned_orders_and_casts_columns_like_the_table(local_spark):
     schema = local_spark.createDataFrame([], "trip_id string, trips bigint, pickup_date date").schema
     df = local_spark.createDataFrame([(3, "a", "ignored")], "trips int, trip_id string, extra string")
-    out = aligned(df, schema, D)
+    out = aligned(df, schema, D, "pickup_date")
     assert out.columns == ["trip_id", "trips", "pickup_date"]
     assert out.schema["trips"].dataType.typeName() == "long"
     assert tuple(out.first()) == ("a", 3, D)

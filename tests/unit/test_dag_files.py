@@ -33,8 +33,8 @@ def test_dag_files_import_cleanly(dagbag):
     from core.workload import known
 
     assert dagbag.import_errors == {}
-    # One DAG per file, but batch training, the serving sync and monitoring: one per workload.
-    assert len(dagbag.dags) == len(list(DAGS.glob("*.py"))) - 3 + 3 * len(known())
+    # One DAG per file, but batch training, the serving sync, monitoring and the archive: one per workload.
+    assert len(dagbag.dags) == len(list(DAGS.glob("*.py"))) - 4 + 4 * len(known())
 
 
 def test_every_workload_has_its_training_sync_and_monitoring_dags_joined_by_its_drift_asset(dagbag):
@@ -54,6 +54,8 @@ def test_every_workload_has_its_training_sync_and_monitoring_dags_joined_by_its_
         watch = dagbag.dags[wl.dag_id("monitoring")]
         assert [a.uri for t in watch.tasks for a in t.outlets] == [drift_asset_uri(wl.model_name)]
         assert watch.params["model_name"] == wl.model_name
+        assert [t.task_id for t in dagbag.dags[wl.dag_id("hive_archive")].topological_sort()] == [
+            "archive_day", "apply_retention"]
     assert load("bike").dag_id("batch_training") == "bike_batch_training"
     assert "bike_serving_sync" in dagbag.dags and "serving_sync" in dagbag.dags
     assert load("taxi").dag_id("batch_training") == "batch_training"

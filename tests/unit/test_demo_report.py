@@ -136,8 +136,8 @@ def test_replay_stem_matches_the_replay_trip_ids():
 
     day = dt.date(2026, 11, 30)
     plan = plan_day(day, 5, 102, True)
-    assert plan.trip_id(0).rsplit("-", 1)[0] == replay_stem(day, 102, True) == "20261130-102-shift"
-    assert plan_day(day, 5, 101, False).trip_id(0).rsplit("-", 1)[0] == replay_stem(day, 101, False)
+    assert plan.key(0).rsplit("-", 1)[0] == replay_stem(day, 102, True) == "20261130-102-shift"
+    assert plan_day(day, 5, 101, False).key(0).rsplit("-", 1)[0] == replay_stem(day, 101, False)
 
 
 def test_the_first_training_window_holds_a_weekday_before_a_weekday_it_ends_on():

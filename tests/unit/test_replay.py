@@ -1,4 +1,4 @@
-"""The replay plan and its schedule: pure, no services."""
+"""The replay plan and its schedule, for the taxi workload and the bike one: pure, no services."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ import pyarrow as pa
 import pytest
 
 from batch.replay import MALFORMED_KINDS, MALFORMED_PREFIX, Message, build_plan, plan_day, schedule
-from core.events import TripCompleted, TripRequest
+from core import contract
+from core.events import TripCompleted, TripRequest, request_model_of
+from core.workload import load
+from workloads.bike import schema as bike_schema
+from workloads.bike.generate import generate_day as generate_rides
 from workloads.taxi import tlc
 from workloads.taxi.generate import generate_day
 
@@ -30,7 +34,7 @@ def test_plan_is_deterministic_for_a_seed():
     assert a.trip_ids() == b.trip_ids()
     assert list(schedule(a, rate=100)) == list(schedule(b, rate=100))
     other = plan_day(DAY, 500, seed=4)
-    assert not np.array_equal(a.pickup_us, other.pickup_us)
+    assert not np.array_equal(a.event_us, other.event_us)
     assert a.trip_ids()[0].startswith("20260105-3-")
 
 
@@ -118,7 +122,7 @@ def test_malformed_requests_do_not_validate_and_are_recognizable():
         assert m.key.startswith(MALFORMED_PREFIX)
         with pytest.raises(ValueError):  # json.JSONDecodeError and pydantic's ValidationError are ValueErrors
             TripRequest.model_validate(json.loads(m.value))
-        if "missing_trip_id" not in m.key:
+        if "missing_key" not in m.key:
             assert m.key.encode() in m.value
     # Malformed messages are spread among the valid ones and carry no completion.
     requests = [m for m in messages if m.kind != "completed"]
@@ -131,6 +135,84 @@ def test_shift_changes_the_durations():
     base, shifted = plan_day(DAY, 3000), plan_day(DAY, 3000, shift=True)
     assert np.median(shifted.duration_s) > 1.2 * np.median(base.duration_s)
     assert set(base.trip_ids()).isdisjoint(shifted.trip_ids())
+
+
+@pytest.mark.parametrize("workload", ["taxi", "bike"])
+def test_every_malformed_kind_fails_the_workloads_request_model(workload):
+    plan = plan_day(DAY, 100, seed=9, workload=workload)
+    model = request_model_of(workload)
+    malformed = by_kind(list(schedule(plan, rate=100, malformed_share=0.5)), "malformed")
+    assert len(malformed) == 50
+    assert {m.key.removeprefix(MALFORMED_PREFIX).split("-")[0] for m in malformed} == set(MALFORMED_KINDS)
+    for m in malformed:
+        with pytest.raises(ValueError):
+            model.model_validate(json.loads(m.value))
+
+
+@pytest.mark.parametrize("request_", [
+    contract.Request("OnlyText", (contract.key("k"), contract.timestamp("t"), contract.text("name", 8))),
+    contract.Request("OnlyNumber", (contract.key("k"), contract.timestamp("t"), contract.number("x", 0.0, 1.0))),
+    contract.Request("KeyAndTime", (contract.key("k"), contract.timestamp("t"))),
+], ids=lambda r: r.model_name)
+def test_malformed_kinds_are_derived_from_any_contract(request_):
+    from batch.replay import _spoil
+
+    model = contract.request_model(request_)
+    body = {"k": "key-1", "t": "2026-01-05T08:00:00Z", "name": "dock", "x": 0.5}
+    model.model_validate(body)
+    for kind in MALFORMED_KINDS[2:]:  # not_json and missing_key need no field of the contract
+        name, value = _spoil(request_, kind)
+        with pytest.raises(ValueError):
+            model.model_validate({**body, name: value})
+
+
+def test_bike_plan_gives_valid_rides_with_positive_durations():
+    bike = load("bike")
+    plan = plan_day(DAY, 1000, seed=3, workload="bike")
+    assert len(plan) == 1000 and plan.key_name == bike.request.key
+    assert plan.keys() == plan_day(DAY, 1000, seed=3, workload="bike").keys()
+    assert len(set(plan.keys())) == 1000 and plan.keys()[0].startswith("20260105-3-")
+    RideRequest = request_model_of("bike")
+    RideEnded = contract.outcome_model(bike.request, bike.outcome)
+    messages = list(schedule(plan, rate=100))
+    requests = [RideRequest.model_validate_json(m.value) for m in by_kind(messages, "request")]
+    assert [getattr(r, bike.request.key) for r in requests] == plan.keys()
+    starts = [getattr(r, bike.request.event_time) for r in requests]
+    assert starts == sorted(starts) and all(t.date() == DAY for t in starts)
+    outcomes = {m.key: RideEnded.model_validate_json(m.value) for m in by_kind(messages, "completed")}
+    assert set(outcomes) == set(plan.keys())
+    for r, start in zip(requests, starts, strict=True):
+        done = outcomes[getattr(r, bike.request.key)]
+        value = getattr(done, bike.outcome.value)
+        assert value > 0
+        assert getattr(done, bike.outcome.time).replace(tzinfo=dt.UTC) - start == dt.timedelta(seconds=value)
+
+
+def test_bike_rows_that_would_fail_a_request_are_skipped():
+    good = {"ride_id": "A1", "rideable_type": "classic_bike", "started_at": dt.datetime(2026, 1, 5, 8),
+            "ended_at": dt.datetime(2026, 1, 5, 8, 20), "start_station_id": "6140.05", "member_casual": "member",
+            "start_lat": 40.7, "start_lng": -74.0}
+    bad = [
+        {"start_station_id": None}, {"start_station_id": " "}, {"start_station_id": "x" * 33},
+        {"rideable_type": "scooter"}, {"member_casual": "Subscriber"}, {"started_at": None}, {"ended_at": None},
+        {"ended_at": dt.datetime(2026, 1, 5, 7, 59)}, {"started_at": dt.datetime(2026, 1, 3, 8)},
+    ]
+    # The service area and the longest ride are the batch validator's to judge: valid requests, kept.
+    rows = [good, *({**good, **change} for change in bad), {**good, "start_lat": 0.0, "start_lng": 0.0},
+            {**good, "ended_at": dt.datetime(2026, 1, 7, 8)}]
+    table = bike_schema.normalize(pa.Table.from_pylist(rows))
+    plan = build_plan(table, DAY, seed=1, workload="bike")
+    assert list(plan.row) == [0, len(rows) - 2, len(rows) - 1]
+    assert plan.request(0).start_station_id == "6140.05" and plan.completed(2).duration_s == 2 * 86_400
+
+
+def test_dirty_generated_rides_never_become_requests():
+    plan = build_plan(generate_rides(DAY, 3000, seed=5, dirty_share=0.3), DAY, seed=5, workload="bike")
+    assert 0.7 * 3000 <= len(plan) < 3000
+    RideRequest = request_model_of("bike")
+    for j in range(len(plan)):
+        RideRequest.model_validate(plan.request(j).model_dump(mode="json"))
+        assert plan.completed(j).duration_s > 0
 
 
 def test_bad_arguments_are_rejected():
@@ -147,5 +229,6 @@ def test_cli_help_describes_replay():
     out = subprocess.run([sys.executable, "-m", "core.cli", "replay", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0
-    for option in ("--count", "--rate", "--day", "--seed", "--shift", "--time-scale", "--malformed-share"):
+    for option in ("--count", "--rate", "--day", "--seed", "--shift", "--time-scale", "--malformed-share",
+                   "--workload"):
         assert option in out.stdout

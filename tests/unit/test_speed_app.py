@@ -148,6 +148,11 @@ def test_metrics_and_openapi(client):
     for name in ("lambdaml_http_requests_total", "lambdaml_http_request_duration_seconds_bucket",
                  "lambdaml_batch_trips_bucket", "lambdaml_predictions_total"):
         assert name in text
+    # Labelled by the model the request was for; an endpoint of no model has model="".
+    assert 'lambdaml_predictions_total{model="trip_duration"}' in text
+    assert any(line.startswith("lambdaml_http_requests_total{") and 'model="trip_duration"' in line
+               and 'status="200"' in line for line in text.splitlines())
+    assert 'lambdaml_batch_trips_bucket{le="1.0",model="trip_duration"}' in text
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.") and "/v1/predict" in spec["paths"]
     assert "PULocationID" in spec["components"]["schemas"]["TripRequest"]["properties"]
@@ -159,16 +164,16 @@ def test_swap_is_atomic_and_a_corrupt_artifact_is_refused():
     good = artifact_bytes(2)
     assert watcher.apply(settings, h, announcement(NAME, "v2", "mem://2", good), fetch=lambda uri: good)
     assert h.current.version == "v2"
-    before = metrics.MODEL_REFUSED.labels("sha256")._value.get()
+    before = metrics.MODEL_REFUSED.labels(NAME, "sha256")._value.get()
     corrupt = bytearray(artifact_bytes(3))
     corrupt[len(corrupt) // 2] ^= 0xFF
     bad = announcement(NAME, "v3", "mem://3", artifact_bytes(3))
     assert not watcher.apply(settings, h, bad, fetch=lambda uri: bytes(corrupt))
     assert h.current.version == "v2" and "v3" in h.last_error
-    assert metrics.MODEL_REFUSED.labels("sha256")._value.get() == before + 1
+    assert metrics.MODEL_REFUSED.labels(NAME, "sha256")._value.get() == before + 1
     garbage = b"not a model at all"
     assert not watcher.apply(settings, h, announcement(NAME, "v4", "mem://4", garbage), fetch=lambda uri: garbage)
-    assert h.current.version == "v2" and metrics.MODEL_REFUSED.labels("corrupt")._value.get() >= 1
+    assert h.current.version == "v2" and metrics.MODEL_REFUSED.labels(NAME, "corrupt")._value.get() >= 1
     assert not watcher.accept({"name": NAME, "stage": "candidate"}, NAME)
 
 

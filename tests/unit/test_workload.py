@@ -62,6 +62,6 @@ def test_csv_types_read_integers_as_doubles_and_know_the_aliases():
                   normalize=lambda t: t, check_required=lambda c: None, variant=lambda s, counts=True: "",
                   request=contract.Request("R", (contract.key("k"), contract.timestamp("t"))), outcome=None, features=None,
                   rules=lambda day: [], rule_names=(), examples=lambda df: df, label="y", task=None, model=None, baseline=None, model_name="w",
-                  prediction_field="p", batch_key="ws", example={}, views=None,
+                  prediction_field="p", batch_key="ws", example={}, views=None, online=None,
                   aliases={"fee": "Fee"})
     assert wl.csv_types() == {"t": pa.timestamp("us"), "n": pa.float64(), "Fee": pa.float64(), "fee": pa.float64()}

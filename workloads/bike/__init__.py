@@ -35,6 +35,7 @@ WORKLOAD = Workload(
     batch_key="rides",
     example=contract.EXAMPLE,
     views=contract.VIEWS,
+    online=contract.online,
     model_name="bike_overtime",
     aliases=dict(schema.COLUMN_ALIASES),
 )

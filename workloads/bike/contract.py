@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from core import contract
 from core.views import Views
 from workloads.bike import schema
@@ -69,3 +72,17 @@ def examples(validated: "DataFrame") -> "DataFrame":
         *[F.col(f.name) for f in REQUEST.fields if f.kind != "key"],
         schema.overtime_spark(duration_s, F.col("member_casual")).alias(LABEL),
     )
+
+
+def online(raw: pa.Table) -> pa.Table:
+    """Citi Bike rows (``schema.RAW_SCHEMA``) as the rides' online traffic: each request field by its request name
+    (the key too; whoever sends the rides may name them anew), the docking time the outcome is sent at and its
+    duration in seconds. What ``batch.replay`` sends; pure pyarrow, nulls kept for the replay to judge."""
+    started = raw.column(schema.STARTED).cast(pa.timestamp("us"))
+    ended = raw.column(schema.ENDED).cast(pa.timestamp("us"))
+    duration_us = pc.subtract(ended.cast(pa.int64()), started.cast(pa.int64()))
+    return pa.table({
+        **{f.name: started if f.name == schema.STARTED else raw.column(f.name) for f in REQUEST.fields},
+        OUTCOME.time: ended,
+        OUTCOME.value: pc.divide(duration_us.cast(pa.float64()), 1e6),
+    })

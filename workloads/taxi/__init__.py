@@ -33,6 +33,7 @@ WORKLOAD = Workload(
     batch_key="trips",
     example=contract.EXAMPLE,
     views=contract.VIEWS,
+    online=contract.online,
     model_name="trip_duration",
     aliases=dict(tlc.COLUMN_ALIASES),
 )

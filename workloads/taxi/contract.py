@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from core import contract
 from core.views import Views
 from workloads.taxi import tlc
-from workloads.taxi.tlc import PICKUP
+from workloads.taxi.tlc import DROPOFF, PICKUP
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -74,3 +77,18 @@ def examples(validated: "DataFrame") -> "DataFrame":
           for name in ("PULocationID", "DOLocationID", "passenger_count", "trip_distance", "VendorID")],
         duration_s().cast("double").alias(LABEL),
     )
+
+
+def online(raw: pa.Table) -> pa.Table:
+    """TLC rows (``tlc.RAW_SCHEMA``) as the trips' online traffic: each request field by its request name (the key
+    is left out: whoever sends the trips names them), the dropoff time the outcome is sent at and its duration in
+    seconds. What ``batch.replay`` sends; pure pyarrow, nulls kept for the replay to judge."""
+    pickup, dropoff = raw.column(PICKUP).cast(pa.timestamp("us")), raw.column(DROPOFF).cast(pa.timestamp("us"))
+    duration_us = pc.subtract(dropoff.cast(pa.int64()), pickup.cast(pa.int64()))
+    return pa.table({
+        "pickup_ts": pickup,
+        **{name: raw.column(name) for name in ("PULocationID", "DOLocationID", "passenger_count", "trip_distance",
+                                               "VendorID")},
+        OUTCOME.time: dropoff,
+        OUTCOME.value: pc.divide(duration_us.cast(pa.float64()), 1e6),
+    })

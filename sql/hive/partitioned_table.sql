@@ -1,0 +1,5 @@
+CREATE TABLE IF NOT EXISTS {table} (
+  {columns},
+  {partition} DATE
+) USING parquet
+PARTITIONED BY ({partition})

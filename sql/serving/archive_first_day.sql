@@ -1,0 +1,1 @@
+SELECT MIN({time}) FROM {predictions}

@@ -1,0 +1,1 @@
+DELETE FROM {predictions} WHERE {time} >= :day AND {time} < :next_day
