@@ -16,15 +16,14 @@ of its UTF-8 bytes, the one hash that Spark (``crc32``) and Python (``zlib.crc32
 
 from __future__ import annotations
 
-import hashlib
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import features
+from core.features import Batch, Feature, memo
 from workloads.bike import schema
 
 if TYPE_CHECKING:
@@ -35,24 +34,6 @@ CROSS_BUCKETS = 16384
 RIDEABLE_CODES = {v: i + 1 for i, v in enumerate(schema.RIDEABLE_TYPES)}  # classic 1, electric 2, docked 3
 RIDER_CODES = {v: i + 1 for i, v in enumerate(schema.MEMBER_CASUAL)}  # member 1, casual 2
 TIME = schema.STARTED
-
-Batch = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    kind: str  # "categorical" (int id with `cardinality`) or "numeric" (float)
-    spark: Callable[[], "Column"]
-    numpy: Callable[[Batch], np.ndarray]
-    cardinality: int = 0
-
-
-def _memo(b: Batch, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """``compute()``, kept in the batch under ``key`` for the other features of the same call (see taxi's)."""
-    if key not in b:
-        b[key] = compute()
-    return b[key]
 
 
 # ----------------------------------------------------------------------------------------------------------- station
@@ -70,7 +51,7 @@ def _station_np(b: Batch) -> np.ndarray:
         ids = b["start_station_id"]
         return np.fromiter((station_slot(v) for v in ids.tolist()), dtype="int64", count=len(ids))
 
-    return _memo(b, "_station", slots)
+    return memo(b, "_station", slots)
 
 
 def _station_sp() -> "Column":
@@ -89,7 +70,7 @@ def _codes_np(b: Batch, col: str, codes: dict[str, int]) -> np.ndarray:
         return np.fromiter((codes.get(v, 0) if isinstance(v, str) else 0 for v in values.tolist()),
                            dtype="int64", count=len(values))
 
-    return _memo(b, f"_codes:{col}", lookup)
+    return memo(b, f"_codes:{col}", lookup)
 
 
 def _codes_sp(col: str, codes: dict[str, int]) -> "Column":
@@ -117,7 +98,7 @@ def _hour_np(b: Batch) -> np.ndarray:
         ts = b[TIME].astype("datetime64[s]")
         return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
 
-    return _memo(b, "_hour", hour)
+    return memo(b, "_hour", hour)
 
 
 def _dow_np(b: Batch) -> np.ndarray:
@@ -125,7 +106,7 @@ def _dow_np(b: Batch) -> np.ndarray:
         days = b[TIME].astype("datetime64[D]").astype("int64")
         return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
 
-    return _memo(b, "_dow", dow)
+    return memo(b, "_dow", dow)
 
 
 def _hour_sp() -> "Column":
@@ -203,27 +184,22 @@ FEATURES: tuple[Feature, ...] = (
     Feature("is_electric", "numeric", _is_electric_sp, _is_electric_np),
 )
 
-FEATURE_NAMES = tuple(f.name for f in FEATURES)
-CATEGORICAL = tuple(f for f in FEATURES if f.kind == "categorical")
-NUMERIC = tuple(f for f in FEATURES if f.kind == "numeric")
+FEATURE_NAMES, CATEGORICAL, NUMERIC = features.by_kind(FEATURES)
 # The request fields the features read (the contract must carry every one of them).
 INPUTS = (TIME, "start_station_id", "rideable_type", "member_casual")
 
 
 def spec_version() -> str:
     """Identifies the feature definitions; stored with every model version."""
-    text = ("|".join(f"{f.name}:{f.kind}:{f.cardinality}" for f in FEATURES)
-            + f"|crc32|{N_STATION_SLOTS}|{CROSS_BUCKETS}"
-            + f"|{sorted(RIDEABLE_CODES.items())}|{sorted(RIDER_CODES.items())}")
-    return "bk1-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return features.spec_version("bk1", FEATURES, (f"|crc32|{N_STATION_SLOTS}|{CROSS_BUCKETS}"
+                                    f"|{sorted(RIDEABLE_CODES.items())}|{sorted(RIDER_CODES.items())}"))
 
 
 def compute_numpy(batch: Batch) -> dict[str, np.ndarray]:
     """All features for a batch of requests (arrays keyed by feature name)."""
-    memo = dict(batch)  # the features' shared intermediates go here, not into the caller's dict
-    return {f.name: f.numpy(memo) for f in FEATURES}
+    return features.compute_numpy(FEATURES, batch)
 
 
 def with_features(df):
     """The Spark form: ``df`` plus one column per feature."""
-    return df.withColumns({f.name: f.spark() for f in FEATURES})
+    return features.with_features(FEATURES, df)

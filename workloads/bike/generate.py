@@ -215,40 +215,13 @@ def generate_day(day: dt.date, rows: int, seed: int = 7, dirty_share: float = 0.
     return pa.Table.from_pydict(columns, schema=schema.RAW_SCHEMA)
 
 
-def partition_uri(root: str, day: dt.date) -> str:
-    """``<root>/raw/bike/start_date=YYYY-MM-DD``."""
-    from core import lake
-
-    return lake.partition(root, schema.RAW_DATASET, day, schema.PARTITION_COLUMN)
-
-
-def write_day(settings, table: pa.Table, day: dt.date, part: str, lake_root: str | None = None) -> tuple[str, bool]:
-    """Write one file into the day's raw partition. Raw data is immutable: an existing file is never overwritten.
-    Returns (uri, written_now)."""
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
-
-    from core import lake
-
-    uri = f"{partition_uri(lake.root(settings, lake_root), day)}/{part}.parquet"
-    fs, path = lake.filesystem(settings, uri)
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        return uri, False
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(table, path, filesystem=fs, compression="zstd")
-    return uri, True
-
-
 def generate(settings, start: dt.date, days: int, rows_per_day: int, seed: int = 7, dirty_share: float = 0.03,
              shift: bool = False, lake_root: str | None = None, echo=print) -> list[str]:
-    """Generate ``days`` daily partitions starting at ``start``; returns the files' URIs. The arguments are taxi's
-    ``generate``'s, in the same order (``lambdaml generate`` passes them so)."""
-    uris = []
-    for i in range(days):
-        day = start + dt.timedelta(days=i)
-        table = generate_day(day, rows_per_day, seed=seed, dirty_share=dirty_share, shift=shift)
-        part = f"part-seed{seed}{'-shift' if shift else ''}-{rows_per_day}"
-        uri, written = write_day(settings, table, day, part, lake_root)
-        echo(f"  {day}  {rows_per_day:>8,} rides  {'written' if written else 'exists, kept'}  {uri}")
-        uris.append(uri)
-    return uris
+    """Generate ``days`` daily raw partitions starting at ``start`` (``core.generation``: an existing file is kept);
+    returns the files' URIs. The arguments are taxi's ``generate``'s, in the same order (``lambdaml generate``
+    passes them so)."""
+    from core.generation import generate_days
+    from workloads.bike import WORKLOAD
+
+    return generate_days(settings, WORKLOAD, generate_day, start, days, rows_per_day, seed, dirty_share, shift,
+                         lake_root, echo)

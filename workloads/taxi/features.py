@@ -11,14 +11,13 @@ Input columns (the ``trips.requests`` event, also derivable from raw TLC rows):
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import features
+from core.features import Batch, Feature, memo
 from workloads.taxi import zones
 
 if TYPE_CHECKING:
@@ -28,16 +27,6 @@ N_ZONE_SLOTS = 266  # zone ids 0..265; 0 stands for "missing/unknown"
 CROSS_BUCKETS = 4096
 MAX_DISTANCE_MILES = 100.0
 
-Batch = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    kind: str  # "categorical" (int id with `cardinality`) or "numeric" (float)
-    spark: Callable[[], "Column"]
-    numpy: Callable[[Batch], np.ndarray]
-    cardinality: int = 0
 
 
 def _fill_nan(values: np.ndarray, fill: float) -> np.ndarray:
@@ -59,18 +48,8 @@ def _zone_sp(col: str) -> "Column":
     return F.when(c.between(1, 263), c).otherwise(F.lit(0)).cast("int")
 
 
-def _memo(b: Batch, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """``compute()``, kept in the batch under ``key``: several features share a zone, hour or weekday.
-
-    ``compute_numpy`` gives all features one copy of the caller's batch, so the cache lives for one call.
-    """
-    if key not in b:
-        b[key] = compute()
-    return b[key]
-
-
 def _zone_of(b: Batch, col: str) -> np.ndarray:
-    return _memo(b, f"_zone:{col}", lambda: _zone_np(b[col]))
+    return memo(b, f"_zone:{col}", lambda: _zone_np(b[col]))
 
 
 def _hour_np(b: Batch) -> np.ndarray:
@@ -78,7 +57,7 @@ def _hour_np(b: Batch) -> np.ndarray:
         ts = b["pickup_ts"].astype("datetime64[s]")
         return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
 
-    return _memo(b, "_hour", hour)
+    return memo(b, "_hour", hour)
 
 
 def _dow_np(b: Batch) -> np.ndarray:
@@ -86,7 +65,7 @@ def _dow_np(b: Batch) -> np.ndarray:
         days = b["pickup_ts"].astype("datetime64[D]").astype("int64")
         return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
 
-    return _memo(b, "_dow", dow)
+    return memo(b, "_dow", dow)
 
 
 def _hour_sp() -> "Column":
@@ -210,23 +189,19 @@ FEATURES: tuple[Feature, ...] = (
     Feature("is_weekend", "numeric", _weekend_sp, _weekend_np),
 )
 
-FEATURE_NAMES = tuple(f.name for f in FEATURES)
-CATEGORICAL = tuple(f for f in FEATURES if f.kind == "categorical")
-NUMERIC = tuple(f for f in FEATURES if f.kind == "numeric")
+FEATURE_NAMES, CATEGORICAL, NUMERIC = features.by_kind(FEATURES)
 
 
 def spec_version() -> str:
     """Identifies the feature definitions; stored with every model version."""
-    text = "|".join(f"{f.name}:{f.kind}:{f.cardinality}" for f in FEATURES) + f"|{CROSS_BUCKETS}|{MAX_DISTANCE_MILES}"
-    return "fs1-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return features.spec_version("fs1", FEATURES, f"|{CROSS_BUCKETS}|{MAX_DISTANCE_MILES}")
 
 
 def compute_numpy(batch: Batch) -> dict[str, np.ndarray]:
     """All features for a batch of requests (arrays keyed by feature name)."""
-    memo = dict(batch)  # the features' shared intermediates go here, not into the caller's dict
-    return {f.name: f.numpy(memo) for f in FEATURES}
+    return features.compute_numpy(FEATURES, batch)
 
 
 def with_features(df):
     """The Spark form: ``df`` plus one column per feature."""
-    return df.withColumns({f.name: f.spark() for f in FEATURES})
+    return features.with_features(FEATURES, df)
