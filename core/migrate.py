@@ -84,22 +84,22 @@ def apply(settings: Settings) -> list[int]:
                     {"v": mig.version, "n": mig.path.name, "c": mig.checksum},
                 )
             applied_now.append(mig.version)
-        ensure_views(eng)
+        ensure_views(eng, settings)
     finally:
         eng.dispose()
     return applied_now
 
 
-def ensure_views(eng) -> list[str]:
+def ensure_views(eng, settings: Settings | None = None) -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` every workload's view tables (those a migration made stay as they are).
     Returns the tables it checked."""
-    from core.views import RealTimeViews
+    from core import views as real_time
     from core.workload import known, load
 
     tables = []
     with eng.begin() as conn:
         for name in known():
-            views = RealTimeViews(load(name))
+            views = real_time.of(load(name), settings)
             for statement in views.ddl():
                 conn.exec_driver_sql(statement)
             tables += [views.predictions, views.outcomes, views.hourly]

@@ -457,6 +457,10 @@ class ServingSettings(BaseModel):
 
     retention_days: int = Field(default=7, ge=1, description="Days MySQL keeps real-time rows of a day once it "
                                                               "is archived in Hive (older archived days are deleted).")
+    workload_tables: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Names of a workload's MySQL real-time views, by workload and role "
+        "(predictions, outcomes, hourly), over those it declares (core.views): "
+        '{"bike": {"hourly": "bike_station_hours"}}.')
 
 
 class Settings(BaseSettings):

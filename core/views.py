@@ -84,10 +84,14 @@ class Column:
         return f"{self.name} {self.type} {'NULL' if self.nullable else 'NOT NULL'}"
 
 
-class RealTimeViews:
-    """A workload's views, every name resolved: what the sync, the monitor and the DDL read."""
+TABLE_ROLES = ("predictions", "outcomes", "hourly")
 
-    def __init__(self, workload: Workload):
+
+class RealTimeViews:
+    """A workload's views, every name resolved: what the sync, the monitor and the DDL read. ``tables`` renames
+    tables by role (``serving.workload_tables`` of the settings, ``of``)."""
+
+    def __init__(self, workload: Workload, tables: dict[str, str] | None = None):
         views: Views = workload.views
         request, outcome = workload.request, workload.outcome
         renamed = dict(views.columns)
@@ -98,6 +102,11 @@ class RealTimeViews:
         names = {"actual": f"actual_{workload.label}", "completed_ts": "completed_ts", "count": workload.batch_key,
                  "sum_predicted": "sum_predicted", "completed": "completed", "sum_actual": "sum_actual",
                  "sum_loss": "sum_loss"} | renamed
+        tables = tables or {}
+        unknown_roles = sorted(set(tables) - set(TABLE_ROLES))
+        if unknown_roles:
+            raise ValueError(f"serving.workload_tables.{workload.name}: unknown roles {unknown_roles}; the roles are "
+                             f"{', '.join(TABLE_ROLES)}")
         self.workload = workload.name
         self.stored = request.stored
         group = request.field(views.group)
@@ -105,9 +114,9 @@ class RealTimeViews:
             raise ValueError(f"{workload.name}: the hourly view groups by {views.group!r}, a field with no column")
         time = request.field(request.event_time)
         self.names: dict[str, str] = {
-            "predictions": views.predictions or f"{workload.name}_predictions",
-            "outcomes": views.outcomes or f"{workload.name}_outcomes",
-            "hourly": views.hourly or f"{workload.name}_hourly",
+            "predictions": tables.get("predictions") or views.predictions or f"{workload.name}_predictions",
+            "outcomes": tables.get("outcomes") or views.outcomes or f"{workload.name}_outcomes",
+            "hourly": tables.get("hourly") or views.hourly or f"{workload.name}_hourly",
             "key": request.fields[0].column,
             "time": time.column,
             "group": group.column,
@@ -172,5 +181,7 @@ class RealTimeViews:
                                     ("views_outcomes_table", self.outcomes), ("views_hourly_table", self.hourly))]
 
 
-def of(workload: Workload) -> RealTimeViews:
-    return RealTimeViews(workload)
+def of(workload: Workload, settings=None) -> RealTimeViews:
+    """The workload's views with the table names the settings give (``serving.workload_tables``), if any."""
+    tables = settings.serving.workload_tables.get(workload.name) if settings is not None else None
+    return RealTimeViews(workload, tables)

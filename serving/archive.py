@@ -53,6 +53,7 @@ import pyarrow as pa
 
 from core.settings import Settings, get_settings
 from core.views import RealTimeViews
+from core.views import of as views_of
 from core.workload import DEFAULT, Workload, load
 
 if TYPE_CHECKING:
@@ -225,9 +226,10 @@ def aligned(df: DataFrame, schema: StructType, day: dt.date, partition: str) -> 
 
 
 # --------------------------------------------------------------------------- Hive (Spark)
-def create_tables(spark: SparkSession, db: str, workload: str = DEFAULT) -> HiveTables:
+def create_tables(spark: SparkSession, db: str, workload: str = DEFAULT,
+                  views: RealTimeViews | None = None) -> HiveTables:
     """The workload's Hive tables, created where missing."""
-    tables = hive_tables(load(workload))
+    tables = hive_tables(load(workload), views)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
     for statement in tables.ddl(db):
         spark.sql(statement)
@@ -376,10 +378,10 @@ def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str 
     from core.db import engine
 
     wl = load(workload)
-    views = RealTimeViews(wl)
+    views = views_of(wl, settings)
     view = view or views.hourly
     db = settings.spark.hive_database
-    tables = create_tables(spark, db, workload)
+    tables = create_tables(spark, db, workload, views)
     base = lake.spark_uri(lake.root(settings, lake_root))
     rows: dict[str, int | None] = {
         table: _archive_lake_partition(spark, settings, f"{db}.{table}", wl.partition(base, day, stage), day,
@@ -417,7 +419,7 @@ def apply_retention(settings: Settings, *, view: str | None = None, today: dt.da
 
     from core.db import engine
 
-    views = RealTimeViews(load(workload))
+    views = views_of(load(workload), settings)
     view = view or views.hourly
     cutoff = retention_cutoff(today or dt.datetime.now(dt.UTC).date(), settings.serving.retention_days)
     purged: list[dt.date] = []

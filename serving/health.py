@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from core.settings import Settings, get_settings
 
-
 STREAM = "speed-stream"
 LAKE_SINK = "speed-lake-sink"
 

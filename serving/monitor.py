@@ -128,10 +128,10 @@ def live_inputs(wl: Workload, rows: list[Any]) -> dict[str, np.ndarray]:
 def _live_window(settings: Settings, wl: Workload, version: str, start: dt.datetime, end: dt.datetime):
     from sqlalchemy import text
 
+    from core import views as real_time
     from core.db import engine
-    from core.views import RealTimeViews
 
-    views = RealTimeViews(wl)
+    views = real_time.of(wl, settings)
     sql = views.statement("live_window", stored_columns=", ".join(f"p.{f.column}" for f in wl.request.stored))
     eng = engine(settings)
     try:

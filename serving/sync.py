@@ -60,6 +60,7 @@ from core.db import engine, load_sql
 from core.events import SCHEMA_VERSION
 from core.settings import Settings, get_settings
 from core.views import RealTimeViews
+from core.views import of as views_of
 from core.workload import DEFAULT, Workload, load
 
 if TYPE_CHECKING:
@@ -449,7 +450,7 @@ def run(settings: Settings, *, workload: str = DEFAULT, consumer_name: str | Non
 
     t0 = time.perf_counter()
     wl = load(workload)
-    views = RealTimeViews(wl)
+    views = views_of(wl, settings)
     consumer_name = consumer_name or wl.dag_id(CONSUMER)
     kinds = topic_kinds(settings, wl.name, metrics)
     summary = SyncSummary.of(consumer_name, views)

@@ -408,10 +408,10 @@ class Demo:
         completed rides), which analysts read."""
         from sqlalchemy import text
 
+        from core import views
         from core.db import engine
-        from core.views import RealTimeViews
 
-        v = RealTimeViews(bike)
+        v = views.of(bike, self.settings)
         eng = engine(self.settings)
         try:
             with eng.connect() as conn:

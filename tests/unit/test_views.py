@@ -60,3 +60,16 @@ def test_a_bad_declaration_is_refused_with_what_to_change():
         RealTimeViews(dataclasses.replace(BIKE, views=dataclasses.replace(BIKE.views, hourly="bike hourly")))
     with pytest.raises(KeyError, match="no field"):
         RealTimeViews(dataclasses.replace(BIKE, views=Views(group="end_station_id", label="0")))
+
+
+def test_settings_rename_a_workloads_tables_by_role():
+    from core import views
+    from core.settings import Settings
+
+    s = Settings(serving={"workload_tables": {"bike": {"hourly": "bike_station_hours"}}})
+    v = views.of(BIKE, s)
+    assert (v.predictions, v.hourly) == ("bike_predictions", "bike_station_hours")
+    assert "INSERT INTO bike_station_hours" in v.statement("sync_recompute_hourly")
+    assert views.of(TAXI, s).hourly == "zone_hour_stats"
+    with pytest.raises(ValueError, match="unknown roles"):
+        views.of(BIKE, Settings(serving={"workload_tables": {"bike": {"stats": "x"}}}))
