@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -189,7 +190,8 @@ def _print_speed_status(settings, only) -> bool:
     return healthy
 
 
-query_app = typer.Typer(help="Analyst queries: the Lambda merge of Hive and MySQL, and the named SQL in sql/queries/.",
+query_app = typer.Typer(help="Analyst queries: the Lambda merge of Hive and MySQL, the named SQL in sql/queries/ and "
+                             "each workload's in workloads/<name>/queries/ (named <workload>.<query>).",
                         no_args_is_help=True)
 app.add_typer(query_app, name="query")
 
@@ -233,9 +235,24 @@ def query_zone_stats(
     _print_table(["source", "days", "trips", "completed", "mean_predicted_s", "mae_s"], rows)
 
 
+def analyst_queries() -> dict[str, Path]:
+    """The named analyst queries: the platform's (``sql/queries/<name>.sql``) and every workload's
+    (``workloads/<workload>/queries/<name>.sql``, named ``<workload>.<name>``)."""
+    from core.db import SQL_DIR
+    from core.workload import folders, known
+
+    out = {p.stem: p for p in sorted((SQL_DIR / "queries").glob("*.sql"))}
+    for folder in folders():
+        for workload in known([folder]):
+            out |= {f"{workload}.{p.stem}": p for p in sorted((folder / workload / "queries").glob("*.sql"))}
+    return out
+
+
 @query_app.command("sql")
 def query_sql(
-    name: Annotated[str, typer.Argument(help="A query in sql/queries/, without .sql (an unknown one lists them).")],
+    name: Annotated[str, typer.Argument(help="A query in sql/queries/, without .sql, or a workload's in "
+                                             "workloads/<name>/queries/ as <workload>.<query> (an unknown one lists "
+                                             "them).")],
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="k=v: a value for the query's :k (repeatable); the others take the query's default.")]
     = None,
@@ -245,16 +262,16 @@ def query_sql(
 
     from sqlalchemy import text
 
-    from core.db import SQL_DIR, engine, load_sql
+    from core.db import engine
 
-    available = sorted((SQL_DIR / "queries").glob("*.sql"))
-    if name not in {p.stem for p in available}:
+    available = analyst_queries()
+    if name not in available:
         typer.echo(f"no query named {name!r}; the queries are:")
-        for path in available:
+        for known_name, path in available.items():
             about = next((ln.lstrip("- ").strip() for ln in path.read_text().splitlines() if ln.startswith("--")), "")
-            typer.echo(f"  {path.stem:28s} {about}")
+            typer.echo(f"  {known_name:34s} {about}")
         raise typer.Exit(code=1)
-    sql = load_sql(f"queries/{name}")
+    sql = available[name].read_text()  # only a listed file: a name is never a path
     names = sorted(set(re.findall(r"(?<![:\w\\]):(\w+)(?!:)", sql)))  # the bound parameters, as SQLAlchemy finds them
     values: dict[str, str | None] = dict.fromkeys(names)
     for item in param or []:

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from core import kafka
+from core.cli import app
 from core.db import engine
 from core.task import log_loss
 from core.views import RealTimeViews
@@ -401,6 +403,22 @@ def test_bike_sync_joins_outcomes_to_labels_and_live_log_loss(stack, settings, u
 
         again = sync.run(s, workload="bike", consumer_name=consumer)
         assert again.messages == {} and again.chunks == 0
+
+        # The analyst's view of it: bike's own named query, as the read-only account, for one dock.
+        station = "HB101"
+        mine = [r for r in done if rides[r]["start_station_id"] == station]
+        result = CliRunner().invoke(app, ["query", "sql", "bike.live_error_by_station", "--param",
+                                          f"since={first_hour:%Y-%m-%d %H:%M:%S}", "--param", f"station={station}"])
+        assert result.exit_code == 0, result.output
+        header, row = result.output.splitlines()[:2]
+        assert header.split() == ["start_station_id", "rides", "completed", "overtime_rate", "mean_probability",
+                                  "log_loss"]
+        cells = row.split()
+        assert cells[0] == station and int(cells[2]) == len(mine)
+        want = log_loss(overtime_numpy(np.array([ended[r] for r in mine]),
+                                       np.array([rides[r]["member_casual"] for r in mine])),
+                        [rides[r]["overtime_probability"] for r in mine])
+        assert float(cells[5]) == pytest.approx(want, rel=1e-5)
     finally:
         with eng.begin() as conn:
             conn.execute(text("DELETE FROM bike_predictions WHERE ride_id LIKE :p"), {"p": prefix + "%"})

@@ -43,3 +43,14 @@ def test_generate_writes_the_named_workloads_raw_partitions_and_refuses_an_unkno
     assert days == ["start_date=2024-06-01", "start_date=2024-06-02"]
     unknown = run_cli("generate", "--workload", "boat", "--lake-root", str(tmp_path))
     assert unknown.returncode == 2 and "no such workload: 'boat'" in unknown.stderr and "bike" in unknown.stderr
+
+
+def test_analyst_queries_are_the_platforms_and_each_workloads_by_name():
+    from core.cli import analyst_queries
+
+    queries = analyst_queries()
+    assert {"recent_error_by_zone", "drift_history", "bike.live_error_by_station"} <= set(queries)
+    assert queries["bike.live_error_by_station"].parent.parts[-3:] == ("workloads", "bike", "queries")
+    assert all(".." not in name and "/" not in name for name in queries)  # names, never paths
+    bike = queries["bike.live_error_by_station"].read_text()
+    assert "FROM bike_hourly" in bike and ":since" in bike and ":station" in bike
