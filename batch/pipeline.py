@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from core.lake import DataError, NoRawData
@@ -21,6 +22,8 @@ from core.workload import DEFAULT, Workload, load
 
 if TYPE_CHECKING:
     from core.registry import Registry
+
+log = logging.getLogger(__name__)
 
 # Set only by a benchmark that registers its versions under a name of its own; None: the workload's model name.
 MODEL_NAME: str | None = None
@@ -171,16 +174,25 @@ def train_and_register(dataset: dict[str, Any], tuned: dict[str, Any], run_id: s
 
 
 def apply_decision(registry: Registry, name: str, version: str, promote: bool) -> None:
-    """Promote ``version`` if chosen and not in production yet; in any case leave no announcement pending.
+    """Promote ``version`` if chosen and never promoted yet; in any case leave no announcement pending.
 
     A try can commit the promotion and then fail because Kafka did not acknowledge the
-    announcement (``AnnouncementError``). Its retry finds the version in production already
-    and must still announce it, or the service would never hear of it."""
-    current = registry.production(name)
-    if promote and (current is None or current.version != version):
+    announcement (``AnnouncementError``). Its retry finds the version promoted already and must
+    still announce it, or the service would never hear of it. A version promoted once is never
+    promoted again by a retry: if a later version (or a rollback) replaced it meanwhile, that stands."""
+    if promote and registry.get(name, version).promoted_at is None:
         registry.promote(name, version)  # publishes the outbox after the commit
     else:
         registry.publish_pending()
+
+
+def recorded_verdict(metrics: dict[str, Any]) -> tuple[bool, str, dict[str, Any]] | None:
+    """The verdict an earlier try of ``evaluate_and_promote`` recorded with the version (promoted?, reason,
+    test metrics), or None if it was never evaluated. A retry keeps it: evaluated again, with the version
+    now in production as its own champion, it would be judged against no champion and overwrite the record."""
+    if not isinstance(metrics.get("promoted"), bool) or "decision" not in metrics or "test" not in metrics:
+        return None
+    return metrics["promoted"], metrics["decision"], metrics["test"]
 
 
 def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
@@ -192,20 +204,28 @@ def evaluate_and_promote(dataset: dict[str, Any], registered: dict[str, Any],
     name = model_name(wl)
     s = _settings(settings)
     registry = Registry(s)
-    tr, te = _load(s, dataset, "train"), _load(s, dataset, "test")
     challenger_mv = registry.get(name, registered["version"])
-    challenger = evaluate.model_metrics(registry.load(challenger_mv).build_model(wl), te)
-    base = evaluate.baseline_metrics(tr, te)
-    champion_mv = registry.production(name)
-    champion = None
-    if champion_mv is not None and champion_mv.version != challenger_mv.version:
-        champion = evaluate.model_metrics(registry.load(champion_mv).build_model(wl), te)
-    promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule(gate=wl.task.gate))
-    metrics = {"test": {"model": challenger, "baseline": base, "champion": champion},
-               "champion_version": champion_mv.version if champion_mv else None, "decision": reason}
-    registry.update_metrics(name, challenger_mv.version, {**challenger_mv.metrics, **metrics})
+    verdict = recorded_verdict(challenger_mv.metrics)
+    if verdict is None:
+        tr, te = _load(s, dataset, "train"), _load(s, dataset, "test")
+        challenger = evaluate.model_metrics(registry.load(challenger_mv).build_model(wl), te)
+        base = evaluate.baseline_metrics(tr, te)
+        champion_mv = registry.production(name)
+        champion = None
+        if champion_mv is not None and champion_mv.version != challenger_mv.version:
+            champion = evaluate.model_metrics(registry.load(champion_mv).build_model(wl), te)
+        promote, reason = evaluate.decide(challenger, base, champion, evaluate.PromotionRule(gate=wl.task.gate))
+        test = {"model": challenger, "baseline": base, "champion": champion}
+        registry.update_metrics(name, challenger_mv.version, {
+            **challenger_mv.metrics, "test": test, "champion_version": champion_mv.version if champion_mv else None,
+            "decision": reason, "promoted": promote})
+        verdict = promote, reason, test
+    else:
+        log.info("%s %s was evaluated by an earlier try (%s); its verdict stands", name, challenger_mv.version,
+                 verdict[1])
+    promote, reason, test = verdict
     apply_decision(registry, name, challenger_mv.version, promote)
-    return {"version": challenger_mv.version, "promoted": promote, "reason": reason, "test": metrics["test"],
+    return {"version": challenger_mv.version, "promoted": promote, "reason": reason, "test": test,
             "model_name": name, "gate": wl.task.gate}
 
 

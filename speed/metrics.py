@@ -1,6 +1,10 @@
 """Prometheus metrics of the prediction service, labelled by model (the registered name a workload serves, such as
 ``bike_overtime``) wherever a figure belongs to one; ``model=""`` on endpoints of no model.
 
+The streaming jobs on this machine (the scoring stream and the lake sink) are shown too, read from the
+status files they write in ``<runtime>/speed/`` at each scrape: the state each last reported, its query
+restarts and the age of its status (a job that stopped writing shows a growing age).
+
 Under gunicorn every worker is a process of its own, so the service runs
 prometheus-client in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
 the gunicorn config) and ``/metrics`` aggregates all live workers.
@@ -8,9 +12,14 @@ the gunicorn config) and ``/metrics`` aggregates all live workers.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5)
@@ -41,14 +50,72 @@ def observe_batch(model: str, requests: int, rows: int) -> None:
     PREDICTIONS.labels(model).inc(rows)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics text of every live worker (or of this process outside gunicorn)."""
+# The states a streaming job reports in its status file (``speed.stream.StatusFile``).
+JOB_STATES = ("started", "running", "restarting", "failed", "stopped")
+
+
+def job_families(statuses: dict[str, dict[str, Any]], now: dt.datetime) -> list[GaugeMetricFamily]:
+    """The streaming jobs' metrics from their status files' contents, by job (pure)."""
+    state = GaugeMetricFamily("lambdaml_stream_state", "1 for the state a streaming job last reported "
+                              f"({', '.join(JOB_STATES)}), by job", labels=["job", "state"])
+    restarts = GaugeMetricFamily("lambdaml_stream_restarts", "Query restarts since the job started, by job",
+                                 labels=["job"])
+    batches = GaugeMetricFamily("lambdaml_stream_batches", "Micro-batches since the query (re)started, by job",
+                                labels=["job"])
+    age = GaugeMetricFamily("lambdaml_stream_status_age_seconds", "Seconds since the job last wrote its status "
+                            "(at start, after each batch with events, on a failure), by job", labels=["job"])
+    for job, status in sorted(statuses.items()):
+        for name in JOB_STATES:
+            state.add_metric([job, name], 1.0 if status.get("state") == name else 0.0)
+        restarts.add_metric([job], float(status.get("restarts", 0)))
+        batches.add_metric([job], float(status.get("batches", 0)))
+        try:
+            written = dt.datetime.fromisoformat(status["ts"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        age.add_metric([job], max((now - written).total_seconds(), 0.0))
+    return [state, restarts, batches, age]
+
+
+def job_statuses(runtime_dir: Path) -> dict[str, dict[str, Any]]:
+    """The status file of each streaming job found in ``<runtime>/speed/``, by job (the names ``speed status``
+    shows); a job that never ran on this machine is left out."""
+    from speed.lake_sink import STATUS_FILE as LAKE_SINK
+    from speed.stream import STATUS_FILE as STREAM
+
+    out = {}
+    for job, name in (("speed-stream", STREAM), ("speed-lake-sink", LAKE_SINK)):
+        try:
+            status = json.loads((runtime_dir / "speed" / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(status, dict):
+            out[job] = status
+    return out
+
+
+class _Jobs:
+    """A collector of the streaming jobs' status files, read at each scrape."""
+
+    def __init__(self, runtime_dir: Path):
+        self.runtime_dir = runtime_dir
+
+    def collect(self):
+        return job_families(job_statuses(self.runtime_dir), dt.datetime.now(dt.UTC))
+
+
+def exposition(runtime_dir: Path | None = None) -> tuple[bytes, str]:
+    """The metrics text of every live worker (or of this process outside gunicorn), with the streaming jobs'
+    state when ``runtime_dir`` is given."""
+    jobs = CollectorRegistry()
+    if runtime_dir is not None:
+        jobs.register(_Jobs(runtime_dir))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(registry) + generate_latest(jobs), CONTENT_TYPE_LATEST
     from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY) + generate_latest(jobs), CONTENT_TYPE_LATEST

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lambdaml.speed.stream")
 QUERY_NAME = "speed_predictions"
+STATUS_FILE = "stream-status.json"  # in <runtime>/speed/
 
 
 # --------------------------------------------------------------------------------------------------- pure transforms
@@ -359,7 +360,7 @@ def records(kafka_rows: "DataFrame", settings: Settings) -> "DataFrame":
 class StatusFile:
     """``<runtime>/speed/<name>``: what ``lambdaml speed status``, platform health and the tests read of a job."""
 
-    def __init__(self, settings: Settings, name: str = "stream-status.json"):
+    def __init__(self, settings: Settings, name: str = STATUS_FILE):
         self.path = settings.runtime_dir / "speed" / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sticky: dict[str, Any] = {}  # kept in every write: the restarts and the last failure

@@ -162,7 +162,9 @@ class StreamJob(Service):
 
     @property
     def status_file(self) -> Path:
-        return self.settings.runtime_dir / "speed" / "stream-status.json"
+        from speed.stream import STATUS_FILE
+
+        return self.settings.runtime_dir / "speed" / STATUS_FILE
 
     def describe(self) -> str:
         k = self.settings.kafka

@@ -135,7 +135,13 @@ def test_rerunning_the_steps_of_the_same_run_changes_nothing(dag_run, settings):
     tuned = {"config": params, "trials": params["trials"]}
     registered = pipeline.train_and_register(dataset, tuned, run_id)
     assert registered["version"] == dag_run["version"]
+    evaluated = registry.get(TAXI_MODEL, dag_run["version"])
     outcome = pipeline.evaluate_and_promote(dataset, registered)
+    # The first try's verdict stands: judged again, the version (now its own champion) would overwrite it.
+    again = registry.get(TAXI_MODEL, dag_run["version"])
+    assert again.metrics == evaluated.metrics and again.stage == evaluated.stage
+    assert again.promoted_at == evaluated.promoted_at
+    assert (outcome["promoted"], outcome["reason"]) == (evaluated.metrics["promoted"], evaluated.metrics["decision"])
     pipeline.publish(validated, dataset, tuned, outcome, dag_id, run_id)
     assert len(registry.list(TAXI_MODEL)) == versions_before
     eng = engine(settings)

@@ -423,6 +423,14 @@ def test_a_failing_query_is_restarted_with_backoff_and_reported(speed):
     while time.monotonic() < deadline and not health_reports_it():
         time.sleep(0.5)
     assert health_reports_it(), job.status()
+    # ... and so does the service's /metrics, for a scraper (open without the key).
+    lines = requests.get(f"{keyed.speed.url}/metrics", timeout=5).text.splitlines()
+    restarts = [float(ln.rsplit(" ", 1)[1]) for ln in lines
+                if ln.startswith('lambdaml_stream_restarts{job="speed-stream"}')]
+    assert restarts and restarts[0] >= 2, [ln for ln in lines if ln.startswith("lambdaml_stream")]
+    states = [ln for ln in lines
+              if ln.startswith('lambdaml_stream_state{job="speed-stream"') and ln.endswith(" 1.0")]
+    assert len(states) == 1, states
 
     Stack(keyed, ["speed-api"], catalog=SPEED_SERVICES, with_dependencies=False).down()
     speed.stack("speed-api").up()

@@ -32,3 +32,14 @@ def test_a_data_error_fails_at_once_and_anything_else_is_left_to_the_retries():
     with pytest.raises(ConnectionError):  # a service may come back: Airflow retries it
         pipeline.fail_fast(s3_down)
     assert pipeline.fail_fast(lambda x, y=1: x + y, 1, y=2) == 3
+
+
+def test_a_retry_keeps_the_verdict_an_earlier_try_recorded():
+    test = {"model": {"mae_s": 200.0}, "baseline": {"mae_s": 300.0}, "champion": {"mae_s": 250.0}}
+    recorded = {"trials": 4, "test": test, "champion_version": "1.0", "decision": "beats 1.0", "promoted": True}
+    assert pipeline.recorded_verdict(recorded) == (True, "beats 1.0", test)
+    assert pipeline.recorded_verdict({**recorded, "promoted": False}) == (False, "beats 1.0", test)
+    assert pipeline.recorded_verdict({"trials": 4}) is None  # registered, never evaluated
+    # Recorded before the verdict was: judged again, as before.
+    assert pipeline.recorded_verdict({k: v for k, v in recorded.items() if k != "promoted"}) is None
+    assert pipeline.recorded_verdict({**recorded, "promoted": "yes"}) is None
