@@ -32,7 +32,7 @@ outbox rows, its artifacts, its announcement (a tombstone) and the Ray Tune fold
 every size; the derived data too. The generated raw days are kept (the next run skips generating
 them) unless ``--drop-inputs``.
 
-Run with the stack up (``make stack-up``): ``python -m bench.batch_scale`` (about an hour on two
+Run with the stack up (``make stack-up``): ``python -m bench.batch_scale`` (35 minutes on two
 cores), or through the runner, where it is opt-in: ``python -m bench --only batch_scale``.
 """
 

@@ -43,6 +43,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 
 # Run only when named (``python -m bench --only batch_scale``): too long for every ``make bench``.
 OPT_IN: tuple[Benchmark, ...] = (
-    # Months of 0.3M, 1M and 3M trips through batch_training's steps: about an hour on two cores.
+    # Months of 0.3M, 1M and 3M trips through batch_training's steps: 35 minutes on two cores (2026-12-04).
     Benchmark("batch_scale", smoke=("--sizes", "4k", "--days", "2", "--validate-concurrency", "2"), timeout_s=7200.0),
 )
