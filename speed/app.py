@@ -315,7 +315,7 @@ metrics_bp = Blueprint("metrics", __name__)
 
 @metrics_bp.get("/metrics")
 def metrics_route():
-    body, content_type = metrics.exposition(_service().settings.runtime_dir)
+    body, content_type = metrics.exposition(_service().settings)
     return Response(body, content_type=content_type)
 
 

@@ -13,9 +13,7 @@ the gunicorn config) and ``/metrics`` aggregates all live workers.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -77,39 +75,31 @@ def job_families(statuses: dict[str, dict[str, Any]], now: dt.datetime) -> list[
     return [state, restarts, batches, age]
 
 
-def job_statuses(runtime_dir: Path) -> dict[str, dict[str, Any]]:
-    """The status file of each streaming job found in ``<runtime>/speed/``, by job (the names ``speed status``
-    shows); a job that never ran on this machine is left out."""
-    from speed.lake_sink import STATUS_FILE as LAKE_SINK
-    from speed.stream import STATUS_FILE as STREAM
+def job_statuses(settings) -> dict[str, dict[str, Any]]:
+    """Each streaming job's status file on this machine, by job (the names ``speed status`` shows), read as
+    ``speed status`` and platform health read it; a job that never ran here is left out."""
+    from deploy.local.speed import LakeSinkJob, StreamJob
 
-    out = {}
-    for job, name in (("speed-stream", STREAM), ("speed-lake-sink", LAKE_SINK)):
-        try:
-            status = json.loads((runtime_dir / "speed" / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(status, dict):
-            out[job] = status
-    return out
+    return {job.name: status for job in (StreamJob(settings), LakeSinkJob(settings))
+            if isinstance(status := job.status(), dict) and status}
 
 
 class _Jobs:
     """A collector of the streaming jobs' status files, read at each scrape."""
 
-    def __init__(self, runtime_dir: Path):
-        self.runtime_dir = runtime_dir
+    def __init__(self, settings):
+        self.settings = settings
 
     def collect(self):
-        return job_families(job_statuses(self.runtime_dir), dt.datetime.now(dt.UTC))
+        return job_families(job_statuses(self.settings), dt.datetime.now(dt.UTC))
 
 
-def exposition(runtime_dir: Path | None = None) -> tuple[bytes, str]:
+def exposition(settings=None) -> tuple[bytes, str]:
     """The metrics text of every live worker (or of this process outside gunicorn), with the streaming jobs'
-    state when ``runtime_dir`` is given."""
+    state when ``settings`` are given."""
     jobs = CollectorRegistry()
-    if runtime_dir is not None:
-        jobs.register(_Jobs(runtime_dir))
+    if settings is not None:
+        jobs.register(_Jobs(settings))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

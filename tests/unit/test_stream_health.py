@@ -43,9 +43,9 @@ def test_metrics_show_each_streaming_job_state_restarts_and_status_age(tmp_path)
     from speed import metrics
 
     now = dt.datetime(2026, 12, 4, 12, 0, 30, tzinfo=dt.UTC)
-    _settings(tmp_path, {"state": "restarting", "batches": 0, "restarts": 3, "ts": "2026-12-04T12:00:00+00:00"})
+    s = _settings(tmp_path, {"state": "restarting", "batches": 0, "restarts": 3, "ts": "2026-12-04T12:00:00+00:00"})
     (tmp_path / "speed" / "lake-sink-status.json").write_text("{not json")  # half-written: left out, no error
-    statuses = metrics.job_statuses(tmp_path)
+    statuses = metrics.job_statuses(s)
     assert list(statuses) == ["speed-stream"]
 
     registry = CollectorRegistry()
@@ -55,13 +55,13 @@ def test_metrics_show_each_streaming_job_state_restarts_and_status_age(tmp_path)
     assert 'lambdaml_stream_state{job="speed-stream",state="running"} 0.0' in lines
     assert 'lambdaml_stream_restarts{job="speed-stream"} 3.0' in lines
     assert 'lambdaml_stream_status_age_seconds{job="speed-stream"} 30.0' in lines
-    assert metrics.job_statuses(tmp_path / "elsewhere") == {}  # no job ran here: no series
+    assert metrics.job_statuses(Settings(runtime_dir=tmp_path / "elsewhere")) == {}  # no job ran here: no series
 
 
 def test_the_service_metrics_carry_the_jobs_found_in_its_runtime_dir(tmp_path):
     from speed import metrics
 
-    _settings(tmp_path, {"state": "running", "batches": 7, "ts": "2026-12-04T12:00:00+00:00"})
-    body, _ = metrics.exposition(tmp_path)
+    body, _ = metrics.exposition(_settings(tmp_path, {"state": "running", "batches": 7,
+                                                       "ts": "2026-12-04T12:00:00+00:00"}))
     assert 'lambdaml_stream_batches{job="speed-stream"} 7.0' in body.decode()
     assert "lambdaml_stream_state" not in metrics.exposition()[0].decode()
