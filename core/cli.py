@@ -290,6 +290,51 @@ def query_sql(
     typer.echo(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
 
 
+views_app = typer.Typer(help="The serving layer's views: rebuild them from master data.", no_args_is_help=True)
+app.add_typer(views_app, name="views")
+
+
+@views_app.command("rebuild")
+def views_rebuild(
+    first: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD, by the requests' event time).")],
+    last: Annotated[str | None, typer.Option("--to", help="Last day, included. Default: --from.")] = None,
+    workload: Annotated[str, typer.Option(help="The workload whose views to rebuild (a folder under workloads/).")]
+    = "taxi",
+    hive: Annotated[bool, typer.Option("--hive/--no-hive", help="Recompute the Hive batch views.")] = True,
+    mysql: Annotated[bool, typer.Option("--mysql/--no-mysql", help="Replace the MySQL real-time views' rows.")]
+    = True,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="First wait until the lake sink has written "
+                                       "every record Kafka holds to the master log.")] = True,
+) -> None:
+    """Rebuild a workload's views of a date range, Hive and MySQL, from the master log of events (after a hand edit,
+    a sync bug or a lost partition). Needs the stack up; runs a Spark job."""
+    import datetime as dt
+
+    from core.spark import build_session
+    from core.workload import known
+    from serving.rebuild import as_json, rebuild
+
+    if workload not in known():
+        _fail(f"--workload {workload!r}: no such workload; the workloads are {', '.join(known())}")
+    try:
+        day_from = dt.date.fromisoformat(first)
+        day_to = dt.date.fromisoformat(last) if last else day_from
+    except ValueError as exc:
+        _fail(f"--from/--to: {exc} (expected YYYY-MM-DD)")
+    if day_to < day_from:
+        _fail(f"--to {day_to} is before --from {day_from}")
+    settings = get_settings()
+    spark = build_session(settings, f"lambdaml-views-rebuild-{workload}")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        result = rebuild(spark, settings, day_from, day_to, workload=workload, hive=hive, mysql=mysql,
+                         wait_for_master=wait)
+    finally:
+        spark.stop()
+    for day in as_json(result):
+        typer.echo(json.dumps(day))
+
+
 @app.command("install")
 def install(
     system: Annotated[bool, typer.Option(help="Install missing Debian packages with apt-get (MariaDB, a JRE and "

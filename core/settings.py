@@ -457,6 +457,8 @@ class ServingSettings(BaseModel):
 
     retention_days: int = Field(default=7, ge=1, description="Days MySQL keeps real-time rows of a day once it "
                                                               "is archived in Hive (older archived days are deleted).")
+    master_wait_s: float = Field(default=600.0, ge=0, description="Longest the Hive batch views wait for the lake sink "
+                                 "to write to the master log every record Kafka holds of a workload's topics.")
     workload_tables: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Names of a workload's MySQL real-time views, by workload and role "
         "(predictions, outcomes, hourly), over those it declares (core.views): "

@@ -1,20 +1,26 @@
-"""Hive archive: one day of a workload into Hive, then the batch coverage, then MySQL retention.
+"""Hive batch views: one day of a workload recomputed from master data, then the batch coverage, then MySQL retention.
 
 For day D of a workload, through Spark and the shared metastore, partition ``<partition column>=D`` (taxi's
-``pickup_date``) of four tables of the Hive database (``lake``) is overwritten. Their DDL is derived: the lake
+``pickup_date``) of five tables of the Hive database (``lake``) is overwritten. Their DDL is derived: the lake
 tables' from the workload's raw schema, the others' from its real-time views (``core.views``), with the template
 ``sql/hive/partitioned_table.sql``. For taxi (``hive_tables``) they keep the names they had before workloads:
 
 - ``trips`` from the lake's ``validated/trips`` partition of D and ``quarantine`` from its
   ``quarantine/trips`` partition, each when the lake has it (a lake cleaned up after archiving
   never empties Hive); bike's are ``bike_validated`` and ``bike_quarantine``;
-- ``predictions``: ``predictions_recent`` LEFT JOIN ``trip_outcomes`` for events on D, from MySQL, each with its
-  label once the outcome arrived (bike: ``bike_predictions``);
-- ``zone_hour_stats``: the batch view of D, computed from the archived predictions with the
-  definition of MySQL's real-time view, the workload's hourly view (bike: ``bike_hourly``).
+- ``predictions``: the predictions of requests made on D, from the master log of events (``serving.master``: the
+  predictions and outcomes topics as the lake sink keeps them), each with its label once its outcome arrived
+  (bike: ``bike_predictions``);
+- ``zone_hour_stats``: the hourly view of D, computed from those predictions with the definition of MySQL's
+  real-time view (bike: ``bike_hourly``);
+- ``model_error``: per model version, the day's predictions, completed ones and their summed loss, so a bad
+  version shows in the batch views under its own name (bike: ``bike_model_error``).
 
-Verify: Hive's rows of D equal the source's (lake files; MySQL counted again after the write, so
-rows the sync added meanwhile fail the run, and Airflow's retry archives them).
+Nothing here reads MySQL to build Hive: a sync bug or a hand edit in MySQL never becomes history, and any day can
+be recomputed (``serving.rebuild``). Before it reads the log, the archive waits until the lake sink has written
+every record Kafka holds of the workload's topics (``serving.master_wait_s``).
+
+Verify: Hive's rows of D equal the rows computed from the master log.
 
 Coverage (``batch_coverage.covered_until`` of a view: Hive holds every day before it, the
 merge query reads MySQL from it on). A verified day is recorded in ``archive_days``; coverage
@@ -26,19 +32,11 @@ holds predictions of (nothing before it needs Hive); with no predictions at all,
 
 Retention deletes a day's rows from the workload's predictions, outcomes (of its predictions)
 and hourly view only when the day is recorded as archived, before ``covered_until``,
-older than ``serving.retention_days``, and MySQL still holds exactly the rows archived (checked
-under lock in the deleting transaction): late rows are never deleted unarchived; such a day is
-reported stale until it is archived again. A purged day's Hive copy is the only one left, so
-re-running its archive keeps Hive's predictions and view and rewrites only the lake tables.
-
-MySQL is read with Spark's JDBC source (the MariaDB driver is on Spark's classpath for the
-metastore) rather than through pandas and ``createDataFrame``: a day is ~100k rows, which one
-JDBC read streams into the executors with MySQL's own types and no copy through the Python
-driver, and the same code reads a larger day when the master is a cluster. ``DATETIME`` is read
-as ``TIMESTAMP_NTZ`` (no shift by the JVM's time zone) and stored as Hive's ``TIMESTAMP`` in
-the UTC session time zone of every platform session, so wall-clock times are unchanged and the
-tables stay readable by Hive itself, not only by Spark.
+older than ``serving.retention_days``, and MySQL holds exactly the rows the batch view holds (checked
+under lock in the deleting transaction): rows the batch view does not hold yet are never deleted, and such a day is
+reported stale until it is archived again (or rebuilt, when MySQL is the wrong one).
 """
+
 
 from __future__ import annotations
 
@@ -55,6 +53,7 @@ from core.settings import Settings, get_settings
 from core.views import RealTimeViews
 from core.views import of as views_of
 from core.workload import DEFAULT, Workload, load
+from serving import master
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -112,6 +111,7 @@ class HiveTables:
     quarantine: str
     predictions: str
     hourly: str
+    model_error: str
     partition: str
     columns: dict[str, tuple[tuple[str, str], ...]]
 
@@ -130,21 +130,23 @@ class HiveTables:
 
 def hive_tables(wl: Workload, views: RealTimeViews | None = None) -> HiveTables:
     """The workload's Hive tables: taxi's keep their names (``trips``, ``quarantine``, ``predictions``,
-    ``zone_hour_stats``); another's are ``<workload>_validated``, ``<workload>_quarantine`` and its real-time views'
-    names. Columns: the raw schema (the quarantine with ``failed_rule``); the predictions' columns of MySQL, the
-    outcome's time and the label; the hourly view's columns."""
+    ``zone_hour_stats``, ``model_error``); another's are ``<workload>_validated``, ``<workload>_quarantine``, its
+    real-time views' names and ``<workload>_model_error``. Columns: the raw schema (the quarantine with
+    ``failed_rule``); the predictions' columns of MySQL, the outcome's time and the label; the hourly view's columns;
+    per model version the predictions, completed ones and their summed loss."""
     v = views or RealTimeViews(wl)
     if wl.name == DEFAULT:
-        names = ("trips", "quarantine", "predictions", v.hourly)
+        names = ("trips", "quarantine", "predictions", v.hourly, "model_error")
     else:
-        names = (f"{wl.name}_validated", f"{wl.name}_quarantine", v.predictions, v.hourly)
+        names = (f"{wl.name}_validated", f"{wl.name}_quarantine", v.predictions, v.hourly, f"{wl.name}_model_error")
     raw = tuple((f.name, hive_type(f.type)) for f in wl.schema)
     predictions = tuple((c.name, hive_type(c.type)) for c in v.prediction_columns) + (
         (v.outcome_time, "TIMESTAMP"), (v.actual, "DOUBLE"))
     counts = {v.count, v.completed}
     hourly = tuple((c.name, "BIGINT" if c.name in counts else hive_type(c.type))
                    for c in v.table_columns[v.hourly])
-    columns = dict(zip(names, (raw, raw + ((REASON_COL, "STRING"),), predictions, hourly), strict=True))
+    model_error = (("model_version", "STRING"), (v.count, "BIGINT"), (v.completed, "BIGINT"), (v.sum_loss, "DOUBLE"))
+    columns = dict(zip(names, (raw, raw + ((REASON_COL, "STRING"),), predictions, hourly, model_error), strict=True))
     return HiveTables(*names, partition=wl.partition_column, columns=columns)
 
 
@@ -217,6 +219,18 @@ def hourly_view(predictions: DataFrame, views: RealTimeViews) -> DataFrame:
     )
 
 
+def model_error_view(predictions: DataFrame, views: RealTimeViews) -> DataFrame:
+    """Per model version: predictions, completed ones and the sum of their loss (the live error of a version is
+    ``sum_loss / completed``)."""
+    from pyspark.sql import functions as F
+
+    return predictions.alias("p").groupBy("model_version").agg(
+        F.count(F.lit(1)).alias(views.count),
+        F.count(F.col(views.actual)).alias(views.completed),
+        F.coalesce(F.sum(F.expr(views.loss_sql)), F.lit(0.0)).alias(views.sum_loss),
+    )
+
+
 def aligned(df: DataFrame, schema: StructType, day: dt.date, partition: str) -> DataFrame:
     """``df`` as rows of a table with ``schema``: its columns by name and type, then the partition of ``day``."""
     from pyspark.sql import functions as F
@@ -273,55 +287,37 @@ def _archive_lake_partition(spark: SparkSession, settings: Settings, table: str,
     return written
 
 
-def _read_mysql(spark: SparkSession, settings: Settings, query: str) -> DataFrame:
-    from sqlalchemy.engine import make_url
-
-    from core.spark import metastore_credentials
-
-    host, port = settings.mysql.server_host_port()
-    database = make_url(settings.mysql.url).database if settings.mysql.url else settings.mysql.database
-    user, password = metastore_credentials(settings)  # the application account, wherever MySQL is
-    # The jdbc:mysql scheme makes Spark use its MySQL dialect (a jdbc:mariadb URL gets the generic one, whose
-    # "quoted" column names MySQL reads as strings); permitMysqlScheme makes the MariaDB driver accept it.
-    return (spark.read.format("jdbc")
-            .option("url", f"jdbc:mysql://{host}:{port}/{database}?permitMysqlScheme")
-            .option("driver", "org.mariadb.jdbc.Driver")
-            .option("user", user).option("password", password)
-            .option("query", query)
-            .option("fetchsize", "10000")
-            .option("preferTimestampNTZ", "true")
-            .load())
-
-
-def predictions_of_day(views: RealTimeViews, day: dt.date) -> str:
-    """The query of a day's predictions (the day's bounds written in as literals)."""
-    sql = views.statement("archive_predictions_of_day",
-                          prediction_select=", ".join(f"p.{c.name}" for c in views.prediction_columns))
-    return sql.replace(":next_day", f"'{day + ONE_DAY}'").replace(":day", f"'{day}'")
-
-
-def _archive_predictions(spark: SparkSession, settings: Settings, db: str, day: dt.date, tables: HiveTables,
-                         views: RealTimeViews) -> tuple[DayCounts, int]:
-    """Predictions of ``day`` and their batch view into Hive; (counts of the archived predictions, view rows)."""
+def _archive_predictions(spark: SparkSession, db: str, day: dt.date, tables: HiveTables, views: RealTimeViews,
+                         source: DataFrame) -> tuple[DayCounts, int]:
+    """The day's predictions (``source``, from the master log) and their batch views into Hive; (counts of the
+    archived predictions, hourly view rows)."""
     from pyspark.sql import functions as F
 
     part = tables.partition
-    source = _read_mysql(spark, settings, predictions_of_day(views, day)).cache()
+    source = source.cache()
     try:
+        expected = source.agg(F.count(F.lit(1)).alias("n"), F.count(views.actual).alias("completed")).first()
         _overwrite_partition(spark, f"{db}.{tables.predictions}", source, day, part)
     finally:
         source.unpersist()
     archived = _partition(spark, f"{db}.{tables.predictions}", day, part)
     _overwrite_partition(spark, f"{db}.{tables.hourly}", hourly_view(archived, views), day, part)
+    _overwrite_partition(spark, f"{db}.{tables.model_error}", model_error_view(archived, views), day, part)
 
     counts = archived.agg(F.count(F.lit(1)).alias("n"), F.count(views.actual).alias("completed")).first()
-    view = _partition(spark, f"{db}.{tables.hourly}", day, part).agg(
-        F.count(F.lit(1)).alias("rows"), F.coalesce(F.sum(views.count), F.lit(0)).alias("n"),
-        F.coalesce(F.sum(views.completed), F.lit(0)).alias("completed")).first()
-    if (view["n"], view["completed"]) != (counts["n"], counts["completed"]):
-        raise ArchiveMismatch(f"{tables.hourly} {day}: {view['n']} {views.count} / {view['completed']} completed, "
-                              f"predictions: {counts['n']} / {counts['completed']}")
-    return DayCounts(counts["n"], counts["completed"]), view["rows"]
+    if (counts["n"], counts["completed"]) != (expected["n"], expected["completed"]):
+        raise ArchiveMismatch(f"{tables.predictions} {day}: Hive holds {counts['n']} / {counts['completed']} "
+                              f"completed, the master log {expected['n']} / {expected['completed']}")
+    for table in (tables.hourly, tables.model_error):
+        view = _partition(spark, f"{db}.{table}", day, part).agg(
+            F.count(F.lit(1)).alias("rows"), F.coalesce(F.sum(views.count), F.lit(0)).alias("n"),
+            F.coalesce(F.sum(views.completed), F.lit(0)).alias("completed")).first()
+        if (view["n"], view["completed"]) != (counts["n"], counts["completed"]):
+            raise ArchiveMismatch(f"{table} {day}: {view['n']} {views.count} / {view['completed']} completed, "
+                                  f"predictions: {counts['n']} / {counts['completed']}")
+        if table == tables.hourly:
+            hourly_rows = view["rows"]
+    return DayCounts(counts["n"], counts["completed"]), hourly_rows
 
 
 # --------------------------------------------------------------------------- MySQL
@@ -371,9 +367,14 @@ def _record(eng: Engine, views: RealTimeViews, view: str, day: dt.date, counts: 
 
 # --------------------------------------------------------------------------- the steps
 def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str | None = None,
-            lake_root: str | None = None, workload: str = DEFAULT) -> Archived:
-    """Archive ``day`` of the workload to Hive, verify it, record it and move the view's coverage (``view``: the
-    ``batch_coverage`` row, by default the workload's hourly view)."""
+            lake_root: str | None = None, workload: str = DEFAULT, wait_for_master: bool = True,
+            data: master.Parsed | None = None) -> Archived:
+    """Recompute ``day`` of the workload in Hive from master data, verify it, record it and move the view's coverage
+    (``view``: the ``batch_coverage`` row, by default the workload's hourly view).
+
+    ``wait_for_master``: first wait until the master log holds what Kafka holds (``serving.master_wait_s``).
+    ``data``: the master log already parsed (``serving.master.parsed``) with arrivals from the day before ``day``
+    on, as a rebuild of several days passes it."""
     from core import lake
     from core.db import engine
 
@@ -388,21 +389,17 @@ def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str 
                                        tables.partition)
         for table, stage in tables.lake.items()
     }
+    if data is None:
+        since = master.first_arrival(day)
+        if wait_for_master:
+            topics = settings.kafka.for_workload(wl.name)
+            master.wait_until_caught_up(spark, settings, [topics.predictions, topics.completed], since,
+                                        settings.serving.master_wait_s)
+        data = master.parsed(spark, settings, wl, views, since)
+    archived, view_rows = _archive_predictions(spark, db, day, tables, views, master.joined(spark, wl, views, data,
+                                                                                               day))
     eng = engine(settings)
     try:
-        with eng.connect() as conn:
-            ledger = _ledger_row(conn, view, day)
-        if ledger is not None and ledger.purged_at is not None:
-            log.info("%s was purged from MySQL at %s: Hive keeps its predictions and view", day, ledger.purged_at)
-            with eng.connect() as conn:
-                covered = coverage(conn, view)
-            return Archived(day, view, {**rows, tables.predictions: None, tables.hourly: None}, covered)
-        archived, view_rows = _archive_predictions(spark, settings, db, day, tables, views)
-        with eng.connect() as conn:
-            in_mysql = _counts_of_day(conn, views, day)
-        if archived != in_mysql:
-            raise ArchiveMismatch(f"predictions {day}: Hive holds {archived}, MySQL {in_mysql} (the sync wrote "
-                                  "meanwhile? a retry archives the day again)")
         covered = _record(eng, views, view, day, archived)
     finally:
         eng.dispose()
@@ -446,23 +443,25 @@ def apply_retention(settings: Settings, *, view: str | None = None, today: dt.da
 
 
 def run(spark: SparkSession, settings: Settings, day: dt.date, *, view: str | None = None,
-        today: dt.date | None = None, lake_root: str | None = None, workload: str = DEFAULT) -> tuple[Archived,
-                                                                                                     Retention]:
+        today: dt.date | None = None, lake_root: str | None = None, workload: str = DEFAULT,
+        wait_for_master: bool = True) -> tuple[Archived, Retention]:
     """Archive ``day``, then apply retention: what the workload's ``hive_archive`` DAG does."""
-    archived = archive(spark, settings, day, view=view, lake_root=lake_root, workload=workload)
+    archived = archive(spark, settings, day, view=view, lake_root=lake_root, workload=workload,
+                       wait_for_master=wait_for_master)
     return archived, apply_retention(settings, view=archived.view, today=today, workload=workload)
 
 
 # --------------------------------------------------------------------------- DAG entry points
 def archive_step(day: str, view: str | None = None, settings: Settings | None = None,
-                 workload: str = DEFAULT) -> dict[str, Any]:
+                 workload: str = DEFAULT, wait_for_master: bool = True) -> dict[str, Any]:
     from core.spark import build_session
 
     s = settings or get_settings()
     spark = build_session(s, f"lambdaml-hive-archive-{workload}")
     spark.sparkContext.setLogLevel("WARN")
     try:
-        return as_json(archive(spark, s, dt.date.fromisoformat(day), view=view, workload=workload))
+        return as_json(archive(spark, s, dt.date.fromisoformat(day), view=view, workload=workload,
+                               wait_for_master=wait_for_master))
     finally:
         spark.stop()
 

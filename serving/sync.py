@@ -157,9 +157,14 @@ def parse_prediction(value: bytes | None, wl: Workload, views: RealTimeViews) ->
     predicted = _number(obj, wl.prediction_field, -MAX_PREDICTION, MAX_PREDICTION)
     scored = parse_timestamp(obj.get("scored_ts"), "scored_ts")
     event = parse_timestamp(obj.get("event_ts"), "event_ts")
-    hour = request[views.time].replace(minute=0, second=0, microsecond=0)
-    return PredictionRow(columns[0], (request[views.group], hour),
-                         (columns[0], model_version, *columns[1:], predicted, scored, event))
+    return prediction_row((columns[0], model_version, *columns[1:], predicted, scored, event), views)
+
+
+def prediction_row(values: Sequence[Any], views: RealTimeViews) -> PredictionRow:
+    """A row of the predictions table from its values in ``RealTimeViews.prediction_columns`` order."""
+    names = [c.name for c in views.prediction_columns]
+    hour = values[names.index(views.time)].replace(minute=0, second=0, microsecond=0)
+    return PredictionRow(values[0], (values[names.index(views.group)], hour), tuple(values))
 
 
 def parse_outcome(value: bytes | None, wl: Workload) -> OutcomeRow:

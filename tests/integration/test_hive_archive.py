@@ -1,8 +1,11 @@
-"""Hive archive, MySQL retention, the Lambda merge and the analyst queries, against the real stack.
+"""Hive batch views recomputed from master data, MySQL retention, the rebuild of both from master data, the Lambda
+merge and the analyst queries, against the real stack.
 
-The tests own far-past pickup days, zone ids no real data uses, trip ids with their own prefix and
-their own ``batch_coverage`` row, and remove all of it (MySQL rows, Hive partitions, lake files)
-at the end; the platform's global coverage row is never touched.
+The tests own far-future pickup days (2070-2089: no other data has them), trip ids with their own prefix, a master
+log of their own (``tests/master_log.py``: the events as the stream encodes them, laid out as the lake sink writes
+them) and their own ``batch_coverage`` row, and remove all of it (MySQL rows, Hive partitions, lake and master
+files) at the end; the platform's global coverage row is never touched. MySQL gets the same trips as the sync would
+write them (the real-time side of the merge).
 """
 
 from __future__ import annotations
@@ -16,19 +19,22 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from typer.testing import CliRunner
 
 from core import hive, lake
 from core.cli import app
 from core.db import SQL_DIR, engine, load_sql
-from serving import archive, merge
+from serving import archive, merge, rebuild
 from tests.airflow_api import AirflowAPI
+from tests.integration.master_log import MasterLog, private
 from workloads.taxi.tlc import RAW_SCHEMA
 
-TABLES = ("trips", "quarantine", "predictions", "zone_hour_stats")
+TABLES = ("trips", "quarantine", "predictions", "zone_hour_stats", "model_error")
 TRIPS_PER_DAY = 40
+VERSION = "trip_duration:it-archive"
+BAD_VERSION = "trip_duration:it-constant"
 VALID, QUARANTINED = 5, 2
 
 
@@ -39,6 +45,7 @@ class Trip:
     pickup: dt.datetime
     predicted: float
     actual: float | None
+    version: str
 
 
 @dataclass
@@ -50,6 +57,18 @@ class World:
     zones: tuple[int, int]
     lake_root: str
     trips: list[Trip]
+    settings: object  # the stack's settings with the world's own master log
+    log: MasterLog
+
+    def record(self, trips: list[Trip]) -> None:
+        """The trips' prediction and outcome events into the world's master log."""
+        for t in trips:
+            self.log.predicted({"trip_id": t.trip_id, "pickup_ts": t.pickup, "PULocationID": t.zone,
+                                "DOLocationID": 1, "passenger_count": 1, "trip_distance": 2.5}, t.predicted,
+                               t.version, t.pickup)
+            if t.actual is not None:
+                self.log.completed(t.trip_id, t.pickup + dt.timedelta(seconds=t.actual), t.actual)
+        self.log.flush()
 
 
 def _trips(tag: str, days: list[dt.date], zones: tuple[int, int]) -> list[Trip]:
@@ -58,9 +77,13 @@ def _trips(tag: str, days: list[dt.date], zones: tuple[int, int]) -> list[Trip]:
     for day in days:
         for i in range(TRIPS_PER_DAY):
             pickup = dt.datetime.combine(day, dt.time(rng.randrange(24), rng.randrange(60), rng.randrange(60)))
-            predicted = rng.uniform(200, 2000)
-            actual = predicted + rng.uniform(-300, 300) if rng.random() < 0.7 else None
-            out.append(Trip(f"it-arch-{tag}-{day}-{i}", zones[i % 2], pickup, predicted, actual))
+            predicted = round(rng.uniform(200, 2000), 3)
+            actual = round(predicted + rng.uniform(-150, 300), 3) if rng.random() < 0.7 else None  # > 0
+            if i % 4 == 0:  # a bad model served for a while: a constant predictor
+                predicted, version = 60.0, BAD_VERSION
+            else:
+                version = VERSION
+            out.append(Trip(f"it-arch-{tag}-{day}-{i}", zones[i % 2], pickup, predicted, actual, version))
     return out
 
 
@@ -68,7 +91,7 @@ def _insert(conn, trips: list[Trip]) -> None:
     conn.execute(text(
         "INSERT INTO predictions_recent (trip_id, model_version, pu_location_id, do_location_id, passenger_count,"
         " trip_distance, pickup_ts, predicted_duration_s, scored_ts, event_ts)"
-        " VALUES (:trip_id, 'it-archive', :zone, 1, 1, 2.5, :pickup, :predicted, :pickup, :pickup)"),
+        " VALUES (:trip_id, :version, :zone, 1, 1, 2.5, :pickup, :predicted, :pickup, :pickup)"),
         [t.__dict__ for t in trips])
     done = [t for t in trips if t.actual is not None]
     if done:
@@ -159,10 +182,8 @@ def _mysql_rows(settings, world: World, day: dt.date) -> tuple[int, int, int]:
             prefix = {"p": f"it-arch-{world.tag}-{day}-%"}
             preds = conn.execute(text("SELECT COUNT(*) FROM predictions_recent WHERE trip_id LIKE :p"), prefix).scalar()
             outs = conn.execute(text("SELECT COUNT(*) FROM trip_outcomes WHERE trip_id LIKE :p"), prefix).scalar()
-            hours = conn.execute(text("SELECT COUNT(*) FROM zone_hour_stats WHERE pu_location_id IN (:a, :b)"
-                                      " AND hour_start >= :d AND hour_start < :e"),
-                                 {"a": world.zones[0], "b": world.zones[1], "d": day,
-                                  "e": day + dt.timedelta(days=1)}).scalar()
+            hours = conn.execute(text("SELECT COUNT(*) FROM zone_hour_stats WHERE hour_start >= :d "
+                                      "AND hour_start < :e"), {"d": day, "e": day + dt.timedelta(days=1)}).scalar()
         return preds, outs, hours
     finally:
         eng.dispose()
@@ -184,11 +205,13 @@ def _forget_view(conn, view: str) -> None:
 @pytest.fixture(scope="module")
 def world(stack, spark, settings) -> Iterator[World]:
     tag = uuid.uuid4().hex[:10]
-    d1 = dt.date(1980, 1, 1) + dt.timedelta(days=int(tag[:6], 16) % 7000)  # 1980-1999: days no other data has
-    zone = 20000 + int(tag[6:], 16) % 9000  # pickup zones no real data has
+    d1 = dt.date(2070, 1, 1) + dt.timedelta(days=int(tag[:6], 16) % 7000)  # 2070-2089: days no other data has
+    zone = 1 + int(tag[6:], 16) % 250
     d2, zones = d1 + dt.timedelta(days=1), (zone, zone + 1)
+    mine = private(settings, tag)
     w = World(tag, f"it_archive_{tag}", d1, d2, zones, settings.s3.uri("tests", f"archive-{tag}"),
-              _trips(tag, [d1, d2], zones))
+              _trips(tag, [d1, d2], zones), mine, MasterLog(mine, "taxi"))
+    w.record(w.trips)
     eng = engine(settings)
     with eng.begin() as conn:
         _insert(conn, w.trips)
@@ -201,12 +224,14 @@ def world(stack, spark, settings) -> Iterator[World]:
     with eng.begin() as conn:
         conn.execute(text("DELETE FROM trip_outcomes WHERE trip_id LIKE :p"), {"p": f"it-arch-{tag}-%"})
         conn.execute(text("DELETE FROM predictions_recent WHERE trip_id LIKE :p"), {"p": f"it-arch-{tag}-%"})
-        conn.execute(text("DELETE FROM zone_hour_stats WHERE pu_location_id IN (:a, :b)"), {"a": zone, "b": zone + 1})
+        conn.execute(text("DELETE FROM zone_hour_stats WHERE hour_start >= :a AND hour_start < :b"),
+                     {"a": d1, "b": d2 + dt.timedelta(days=1)})
         _forget_view(conn, w.view)
     eng.dispose()
     _drop_hive_partitions(spark, settings, [w.d1, w.d2])
     fs, path = lake.filesystem(settings, w.lake_root)
     fs.delete_dir(path)
+    w.log.delete()
 
 
 def _assert_merge_is_the_truth(world: World, settings, now: dt.datetime, days: int, sources: list[str]) -> None:
@@ -224,8 +249,8 @@ def _assert_merge_is_the_truth(world: World, settings, now: dt.datetime, days: i
 
 def test_archive_writes_the_day_to_hive_verified_and_moves_coverage(world, spark, settings):
     d1, d2 = world.d1, world.d2
-    archived, retention = archive.run(spark, settings, d1, view=world.view, today=d1 + dt.timedelta(days=3),
-                                      lake_root=world.lake_root)
+    archived, retention = archive.run(spark, world.settings, d1, view=world.view, today=d1 + dt.timedelta(days=3),
+                                      lake_root=world.lake_root, wait_for_master=False)
     day1 = [t for t in world.trips if t.pickup.date() == d1]
     completed = sum(t.actual is not None for t in day1)
     hours = len(_zone_hours(day1))
@@ -236,6 +261,16 @@ def test_archive_writes_the_day_to_hive_verified_and_moves_coverage(world, spark
     assert _hive_counts(settings, d1) == {
         "trips": (VALID,), "quarantine": (QUARANTINED, "unknown_zone"),
         "predictions": (len(day1), len(day1), completed), "zone_hour_stats": (hours, len(day1), completed)}
+    # The error per model version: the bad version shows under its own name.
+    errors = {r[0]: r[1:] for r in _hive(settings, f"SELECT model_version, trips, completed, sum_abs_error_s FROM "
+                                                   f"{settings.spark.hive_database}.model_error WHERE pickup_date = "
+                                                   f"DATE %(d)s", {"d": d1.isoformat()})}
+    assert set(errors) == {BAD_VERSION, VERSION}
+    for version, (n, done, error) in errors.items():
+        mine = [t for t in day1 if t.version == version]
+        assert (n, done) == (len(mine), sum(t.actual is not None for t in mine))
+        assert error == pytest.approx(sum(abs(t.predicted - t.actual) for t in mine if t.actual is not None))
+    assert errors[BAD_VERSION][2] / errors[BAD_VERSION][1] > 2 * errors[VERSION][2] / errors[VERSION][1]
     # Day 2 is not archived; day 1 is still in MySQL (inside the retention window).
     assert _hive_counts(settings, d2)["predictions"] == (0, 0, 0)
     assert _mysql_rows(settings, world, d1) == (len(day1), completed, hours)
@@ -252,13 +287,62 @@ def test_merge_equals_the_truth_on_both_sides_and_across_the_boundary(world, set
     _assert_merge_is_the_truth(world, settings, dt.datetime.combine(d2 + dt.timedelta(days=3), noon), 4, ["mysql"])
 
 
+def _zone_hour_rows(settings, day: dt.date) -> dict[tuple[int, dt.datetime], tuple]:
+    eng = engine(settings)
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(text("SELECT pu_location_id, hour_start, trips, sum_predicted_s, completed, "
+                                     "sum_actual_s, sum_abs_error_s FROM zone_hour_stats WHERE hour_start >= :d "
+                                     "AND hour_start < :e"), {"d": day, "e": day + dt.timedelta(days=1)}).all()
+        return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+    finally:
+        eng.dispose()
+
+
+def test_rebuild_undoes_hand_edits_of_mysql_from_master_data(world, spark, settings):
+    """Human error in MySQL: rows of predictions_recent and zone_hour_stats deleted and altered by hand. The rebuild
+    of the day from master data brings back the values the master log gives."""
+    d2 = world.d2
+    day2 = [t for t in world.trips if t.pickup.date() == d2]
+    truth = {key: pytest.approx(tuple(values)) for key, values in _zone_hours(day2).items()}
+    assert _zone_hour_rows(settings, d2) == truth
+    eng = engine(settings)
+    with eng.begin() as conn:
+        conn.execute(text("DELETE FROM predictions_recent WHERE trip_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)), {"ids": [t.trip_id for t in day2[:3]]})
+        conn.execute(text("UPDATE predictions_recent SET predicted_duration_s = 1, model_version = 'edited' "
+                          "WHERE trip_id = :id"), {"id": day2[5].trip_id})
+        conn.execute(text("UPDATE zone_hour_stats SET trips = trips + 100 WHERE hour_start >= :d AND hour_start < :e"),
+                     {"d": d2, "e": d2 + dt.timedelta(days=1)})
+        conn.execute(text("INSERT INTO zone_hour_stats (pu_location_id, hour_start, trips, sum_predicted_s, completed,"
+                          " sum_actual_s, sum_abs_error_s) VALUES (:z, :h, 7, 7, 0, 0, 0) ON DUPLICATE KEY UPDATE"
+                          " sum_predicted_s = 7"), {"z": world.zones[0] + 2, "h": dt.datetime.combine(d2, dt.time(3))})
+    eng.dispose()
+    assert _zone_hour_rows(settings, d2) != truth
+    assert _mysql_rows(settings, world, d2)[0] == len(day2) - 3
+
+    done = rebuild.rebuild(spark, world.settings, d2, d2, hive=False, wait_for_master=False)
+    completed = sum(t.actual is not None for t in day2)
+    assert [(r.day, r.hive, r.mysql) for r in done] == [
+        (d2, {}, {"predictions_recent": len(day2), "trip_outcomes": completed, "zone_hour_stats": len(truth)})]
+    assert _zone_hour_rows(settings, d2) == truth
+    assert _mysql_rows(settings, world, d2) == (len(day2), completed, len(truth))
+    eng = engine(settings)
+    with eng.connect() as conn:
+        edited = conn.execute(text("SELECT predicted_duration_s, model_version FROM predictions_recent "
+                                   "WHERE trip_id = :id"), {"id": day2[5].trip_id}).one()
+    eng.dispose()
+    assert tuple(edited) == (day2[5].predicted, day2[5].version)
+    _assert_merge_is_the_truth(world, settings, dt.datetime.combine(d2, dt.time(12)), 2, ["hive", "mysql"])
+
+
 def test_rerun_overwrites_and_retention_deletes_only_archived_old_days(world, spark, settings):
     d1, d2 = world.d1, world.d2
     before = _hive_counts(settings, d1)
     day2 = [t for t in world.trips if t.pickup.date() == d2]
     day2_rows = _mysql_rows(settings, world, d2)
-    archived, retention = archive.run(spark, settings, d1, view=world.view, today=d1 + dt.timedelta(days=30),
-                                      lake_root=world.lake_root)
+    archived, retention = archive.run(spark, world.settings, d1, view=world.view, today=d1 + dt.timedelta(days=30),
+                                      lake_root=world.lake_root, wait_for_master=False)
     assert _hive_counts(settings, d1) == before  # overwritten, not appended
     assert archived.covered_until == d2
     # Day 1: archived, covered and old: deleted. Day 2: as old, but not archived: untouched.
@@ -267,33 +351,35 @@ def test_rerun_overwrites_and_retention_deletes_only_archived_old_days(world, sp
     assert _mysql_rows(settings, world, d2) == day2_rows and day2_rows[0] == len(day2)
     _assert_merge_is_the_truth(world, settings, dt.datetime.combine(d2, dt.time(12)), 2, ["hive", "mysql"])
 
-    # Re-running a purged day keeps Hive's copy: MySQL has nothing left to overwrite it with.
-    again, _ = archive.run(spark, settings, d1, view=world.view, today=d1 + dt.timedelta(days=30),
-                           lake_root=world.lake_root)
-    assert again.rows == {"trips": VALID, "quarantine": QUARANTINED, "predictions": None, "zone_hour_stats": None}
+    # Re-running a purged day recomputes it from master data: MySQL no longer holds it, and is not read.
+    again, _ = archive.run(spark, world.settings, d1, view=world.view, today=d1 + dt.timedelta(days=30),
+                           lake_root=world.lake_root, wait_for_master=False)
+    assert again.rows == archived.rows
     assert _hive_counts(settings, d1) == before
     _assert_merge_is_the_truth(world, settings, dt.datetime.combine(d2, dt.time(12)), 2, ["hive", "mysql"])
 
 
 def test_a_day_that_changed_after_its_archive_is_kept_until_archived_again(world, spark, settings):
     d2, old = world.d2, world.d1 + dt.timedelta(days=30)
-    archived, retention = archive.run(spark, settings, d2, view=world.view, today=world.d1, lake_root=world.lake_root)
+    archived, retention = archive.run(spark, world.settings, d2, view=world.view, today=world.d1,
+                                      lake_root=world.lake_root, wait_for_master=False)
     assert archived.rows["trips"] is None and archived.covered_until == d2 + dt.timedelta(days=1)
     assert retention.purged == ()
     late = Trip(f"it-arch-{world.tag}-{d2}-late", world.zones[0], dt.datetime.combine(d2, dt.time(23, 59)),
-                500.0, 480.0)
+                500.0, 480.0, VERSION)
     eng = engine(settings)
     with eng.begin() as conn:
         _insert(conn, [late])
         _upsert_zone_hours(conn, [t for t in world.trips if t.pickup.date() == d2] + [late])
     eng.dispose()
+    world.record([late])  # a late event: the master log and MySQL both get it
     world.trips.append(late)
 
     retention = archive.apply_retention(settings, view=world.view, today=old)
     assert retention.purged == () and retention.stale == (d2,)
     assert _mysql_rows(settings, world, d2)[0] == TRIPS_PER_DAY + 1
 
-    archive.archive(spark, settings, d2, view=world.view, lake_root=world.lake_root)
+    archive.archive(spark, world.settings, d2, view=world.view, lake_root=world.lake_root, wait_for_master=False)
     assert archive.apply_retention(settings, view=world.view, today=old).purged == (d2,)
     assert _mysql_rows(settings, world, d2) == (0, 0, 0)
     assert _hive_counts(settings, d2)["predictions"][:2] == (TRIPS_PER_DAY + 1, TRIPS_PER_DAY + 1)
@@ -391,7 +477,9 @@ def test_hive_archive_dag_archives_an_empty_day_without_jumping_a_gap(stack, spa
                      {"v": view, "d": gap})
     try:
         api = AirflowAPI(settings)
-        run = api.run_dag("hive_archive", conf={"day": day.isoformat(), "view": view}, timeout=900)
+        # Without waiting for the lake sink: nothing in this test is on Kafka, and no test runs the shared sink.
+        run = api.run_dag("hive_archive", conf={"day": day.isoformat(), "view": view, "wait_for_master": False},
+                          timeout=900)
         assert run["state"] == "success", api.failed_tasks("hive_archive", run["dag_run_id"])
         with eng.connect() as conn:
             ledger = text("SELECT predictions, completed FROM archive_days WHERE view_name = :v AND day = :d")
@@ -399,7 +487,8 @@ def test_hive_archive_dag_archives_an_empty_day_without_jumping_a_gap(stack, spa
             assert archive.coverage(conn, view) == gap
 
         # Archiving the gap (empty as well) moves coverage over both days.
-        assert archive.archive(spark, settings, gap, view=view).covered_until == day + dt.timedelta(days=1)
+        assert archive.archive(spark, settings, gap, view=view, wait_for_master=False).covered_until == \
+            day + dt.timedelta(days=1)
     finally:
         with eng.begin() as conn:
             _forget_view(conn, view)
@@ -407,33 +496,39 @@ def test_hive_archive_dag_archives_an_empty_day_without_jumping_a_gap(stack, spa
 
 
 def test_a_bike_day_archives_into_its_own_hive_tables_with_its_label_and_log_loss(stack, spark, settings):
-    """The archive of another workload: its predictions (with the label the sync's SQL derives from the outcome and
-    the rider) and its hourly view go to its own Hive tables, partitioned by its own column; the lake has no
-    partition of the day, so its lake tables are left as they are; coverage moves for its own view."""
+    """The batch views of another workload, from its master log: its predictions (with the label the sync's SQL
+    derives from the outcome and the rider) and its hourly view go to its own Hive tables, partitioned by its own
+    column; a malformed record is left out; the lake has no partition of the day, so its lake tables are left as
+    they are; coverage moves for its own view. MySQL is not read."""
     from core.task import log_loss
     from core.workload import load
 
     bike = load("bike")
     tables = archive.hive_tables(bike)
     tag = uuid.uuid4().hex[:10]
-    day = dt.date(1980, 1, 1) + dt.timedelta(days=int(tag[:6], 16) % 7000)
+    day = dt.date(2070, 1, 1) + dt.timedelta(days=int(tag[:6], 16) % 7000)
     view, prefix = f"it_bike_archive_{tag}", f"it-arch-bike-{tag}-"
     rng = random.Random(tag)
     rides = [(f"{prefix}{i:03d}", dt.datetime.combine(day, dt.time(8 + i % 3, i)), f"it-{tag}-{i % 2}",
               rng.choice(["member", "casual"]), round(rng.uniform(0.05, 0.95), 4)) for i in range(30)]
     durations = {r[0]: rng.choice([600.0, 2000.0, 3000.0]) for r in rides[:20]}
+    mine = private(settings, tag)
+    log = MasterLog(mine, "bike")
+    for ride_id, started, station, rider, p in rides:
+        log.predicted({"ride_id": ride_id, "started_at": started, "start_station_id": station,
+                       "rideable_type": "classic_bike", "member_casual": rider}, p, "bike_overtime:it", started)
+    for ride_id, duration in durations.items():
+        log.completed(ride_id, dt.datetime.combine(day, dt.time(12)), duration)
+    log.raw(log.topics.predictions, dt.datetime.combine(day, dt.time(9)), "bad", b'{"ride_id": 1}')  # malformed
+    log.flush()
     eng = engine(settings)
     db = settings.spark.hive_database
     try:
-        with eng.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO bike_predictions (ride_id, model_version, started_at, start_station_id, rideable_type,"
-                " member_casual, overtime_probability, scored_ts) VALUES (:i, 'bike_overtime:it', :t, :s,"
-                " 'classic_bike', :m, :p, :t)"), [dict(zip("itsmp", r, strict=True)) for r in rides])
-            conn.execute(text("INSERT INTO bike_outcomes (ride_id, ended_at, duration_s) VALUES (:i, :t, :d)"),
-                         [{"i": i, "t": dt.datetime.combine(day, dt.time(12)), "d": d} for i, d in durations.items()])
-        archived = archive.archive(spark, settings, day, view=view, workload="bike",
-                                   lake_root=settings.s3.uri("tests", f"archive-bike-{tag}"))
+        with eng.begin() as conn:  # this view's coverage starts at the day: Hive holds every day before
+            conn.execute(text("INSERT INTO batch_coverage (view_name, covered_until) VALUES (:v, :d)"),
+                         {"v": view, "d": day})
+        archived = archive.archive(spark, mine, day, view=view, workload="bike",
+                                   lake_root=settings.s3.uri("tests", f"archive-bike-{tag}"), wait_for_master=False)
         assert archived.rows[tables.validated] is None and archived.rows[tables.quarantine] is None
         assert archived.rows[tables.predictions] == 30 and archived.covered_until == day + dt.timedelta(days=1)
         where = f"WHERE {tables.partition} = DATE %(d)s AND ride_id LIKE %(p)s"
@@ -458,10 +553,8 @@ def test_a_bike_day_archives_into_its_own_hive_tables_with_its_label_and_log_los
         assert hourly[2] / 20 == pytest.approx(log_loss(labels, [r[4] for r in rides[:20]]), rel=1e-9)
     finally:
         with eng.begin() as conn:
-            conn.execute(text("DELETE FROM bike_outcomes WHERE ride_id LIKE :p"), {"p": prefix + "%"})
-            conn.execute(text("DELETE FROM bike_predictions WHERE ride_id LIKE :p"), {"p": prefix + "%"})
-            conn.execute(text("DELETE FROM bike_hourly WHERE start_station_id LIKE :s"), {"s": f"it-{tag}-%"})
             _forget_view(conn, view)
         eng.dispose()
-        for table in (tables.predictions, tables.hourly):
+        log.delete()
+        for table in (tables.predictions, tables.hourly, tables.model_error):
             spark.sql(f"ALTER TABLE {db}.{table} DROP IF EXISTS PARTITION ({tables.partition} = '{day}')")

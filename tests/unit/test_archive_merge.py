@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from core.task import log_loss
 from core.views import RealTimeViews
 from core.workload import load
-from serving.archive import advance, aligned, hive_tables, hourly_view, predictions_of_day, retention_cutoff
+from serving.archive import advance, aligned, hive_tables, hourly_view, retention_cutoff
 from serving.merge import Sums, split, window
 from workloads.taxi.tlc import RAW_SCHEMA
 
@@ -115,8 +115,8 @@ def ddl_columns(ddl: str) -> list[str]:
 
 def test_hive_tables_are_derived_from_the_raw_schema_and_the_views():
     taxi = hive_tables(TAXI)
-    assert (taxi.validated, taxi.quarantine, taxi.predictions, taxi.hourly, taxi.partition) == (
-        "trips", "quarantine", "predictions", "zone_hour_stats", "pickup_date")
+    assert (taxi.validated, taxi.quarantine, taxi.predictions, taxi.hourly, taxi.model_error, taxi.partition) == (
+        "trips", "quarantine", "predictions", "zone_hour_stats", "model_error", "pickup_date")
     ddl = dict(zip(taxi.columns, taxi.ddl("lake"), strict=True))
     assert ddl_columns(ddl["trips"]) == [f.name for f in RAW_SCHEMA] + ["pickup_date"]
     assert ddl_columns(ddl["quarantine"]) == [f.name for f in RAW_SCHEMA] + ["failed_rule", "pickup_date"]
@@ -130,16 +130,12 @@ def test_hive_tables_are_derived_from_the_raw_schema_and_the_views():
         "pu_location_id": "INT", "hour_start": "TIMESTAMP", "trips": "BIGINT", "sum_predicted_s": "DOUBLE",
         "completed": "BIGINT", "sum_actual_s": "DOUBLE", "sum_abs_error_s": "DOUBLE"}
     bike = hive_tables(BIKE)
-    assert (bike.validated, bike.quarantine, bike.predictions, bike.hourly, bike.partition) == (
-        "bike_validated", "bike_quarantine", "bike_predictions", "bike_hourly", BIKE.partition_column)
+    assert (bike.validated, bike.quarantine, bike.predictions, bike.hourly, bike.model_error, bike.partition) == (
+        "bike_validated", "bike_quarantine", "bike_predictions", "bike_hourly", "bike_model_error",
+        BIKE.partition_column)
+    assert dict(bike.columns["bike_model_error"]) == {"model_version": "STRING", "rides": "BIGINT",
+                                                      "completed": "BIGINT", "sum_loss": "DOUBLE"}
     assert dict(bike.columns["bike_hourly"])["start_station_id"] == "STRING"
-
-
-def test_a_days_predictions_query_names_the_workloads_views_and_the_day():
-    sql = predictions_of_day(RealTimeViews(BIKE), dt.date(2026, 6, 3))
-    assert "FROM bike_predictions p LEFT JOIN bike_outcomes o ON o.ride_id = p.ride_id" in sql
-    assert "p.started_at >= '2026-06-03' AND p.started_at < '2026-06-04'" in sql
-    assert "AS actual_overtime" in sql and ":day" not in sql
 
 
 def test_aligned_orders_and_casts_columns_like_the_table(local_spark):
