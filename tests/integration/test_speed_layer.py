@@ -220,10 +220,10 @@ def test_two_models_served_at_once_and_one_swapped_under_load_fails_no_request_o
     assert ready["models"] == {"taxi": taxi_version, "bike": "b2"}
 
 
-def _requests(prefix: str, n: int) -> dict[str, bytes]:
+def _requests(prefix: str, n: int, start: dt.datetime = dt.datetime(2026, 1, 5, 7)) -> dict[str, bytes]:
     out = {}
     for i in range(n):
-        trip = TripRequest(trip_id=f"{prefix}-{i:04d}", pickup_ts=dt.datetime(2026, 1, 5, 7) + dt.timedelta(minutes=i),
+        trip = TripRequest(trip_id=f"{prefix}-{i:04d}", pickup_ts=start + dt.timedelta(minutes=i),
                            PULocationID=1 + i % 263, DOLocationID=1 + (i * 7) % 263, passenger_count=1 + i % 4,
                            trip_distance=0.5 + (i % 40) / 4)
         out[trip.trip_id] = trip.model_dump_json().encode()
@@ -483,3 +483,53 @@ def test_the_lake_sink_keeps_every_event_exactly_once(speed, spark):
     assert lake.get("state") == "running" and lake.get("batches", 0) >= 1, lake
     assert "offsets_behind" in lake.get("last", {}), lake
     assert psutil.Process(LakeSinkJob(s).proc.pid()).nice() == s.speed.lake_sink_nice
+
+
+def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spark):
+    """The whole path of the master log: the stream's predictions and the outcomes go through Kafka and the lake
+    sink into the master log; the day's batch views wait until the sink holds what Kafka holds, then are recomputed
+    from it: every prediction once, each with its outcome, a malformed request in no view."""
+    from sqlalchemy import text
+
+    from core.db import engine
+    from core.events import TripCompleted
+    from serving import archive
+
+    s = speed.settings
+    speed.stack("speed-stream", "speed-lake-sink").up()
+    # A day no other data has, in the past: an event arrives after its event time (the views read the arrivals
+    # from the day before it on).
+    day = dt.date(2002, 1, 1) + dt.timedelta(days=int(speed.unique[:6], 16) % 5000)
+    trips = _requests(f"views-{speed.unique}", 30, dt.datetime.combine(day, dt.time(6)))
+    speed.produce_requests({**trips, "views-bad": b"{not json"})
+    _drain(s, s.kafka.trip_predictions_topic, lambda g: set(trips) <= _predicted_ids(g), 180)
+    done = list(trips)[:20]
+    for i, trip_id in enumerate(done):
+        ended = TripCompleted(trip_id=trip_id, dropoff_ts=dt.datetime.combine(day, dt.time(9), dt.UTC),
+                              duration_s=600.0 + i)
+        speed.producer.produce(s.kafka.trip_completed_topic, key=trip_id.encode(),
+                               value=ended.model_dump_json().encode())
+    assert speed.producer.flush(30) == 0
+
+    view, db = f"it_views_{speed.unique}", s.spark.hive_database
+    eng = engine(s)
+    with eng.begin() as conn:
+        conn.execute(text("INSERT INTO batch_coverage (view_name, covered_until) VALUES (:v, :d)"),
+                     {"v": view, "d": day})
+    try:
+        archived = archive.archive(spark, s, day, view=view, lake_root=s.s3.uri("tests", "speed", speed.unique))
+        assert archived.rows["predictions"] == len(trips) and archived.covered_until == day + dt.timedelta(days=1)
+        rows = spark.table(f"{db}.predictions").where(f"pickup_date = DATE'{day}'").collect()
+        assert sorted(r.trip_id for r in rows) == sorted(trips)
+        assert sorted(r.actual_duration_s for r in rows if r.actual_duration_s is not None) == [600.0 + i
+                                                                                            for i in range(20)]
+        hourly = spark.table(f"{db}.zone_hour_stats").where(f"pickup_date = DATE'{day}'").agg(
+            {"trips": "sum", "completed": "sum"}).first()
+        assert (hourly["sum(trips)"], hourly["sum(completed)"]) == (30, 20)
+    finally:
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM archive_days WHERE view_name = :v"), {"v": view})
+            conn.execute(text("DELETE FROM batch_coverage WHERE view_name = :v"), {"v": view})
+        eng.dispose()
+        for table in ("predictions", "zone_hour_stats", "model_error"):
+            spark.sql(f"ALTER TABLE {db}.{table} DROP IF EXISTS PARTITION (pickup_date = '{day}')")
