@@ -308,7 +308,6 @@ def views_rebuild(
 ) -> None:
     """Rebuild a workload's views of a date range, Hive and MySQL, from the master log of events (after a hand edit,
     a sync bug or a lost partition). Needs the stack up; runs a Spark job."""
-    import datetime as dt
 
     from core.spark import build_session
     from core.workload import known
@@ -316,13 +315,7 @@ def views_rebuild(
 
     if workload not in known():
         _fail(f"--workload {workload!r}: no such workload; the workloads are {', '.join(known())}")
-    try:
-        day_from = dt.date.fromisoformat(first)
-        day_to = dt.date.fromisoformat(last) if last else day_from
-    except ValueError as exc:
-        _fail(f"--from/--to: {exc} (expected YYYY-MM-DD)")
-    if day_to < day_from:
-        _fail(f"--to {day_to} is before --from {day_from}")
+    day_from, day_to = _day_range(first, last)
     settings = get_settings()
     spark = build_session(settings, f"lambdaml-views-rebuild-{workload}")
     spark.sparkContext.setLogLevel("WARN")
@@ -333,6 +326,51 @@ def views_rebuild(
         spark.stop()
     for day in as_json(result):
         typer.echo(json.dumps(day))
+
+
+@views_app.command("reconcile")
+def views_reconcile(
+    first: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC). Default: today.")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="Last day, included. Default: --from.")] = None,
+    workload: Annotated[str, typer.Option(help="The workload whose events to reconcile.")] = "taxi",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the tables.")] = False,
+) -> None:
+    """Count a workload's events at each stage, side by side: per topic and arrival day Kafka's offsets and the
+    master log's rows; per event day the predictions in the master log, Hive and MySQL. Says where they differ and
+    what to run. Exit code 1 when any count differs. Needs the stack up; runs a Spark job."""
+    import datetime as dt
+
+    from core.spark import build_session
+    from core.workload import known
+    from serving.reconcile import reconcile
+
+    if workload not in known():
+        _fail(f"--workload {workload!r}: no such workload; the workloads are {', '.join(known())}")
+    day_from, day_to = _day_range(first or dt.datetime.now(dt.UTC).date().isoformat(), last)
+    settings = get_settings()
+    spark = build_session(settings, f"lambdaml-reconcile-{workload}")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        result = reconcile(spark, settings, day_from, day_to, workload)
+    finally:
+        spark.stop()
+    typer.echo(json.dumps(result.as_json(), indent=2) if as_json else result.text())
+    if result.differs:
+        raise typer.Exit(code=1)
+
+
+def _day_range(first: str, last: str | None):
+    """``--from`` and ``--to`` as dates; a clear error for a bad one or a range that ends before it starts."""
+    import datetime as dt
+
+    try:
+        day_from = dt.date.fromisoformat(first)
+        day_to = dt.date.fromisoformat(last) if last else day_from
+    except ValueError as exc:
+        _fail(f"--from/--to: {exc} (expected YYYY-MM-DD)")
+    if day_to < day_from:
+        _fail(f"--to {day_to} is before --from {day_from}")
+    return day_from, day_to
 
 
 @app.command("install")

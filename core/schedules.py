@@ -24,3 +24,12 @@ def cron(expression: str) -> "CronTriggerTimetable":
     from airflow.timetables.trigger import CronTriggerTimetable
 
     return CronTriggerTimetable(expression, timezone="UTC", run_immediately=FIRST_RUN_GRACE)
+
+
+def in_daily_slot(run_after: dt.datetime, at: str, slot: dt.timedelta) -> bool:
+    """Whether a run of a frequent schedule (one run every ``slot``) falls in the daily slot starting at ``at``
+    (``HH:MM`` UTC): its one run a day that does the daily work."""
+    hour, minute = (int(x) for x in at.split(":"))
+    utc = run_after.astimezone(dt.UTC) if run_after.tzinfo else run_after
+    start = utc.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return start <= utc < start + slot

@@ -405,6 +405,11 @@ class MonitoringSettings(BaseModel):
     min_rows: int = Field(default=300, description="Fewer live predictions than this: no verdict on PSI.")
     min_completed: int = Field(default=100, description="Fewer completed trips than this: no verdict on MAE.")
     dashboard_port: int = Field(default=18050, description="Port of the dashboard (started by `lambdaml speed up`).")
+    reconcile_at: str = Field(default="07:45", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                              description="UTC time of the monitoring DAG's daily run that also reconciles Kafka, "
+                              "the master log, Hive and MySQL (a Spark job), after hive_archive's run at 07:00.")
+    reconcile_days: int = Field(default=2, ge=1, description="Days the daily reconciliation looks at (today "
+                                "included).")
 
 
 class ClusterSettings(BaseModel):

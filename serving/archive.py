@@ -321,7 +321,7 @@ def _archive_predictions(spark: SparkSession, db: str, day: dt.date, tables: Hiv
 
 
 # --------------------------------------------------------------------------- MySQL
-def _counts_of_day(conn: Connection, views: RealTimeViews, day: dt.date, *, lock: bool = False) -> DayCounts:
+def counts_of_day(conn: Connection, views: RealTimeViews, day: dt.date, *, lock: bool = False) -> DayCounts:
     from sqlalchemy import text
 
     sql = views.statement("archive_counts_of_day") + (" FOR UPDATE" if lock else "")
@@ -329,7 +329,7 @@ def _counts_of_day(conn: Connection, views: RealTimeViews, day: dt.date, *, lock
     return DayCounts(row.predictions, row.completed)
 
 
-def _ledger_row(conn: Connection, view: str, day: dt.date) -> Row[Any] | None:
+def ledger_row(conn: Connection, view: str, day: dt.date) -> Row[Any] | None:
     from sqlalchemy import text
 
     return conn.execute(text("SELECT predictions, completed, purged_at FROM archive_days "
@@ -427,7 +427,7 @@ def apply_retention(settings: Settings, *, view: str | None = None, today: dt.da
             candidates = conn.execute(text(RETENTION_CANDIDATES), {"view": view, "cutoff": cutoff}).all()
         for day, predictions, completed in candidates:
             with eng.begin() as conn:
-                now_in_mysql = _counts_of_day(conn, views, day, lock=True)
+                now_in_mysql = counts_of_day(conn, views, day, lock=True)
                 if now_in_mysql != DayCounts(predictions, completed):
                     log.warning("%s changed in MySQL since it was archived (%s, archived %s/%s): kept; "
                                 "archive it again", day, now_in_mysql, predictions, completed)

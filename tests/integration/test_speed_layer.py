@@ -494,6 +494,7 @@ def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spa
     from core.db import engine
     from core.events import TripCompleted
     from serving import archive
+    from serving.reconcile import reconcile
 
     s = speed.settings
     speed.stack("speed-stream", "speed-lake-sink").up()
@@ -526,6 +527,17 @@ def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spa
         hourly = spark.table(f"{db}.zone_hour_stats").where(f"pickup_date = DATE'{day}'").agg(
             {"trips": "sum", "completed": "sum"}).first()
         assert (hourly["sum(trips)"], hourly["sum(completed)"]) == (30, 20)
+
+        # Reconciliation: by event day, the master log and Hive agree and MySQL (no sync ran) lacks the day; by
+        # arrival day (today), the master log holds every prediction and outcome Kafka holds.
+        by_event = reconcile(spark, s, day, day)
+        (row,) = by_event.views
+        assert row.master == row.hive == archive.DayCounts(30, 20) and row.mysql == archive.DayCounts(0, 0)
+        assert "MySQL differs" in row.verdict and by_event.differs
+        today = dt.datetime.now(dt.UTC).date()
+        arrived = {t.topic: t for t in reconcile(spark, s, today, today).topics}
+        for topic in (s.kafka.trip_predictions_topic, s.kafka.trip_completed_topic):
+            assert arrived[topic].master == arrived[topic].kafka > 0 and arrived[topic].verdict == "ok", arrived
     finally:
         with eng.begin() as conn:
             conn.execute(text("DELETE FROM archive_days WHERE view_name = :v"), {"v": view})
