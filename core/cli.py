@@ -333,6 +333,10 @@ def views_reconcile(
     first: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD, UTC). Default: today.")] = None,
     last: Annotated[str | None, typer.Option("--to", help="Last day, included. Default: --from.")] = None,
     workload: Annotated[str, typer.Option(help="The workload whose events to reconcile.")] = "taxi",
+    arrived_from: Annotated[str | None, typer.Option(help="First arrival day of the topics' counts (a replay of old "
+                                                     "days arrives today). Default: --from.")] = None,
+    arrived_to: Annotated[str | None, typer.Option(help="Last arrival day. Default: --arrived-from, else --to.")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the tables.")] = False,
 ) -> None:
     """Count a workload's events at each stage, side by side: per topic and arrival day Kafka's offsets and the
@@ -347,11 +351,12 @@ def views_reconcile(
     if workload not in known():
         _fail(f"--workload {workload!r}: no such workload; the workloads are {', '.join(known())}")
     day_from, day_to = _day_range(first or dt.datetime.now(dt.UTC).date().isoformat(), last)
+    arrived = _day_range(arrived_from, arrived_to) if arrived_from else (day_from, day_to)
     settings = get_settings()
     spark = build_session(settings, f"lambdaml-reconcile-{workload}")
     spark.sparkContext.setLogLevel("WARN")
     try:
-        result = reconcile(spark, settings, day_from, day_to, workload)
+        result = reconcile(spark, settings, day_from, day_to, workload, arrived)
     finally:
         spark.stop()
     typer.echo(json.dumps(result.as_json(), indent=2) if as_json else result.text())

@@ -115,7 +115,8 @@ class Reconciliation:
                 "views": [{**{k: plain(v) for k, v in vars(r).items()}, "verdict": r.verdict} for r in self.views]}
 
     def text(self) -> str:
-        lines = [f"{self.workload}: {self.first} .. {self.last}", "", "records by arrival day (UTC)",
+        lines = [f"{self.workload}: {self.first} .. {self.last}", "",
+                 "records by arrival day (UTC, the Kafka timestamp)",
                  f"{'topic':32s} {'day':10s} {'kafka':>9s} {'master':>9s}  verdict"]
         for r in self.topics:
             kafka = f"{r.kafka}{'' if r.kafka_complete else '+'}"
@@ -167,8 +168,14 @@ def kafka_counts(settings: Settings, topics: Iterable[str], days: list[dt.date])
 
 
 # --------------------------------------------------------------------------------------------- the stages
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def reconcile(spark: SparkSession, settings: Settings, first: dt.date, last: dt.date,
-              workload: str = DEFAULT) -> Reconciliation:
+              workload: str = DEFAULT, arrived: tuple[dt.date, dt.date] | None = None) -> Reconciliation:
+    """The stages' counts: the views of event days ``first`` .. ``last``, the topics of arrival days ``arrived``
+    (default: the same days; a replay of old days arrives today)."""
     from pyspark.sql import functions as F
 
     from core.db import engine
@@ -177,15 +184,16 @@ def reconcile(spark: SparkSession, settings: Settings, first: dt.date, last: dt.
     views = views_of(wl, settings)
     wt = settings.kafka.for_workload(workload)
     topics = [wt.requests, wt.predictions, wt.completed, wt.dlq]
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    days = _days(first, last)
+    arrival_days = _days(*(arrived or (first, last)))
 
-    in_kafka = kafka_counts(settings, topics, days)
+    in_kafka = kafka_counts(settings, topics, arrival_days)
     held = {(r["topic"], r["date"]): (r["rows"], r["rows"] - r["distinct"]) for r in
-            master.events(spark, settings, topics, first).where(F.col("date") <= F.lit(last))
+            master.events(spark, settings, topics, arrival_days[0]).where(F.col("date") <= F.lit(arrival_days[-1]))
             .groupBy("topic", "date").agg(F.count(F.lit(1)).alias("rows"),
                                           F.countDistinct("partition", "offset").alias("distinct")).collect()}
     topic_days = [TopicDay(t, d, *in_kafka.get((t, d), (0, True)), *held.get((t, d), (0, 0)))
-                  for t in topics for d in days]
+                  for t in topics for d in arrival_days]
 
     data = master.parsed(spark, settings, wl, views, master.first_arrival(first))
     data.predictions.cache()

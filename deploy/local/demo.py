@@ -381,6 +381,7 @@ class Demo:
         r["live"] = live_error(rows, self.phases)
         r["now"] = self.scoring_now()
         r["hive"] = self._hive_counts()
+        r["reconciled"] = self.reconcile()
         lat = []
         for _, value in _messages(self.settings, self.settings.kafka.trip_predictions_topic, self.started_ms):
             v = json.loads(value)
@@ -430,6 +431,24 @@ class Demo:
             out.update(log_loss=metrics["log_loss"], roc_auc=metrics["roc_auc"])
         if hourly[0]:
             out["hourly_log_loss"] = float(hourly[1]) / float(hourly[0])
+        return out
+
+    def reconcile(self) -> dict:
+        """The master log beside Kafka, Hive and MySQL (``serving.reconcile``): the archived days by event day, the
+        topics by arrival day (the replays arrived today)."""
+        from core.spark import build_session
+        from serving.reconcile import reconcile
+
+        days = [self.end, self.shift_end] if self.shift else [self.end]
+        today = dt.datetime.now(dt.UTC).date()
+        arrived = (dt.datetime.fromtimestamp(self.started_ms / 1000, dt.UTC).date(), today)
+        spark = build_session(self.settings, "lambdaml-demo-reconcile")
+        spark.sparkContext.setLogLevel("WARN")
+        try:
+            out = reconcile(spark, self.settings, min(days), max(days), arrived=arrived).as_json()
+        finally:
+            spark.stop()
+        out["views"] = [v for v in out["views"] if v["day"] in {d.isoformat() for d in days}]  # the archived ones
         return out
 
     def _hive_counts(self) -> dict:
@@ -589,7 +608,29 @@ def report_text(r: dict, predictions_topic: str, dead_letter_topic: str) -> str:
             "  MySQL   " + ", ".join(f"{k} {v}" for k, v in r["mysql"].items()),
             "  Hive    " + ", ".join(f"lake.{k} {v}" for k, v in r["hive"].items()),
             f"  Kafka   dead letters on {dead_letter_topic}: {s['dead_letters']}"]
+    out += reconciled_text(r.get("reconciled"))
     return "\n".join(out)
+
+
+def reconciled_text(rec: dict | None) -> list[str]:
+    """The report's section on the master log, reconciled with Kafka, Hive and MySQL (pure)."""
+    if not rec:
+        return []
+    out = ["", "Master log (every event in the lake once), reconciled (lambdaml views reconcile)",
+           "  records by arrival day: Kafka offsets -> master log rows"]
+    for t in rec["topics"]:
+        if t["kafka"] or t["master"]:
+            out.append(f"    {t['topic']:22s} {t['day']}  Kafka {t['kafka']:>7}  master {t['master']:>7}  "
+                       f"{t['verdict']}")
+    out.append("  predictions / completed by event day: master log -> Hive -> MySQL")
+
+    def pair(c: dict | None) -> str:
+        return "-" if c is None else f"{c['predictions']}/{c['completed']}"
+
+    for v in rec["views"]:
+        out.append(f"    {v['day']}  master {pair(v['master']):>11s}  Hive {pair(v['hive']):>11s}  "
+                   f"MySQL {pair(v['mysql']):>11s}  {v['verdict']}")
+    return out
 
 
 def bike_text(b: dict | None) -> list[str]:

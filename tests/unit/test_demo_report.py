@@ -172,3 +172,20 @@ def test_the_bike_workload_has_its_own_section_with_log_loss_against_its_baselin
     assert "POST /v1/bike/predict, 200 sequential requests: p50 7.1 ms" in text
     assert "300 rides with their outcome in MySQL bike_predictions: log loss 0.171, ROC AUC 0.904" in text
     assert "Bike overtime" not in report_text(figures(), "trips.predictions", "trips.dlq")  # only when it ran
+
+
+def test_the_report_shows_the_master_log_reconciled_with_kafka_hive_and_mysql():
+    from deploy.local.demo import reconciled_text
+
+    counts = {"predictions": 1800, "completed": 1650}
+    rec = {"topics": [{"topic": "trips.requests", "day": "2026-12-04", "kafka": 5400, "master": 5400, "verdict": "ok"},
+                      {"topic": "trips.dlq", "day": "2026-12-04", "kafka": 0, "master": 0, "verdict": "ok"}],
+           "views": [{"day": "2026-12-03", "master": counts, "hive": counts, "mysql": counts, "verdict": "ok"},
+                     {"day": "2026-12-02", "master": counts, "hive": None, "mysql": counts,
+                      "verdict": "not in Hive yet (hive_archive has not run for it)"}]}
+    lines = reconciled_text(rec)
+    assert any("trips.requests" in line and "Kafka    5400" in line and "master    5400" in line for line in lines)
+    assert not any("trips.dlq" in line for line in lines)  # a topic with nothing that day is left out
+    assert any("2026-12-03" in line and line.count("1800/1650") == 3 and line.endswith("ok") for line in lines)
+    assert any("2026-12-02" in line and "Hive           -" in line for line in lines)
+    assert reconciled_text(None) == []
