@@ -31,6 +31,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               smoke=("--rows", "5000", "--epochs", "1", "--repeats", "1", "--warmup-rows", "1000", "--threads", "1")),
     Benchmark("mysql_sync", smoke=("--rows", "2000", "--single-rows", "100", "--repeats", "1")),
     Benchmark("kafka_producer", smoke=("--trips", "500", "--repeats", "1", "--warmup", "0")),
+    Benchmark("lake_sink", smoke=("--events", "5000", "--batch-rows", "2000", "--timeout", "300")),
     Benchmark("tune_pool", smoke=("--trials", "2", "--rows", "3000", "--epochs", "1", "--repeats", "1")),
     Benchmark("endpoint", smoke=("--rates", "100", "--search-rates", "100", "--overhead-rate", "100",
                                  "--duration", "1", "--warmup", "0.5", "--targets", "100", "--rounds", "2")),

@@ -12,8 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 APPS = ["core.cli", "deploy.local.demo:cli", "serving.sync", "bench.runner", "bench.stream", "bench.endpoint",
-        "bench.load", "bench.scaling", "bench.kafka_producer", "bench.mysql_sync", "bench.preprocess_engines",
-        "bench.train_throughput", "bench.tune_pool", "bench.batch_scale", "bench.train_devices"]
+        "bench.load", "bench.scaling", "bench.kafka_producer", "bench.lake_sink", "bench.mysql_sync",
+        "bench.preprocess_engines", "bench.train_throughput", "bench.tune_pool", "bench.batch_scale",
+        "bench.train_devices"]
 # What a flag must not show: a type, as if it took a value (typer 0.29 printed `<bool>` after every flag).
 PLACEHOLDER = re.compile(r"<bool>|\bBOOLEAN\b")
 
