@@ -389,13 +389,10 @@ def archive(spark: SparkSession, settings: Settings, day: dt.date, *, view: str 
                                        tables.partition)
         for table, stage in tables.lake.items()
     }
+    if not settings.speed.lake_sink_path:  # the platform's master log (a test's own log gets no table)
+        master.register(spark, settings)
     if data is None:
-        since = master.first_arrival(day)
-        if wait_for_master:
-            topics = settings.kafka.for_workload(wl.name)
-            master.wait_until_caught_up(spark, settings, [topics.predictions, topics.completed], since,
-                                        settings.serving.master_wait_s)
-        data = master.parsed(spark, settings, wl, views, since)
+        data = master.read(spark, settings, wl, views, day, wait=wait_for_master)
     archived, view_rows = _archive_predictions(spark, db, day, tables, views, master.joined(spark, wl, views, data,
                                                                                                day))
     eng = engine(settings)

@@ -52,6 +52,9 @@ _SPARK_TYPES = {"VARCHAR": "STRING", "SMALLINT": "SMALLINT", "INT": "INT", "BIGI
 SOURCE = ("`topic` STRING", "`partition` INT", "`offset` BIGINT", "`timestamp` TIMESTAMP", "`date` DATE")
 
 
+MASTER_TABLE = "master_events"
+
+
 class MasterBehind(RuntimeError):
     """The master log does not hold yet every record Kafka holds."""
 
@@ -85,6 +88,17 @@ def events(spark: SparkSession, settings: Settings, topics: Iterable[str],
     if arrived_since is not None:
         df = df.where(F.col("date") >= F.lit(arrived_since))
     return df
+
+
+def register(spark: SparkSession, settings: Settings, table: str = MASTER_TABLE) -> str:
+    """The master log as a table of the Hive database, ``<db>.master_events``, for analysts (through the Thrift
+    Server): a Spark table over the log's root, which Spark reads through the file sink's log like ``events``
+    (every record once, ``topic`` and ``date`` from the folders). Created where missing; returns its name."""
+    name = f"{settings.spark.hive_database}.{table}"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {settings.spark.hive_database}")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({MASTER_SCHEMA}) USING parquet "
+              f"LOCATION '{lake.spark_uri(settings.master_events_uri)}'")
+    return name
 
 
 def _parser(kind: str, workload: str, tables: dict[str, str], out_schema: pa.Schema):
@@ -164,6 +178,19 @@ def parsed(spark: SparkSession, settings: Settings, wl: Workload, views: RealTim
 
 def _tables(views: RealTimeViews) -> dict[str, str]:
     return {role: views.names[role] for role in TABLE_ROLES}
+
+
+def read(spark: SparkSession, settings: Settings, wl: Workload, views: RealTimeViews, first_day: dt.date, *,
+         wait: bool = True) -> Parsed:
+    """What the views of event days from ``first_day`` on are computed from: ``parsed`` over the arrivals from the
+    day before it, after waiting (``wait``) until the log holds what Kafka holds of the workload's predictions and
+    outcomes (``serving.master_wait_s``)."""
+    since = first_arrival(first_day)
+    if wait:
+        topics = settings.kafka.for_workload(wl.name)
+        wait_until_caught_up(spark, settings, [topics.predictions, topics.completed], since,
+                             settings.serving.master_wait_s)
+    return parsed(spark, settings, wl, views, since)
 
 
 def joined(spark: SparkSession, wl: Workload, views: RealTimeViews, data: Parsed, day: dt.date) -> DataFrame:

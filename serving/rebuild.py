@@ -96,12 +96,7 @@ def rebuild(spark: SparkSession, settings: Settings, first: dt.date, last: dt.da
 
     wl = load(workload)
     views = views_of(wl, settings)
-    since = master.first_arrival(first)
-    if wait_for_master:
-        topics = settings.kafka.for_workload(wl.name)
-        master.wait_until_caught_up(spark, settings, [topics.predictions, topics.completed], since,
-                                    settings.serving.master_wait_s)
-    data = master.parsed(spark, settings, wl, views, since)
+    data = master.read(spark, settings, wl, views, first, wait=wait_for_master)
     data.predictions.cache()
     data.outcomes.cache()
     out = []

@@ -486,9 +486,10 @@ def test_the_lake_sink_keeps_every_event_exactly_once(speed, spark):
 
 
 def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spark):
-    """The whole path of the master log: the stream's predictions and the outcomes go through Kafka and the lake
-    sink into the master log; the day's batch views wait until the sink holds what Kafka holds, then are recomputed
-    from it: every prediction once, each with its outcome, a malformed request in no view."""
+    """The whole path of the master log: the stream's predictions, scored by a good version, then a bad one served
+    for a while, then the good one again after a rollback, and the outcomes go through Kafka and the lake sink into
+    the master log; the day's batch views wait until the sink holds what Kafka holds, then are recomputed from it:
+    every prediction once under the version that made it, each with its outcome, a malformed request in no view."""
     from sqlalchemy import text
 
     from core.db import engine
@@ -501,12 +502,27 @@ def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spa
     # A day no other data has, in the past: an event arrives after its event time (the views read the arrivals
     # from the day before it on).
     day = dt.date(2002, 1, 1) + dt.timedelta(days=int(speed.unique[:6], 16) % 5000)
-    trips = _requests(f"views-{speed.unique}", 30, dt.datetime.combine(day, dt.time(6)))
-    speed.produce_requests({**trips, "views-bad": b"{not json"})
-    _drain(s, s.kafka.trip_predictions_topic, lambda g: set(trips) <= _predicted_ids(g), 180)
+    good, bad = artifact_bytes(21), artifact_bytes(22)
+
+    def served(version: str, data: bytes) -> None:
+        speed.publish_model(version, data)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(speed.current_version() == version for _ in range(6)):
+            time.sleep(0.5)
+        assert speed.current_version() == version
+
+    # A good version, then a bad one served for a while, then the rollback to the good one.
+    trips: dict[str, bytes] = {}
+    for phase, (version, data) in enumerate((("it-good", good), ("it-bad", bad), ("it-good", good))):
+        served(version, data)
+        batch = _requests(f"views-{speed.unique}-{phase}", (30, 10, 10)[phase],
+                          dt.datetime.combine(day, dt.time(6 + 4 * phase)))
+        speed.produce_requests({**batch, f"views-bad-{phase}": b"{not json"})
+        _drain(s, s.kafka.trip_predictions_topic, lambda g, b=batch: set(b) <= _predicted_ids(g), 180)
+        trips |= batch
     done = list(trips)[:20]
     for i, trip_id in enumerate(done):
-        ended = TripCompleted(trip_id=trip_id, dropoff_ts=dt.datetime.combine(day, dt.time(9), dt.UTC),
+        ended = TripCompleted(trip_id=trip_id, dropoff_ts=dt.datetime.combine(day, dt.time(23), dt.UTC),
                               duration_s=600.0 + i)
         speed.producer.produce(s.kafka.trip_completed_topic, key=trip_id.encode(),
                                value=ended.model_dump_json().encode())
@@ -526,18 +542,40 @@ def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spa
                                                                                             for i in range(20)]
         hourly = spark.table(f"{db}.zone_hour_stats").where(f"pickup_date = DATE'{day}'").agg(
             {"trips": "sum", "completed": "sum"}).first()
-        assert (hourly["sum(trips)"], hourly["sum(completed)"]) == (30, 20)
+        assert (hourly["sum(trips)"], hourly["sum(completed)"]) == (50, 20)
+        # Each version's predictions stay under its name: the bad one's 10, the good one's 40 around it.
+        versions = {r["model_version"]: r["trips"] for r in
+                    spark.table(f"{db}.model_error").where(f"pickup_date = DATE'{day}'").collect()}
+        assert versions == {"it-good": 40, "it-bad": 10}
 
         # Reconciliation: by event day, the master log and Hive agree and MySQL (no sync ran) lacks the day; by
         # arrival day (today), the master log holds every prediction and outcome Kafka holds.
         by_event = reconcile(spark, s, day, day)
         (row,) = by_event.views
-        assert row.master == row.hive == archive.DayCounts(30, 20) and row.mysql == archive.DayCounts(0, 0)
+        assert row.master == row.hive == archive.DayCounts(50, 20) and row.mysql == archive.DayCounts(0, 0)
         assert "MySQL differs" in row.verdict and by_event.differs
         today = dt.datetime.now(dt.UTC).date()
         arrived = {t.topic: t for t in reconcile(spark, s, today, today).topics}
         for topic in (s.kafka.trip_predictions_topic, s.kafka.trip_completed_topic):
             assert arrived[topic].master == arrived[topic].kafka > 0 and arrived[topic].verdict == "ok", arrived
+
+        # Analysts read the master log as a Hive table through the Thrift Server: each record once.
+        from core import hive
+        from serving import master
+
+        table = master.register(spark, s, f"master_events_{speed.unique}")
+        quiet = [s.kafka.trip_requests_topic, s.kafka.trip_predictions_topic, s.kafka.trip_completed_topic]
+        conn = hive.connect(s)
+        try:
+            cur = conn.cursor()
+            cur.execute(f"SELECT topic, COUNT(*) FROM {table} WHERE topic IN ({', '.join(['%s'] * len(quiet))}) "
+                        "GROUP BY topic", quiet)
+            through_hive = dict(cur.fetchall())
+        finally:
+            conn.close()
+            spark.sql(f"DROP TABLE IF EXISTS {table}")  # the table only: its files are the master log
+        log = master.events(spark, s, quiet).groupBy("topic").count().collect()
+        assert through_hive == {r["topic"]: r["count"] for r in log}
     finally:
         with eng.begin() as conn:
             conn.execute(text("DELETE FROM archive_days WHERE view_name = :v"), {"v": view})
@@ -545,3 +583,56 @@ def test_the_batch_views_are_recomputed_from_what_the_lake_sink_wrote(speed, spa
         eng.dispose()
         for table in ("predictions", "zone_hour_stats", "model_error"):
             spark.sql(f"ALTER TABLE {db}.{table} DROP IF EXISTS PARTITION (pickup_date = '{day}')")
+
+
+def test_the_lake_sink_killed_mid_batch_leaves_no_gap_and_no_duplicate(speed, spark):
+    """The lake sink SIGKILLed (its process and JVM, by the pid it was started with) a moment after a burst of
+    40,000 records reached its topic, when its next batch is writing them, then started again: the master log holds
+    every offset of the topic once, none missing (what a killed batch wrote is not in the file sink's log, and the
+    batch runs again from the checkpoint's offsets)."""
+    from confluent_kafka import TopicPartition
+    from pyspark.sql import functions as F
+
+    s = speed.settings
+    job = LakeSinkJob(s)
+    speed.stack("speed-lake-sink").up()
+    before = job.status().get("batches", 0)
+    burst = _requests(f"kill-{speed.unique}", 40_000)
+    for key, value in burst.items():
+        speed.producer.produce(s.kafka.trip_requests_topic, key=key.encode(), value=value)
+        speed.producer.poll(0)
+    assert speed.producer.flush(60) == 0
+    # The next trigger (every 2 s) takes the burst: kill while its batch writes.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and job.status().get("batches", 0) == before:
+        time.sleep(0.2)  # a batch before the burst's may still be finishing: wait for it to end
+    time.sleep(2.5)
+    pid = job.proc.pid()
+    assert pid is not None
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+    assert job.proc.pid() is None
+
+    speed.stack("speed-lake-sink").up()
+    consumer = kafka.consumer(s, f"it-watermarks-{time.monotonic_ns()}")
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(s.kafka.trip_requests_topic, p), timeout=10)
+                for p in range(s.kafka.partitions)}
+    finally:
+        consumer.close()
+
+    def held() -> dict[int, tuple[int, int]]:
+        rows = (spark.read.parquet(s.master_events_uri).where(F.col("topic") == s.kafka.trip_requests_topic)
+                .groupBy("partition").agg(F.count(F.lit(1)).alias("rows"),
+                                          F.countDistinct("offset").alias("offsets")).collect())
+        return {r["partition"]: (r["rows"], r["offsets"]) for r in rows}
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and any(held().get(p, (0, 0))[1] < high - low
+                                              for p, (low, high) in ends.items()):
+        time.sleep(3.0)
+    got = held()
+    for p, (low, high) in ends.items():
+        assert got.get(p) == (high - low, high - low), (p, got.get(p), (low, high), job.status())
