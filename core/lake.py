@@ -58,6 +58,14 @@ def filesystem(settings: Settings, uri: str) -> tuple["pafs.FileSystem", str]:
     return pafs.LocalFileSystem(), uri
 
 
+def is_dir(settings: Settings, uri: str) -> bool:
+    """Whether ``uri`` is a folder that holds something (on S3: a prefix with objects)."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(settings, uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
 def spark_uri(uri: str) -> str:
     """The form Spark reads: s3a:// stays, a bare local path becomes file://."""
     if "://" in uri:

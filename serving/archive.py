@@ -264,19 +264,12 @@ def _partition(spark: SparkSession, table: str, day: dt.date, partition: str) ->
     return spark.table(table).where(F.col(partition) == F.lit(day))
 
 
-def _lake_has(settings: Settings, uri: str) -> bool:
-    import pyarrow.fs as pafs
-
-    from core import lake
-
-    fs, path = lake.filesystem(settings, uri)
-    return fs.get_file_info(path).type == pafs.FileType.Directory
-
-
 def _archive_lake_partition(spark: SparkSession, settings: Settings, table: str, uri: str,
                             day: dt.date, partition: str) -> int | None:
     """Copy one lake partition into the table's partition of ``day``; None when the lake has none."""
-    if not _lake_has(settings, uri):
+    from core import lake
+
+    if not lake.is_dir(settings, uri):
         return None
     source = spark.read.parquet(uri)
     expected = source.count()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -48,8 +49,10 @@ MASTER_SCHEMA = ("`partition` INT, `offset` BIGINT, `timestamp` TIMESTAMP, `key`
                  "`topic` STRING, `date` DATE")
 _SPARK_TYPES = {"VARCHAR": "STRING", "SMALLINT": "SMALLINT", "INT": "INT", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
                 "DATETIME": "TIMESTAMP_NTZ"}
-# Each parsed record keeps where it came from, for the last-delivery rule and for reconciliation.
-SOURCE = ("`topic` STRING", "`partition` INT", "`offset` BIGINT", "`timestamp` TIMESTAMP", "`date` DATE")
+# Each parsed record keeps where it came from (the master log's columns but key and value), for the last-delivery
+# rule and for reconciliation.
+SOURCE = ("topic", "partition", "offset", "timestamp", "date")
+_SOURCE_DDL = {name: f"`{name}` {typ}" for name, typ in re.findall(r"`(\w+)` (\w+)", MASTER_SCHEMA)}
 
 
 MASTER_TABLE = "master_events"
@@ -76,13 +79,10 @@ def events(spark: SparkSession, settings: Settings, topics: Iterable[str],
     An empty frame where the log does not exist yet."""
     from pyspark.sql import functions as F
 
-    uri = lake.spark_uri(settings.master_events_uri)
-    try:
-        df = spark.read.schema(MASTER_SCHEMA).parquet(uri)
-    except Exception as exc:  # AnalysisException PATH_NOT_FOUND: no sink has written here yet
-        if "PATH_NOT_FOUND" not in str(exc) and "Path does not exist" not in str(exc):
-            raise
-        log.warning("the master log %s does not exist yet: no events", uri)
+    if lake.is_dir(settings, settings.master_events_uri):
+        df = spark.read.schema(MASTER_SCHEMA).parquet(lake.spark_uri(settings.master_events_uri))
+    else:  # no sink has written here yet
+        log.warning("the master log %s does not exist yet: no events", settings.master_events_uri)
         df = spark.createDataFrame([], MASTER_SCHEMA)
     df = df.where(F.col("topic").isin(list(topics)))
     if arrived_since is not None:
@@ -115,8 +115,7 @@ def _parser(kind: str, workload: str, tables: dict[str, str], out_schema: pa.Sch
         views = RealTimeViews(wl, tables)
         n_values = len(out_schema) - len(SOURCE) - 1
         for batch in batches:
-            source = [batch.column(name).to_pylist() for name in ("topic", "partition", "offset", "timestamp",
-                                                                   "date")]
+            source = [batch.column(name).to_pylist() for name in SOURCE]
             rows: list[tuple[Any, ...]] = []
             for i, value in enumerate(batch.column("value").to_pylist()):
                 try:
@@ -164,14 +163,15 @@ def parsed(spark: SparkSession, settings: Settings, wl: Workload, views: RealTim
     for kind, topic, columns in (
             ("prediction", topics.predictions, views.prediction_columns),
             ("outcome", topics.completed, views.table_columns[views.outcomes])):
-        ddl = ", ".join((*SOURCE, *(f"`{c.name}` {spark_type(c)}" for c in columns), "`malformed` STRING"))
+        ddl = ", ".join((*(_SOURCE_DDL[name] for name in SOURCE), *(f"`{c.name}` {spark_type(c)}" for c in columns),
+                         "`malformed` STRING"))
         schema = spark.createDataFrame([], ddl).schema
         records = events(spark, settings, [topic], arrived_since)
         parse = _parser(kind, wl.name, _tables(views), to_arrow_schema(schema, timezone="UTC"))
         frames[kind] = records.mapInArrow(parse, schema)
     valid = {kind: _latest(df.where(F.col("malformed").isNull()).drop("malformed"), views.key)
              for kind, df in frames.items()}
-    source = ["topic", "partition", "offset", "timestamp", "date", "malformed"]
+    source = [*SOURCE, "malformed"]
     return Parsed(valid["prediction"], valid["outcome"],
                   frames["prediction"].select(*source).unionByName(frames["outcome"].select(*source)))
 
@@ -221,8 +221,10 @@ def _master_ends(spark: SparkSession, settings: Settings, topics: list[str],
     return {(r["topic"], r["partition"]): r["last"] + 1 for r in rows}
 
 
-def kafka_ends(settings: Settings, topics: list[str], arrived_since: dt.date) -> dict[tuple[str, int], int]:
-    """Per partition of ``topics`` that has records arrived on ``arrived_since`` or later: its end offset now."""
+def kafka_day_offsets(settings: Settings, topics: Iterable[str], days: Iterable[dt.date]) -> tuple[
+        dict[tuple[str, int], tuple[int, int]], dict[tuple[str, int, dt.date], int]]:
+    """Kafka now: the (low, high) watermarks of every partition of ``topics``, and per partition and day the offset
+    of its first record at or after the day's start (UTC), the high watermark where there is none."""
     from confluent_kafka import TopicPartition
 
     from core import kafka
@@ -230,23 +232,22 @@ def kafka_ends(settings: Settings, topics: list[str], arrived_since: dt.date) ->
 
     consumer = kafka.consumer(settings, "lambdaml-master-check")
     try:
-        marks = watermarks(consumer, topics)
-        since_ms = int(dt.datetime.combine(arrived_since, dt.time(), dt.UTC).timestamp() * 1000)
-        firsts = consumer.offsets_for_times([TopicPartition(t, p, since_ms) for t, p in marks], timeout=10)
-        ends = {}
-        for tp in firsts:
-            high = marks[(tp.topic, tp.partition)][1]
-            if 0 <= tp.offset < high:  # -1: no record at or after the time
-                ends[(tp.topic, tp.partition)] = high
-        return ends
+        marks = watermarks(consumer, list(topics))
+        offsets: dict[tuple[str, int, dt.date], int] = {}
+        for day in days:
+            ms = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
+            for tp in consumer.offsets_for_times([TopicPartition(t, p, ms) for t, p in marks], timeout=10):
+                high = marks[(tp.topic, tp.partition)][1]
+                offsets[(tp.topic, tp.partition, day)] = tp.offset if tp.offset >= 0 else high  # -1: none
+        return marks, offsets
     finally:
         consumer.close()
 
 
-def lag(spark: SparkSession, settings: Settings, topics: list[str], arrived_since: dt.date) -> dict[str, int]:
-    """Records Kafka holds (arrived since ``arrived_since``) that the master log does not hold yet, by
-    ``topic[partition]``; empty when it has caught up."""
-    return _behind(spark, settings, topics, arrived_since, kafka_ends(settings, topics, arrived_since))
+def kafka_ends(settings: Settings, topics: list[str], arrived_since: dt.date) -> dict[tuple[str, int], int]:
+    """Per partition of ``topics`` that has records arrived on ``arrived_since`` or later: its end offset now."""
+    marks, offsets = kafka_day_offsets(settings, topics, [arrived_since])
+    return {(t, p): high for (t, p), (_, high) in marks.items() if offsets[(t, p, arrived_since)] < high}
 
 
 def _behind(spark: SparkSession, settings: Settings, topics: list[str], arrived_since: dt.date,

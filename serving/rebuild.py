@@ -51,11 +51,9 @@ def days(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def _purged(eng: Engine, view: str, day: dt.date) -> bool:
-    from sqlalchemy import text
-
     with eng.connect() as conn:
-        return conn.execute(text("SELECT purged_at IS NOT NULL FROM archive_days WHERE view_name = :view "
-                                 "AND day = :day"), {"view": view, "day": day}).scalar() or False
+        ledger = archive.ledger_row(conn, view, day)
+    return ledger is not None and ledger.purged_at is not None
 
 
 def _mysql_day(spark: SparkSession, eng: Engine, wl: Workload, views: RealTimeViews, data: master.Parsed,

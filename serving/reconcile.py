@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from core.settings import Settings
 from core.views import of as views_of
 from core.workload import DEFAULT, load
-from serving import archive, master
+from serving import archive, master, rebuild
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -69,6 +69,7 @@ class ViewDay:
     hive: archive.DayCounts | None  # None: no batch view of the day in Hive
     mysql: archive.DayCounts
     purged: bool  # retention deleted the day from MySQL
+    ended: bool = True  # False: the day is today (UTC) or later, so hive_archive has not had its turn yet
 
     @property
     def verdict(self) -> str:
@@ -77,7 +78,8 @@ class ViewDay:
 
         problems = []
         if self.hive is None:
-            problems.append("not in Hive yet (hive_archive has not run for it)")
+            if self.ended:
+                problems.append("not in Hive yet (hive_archive has not run for it)")
         elif self.hive != self.master:
             problems.append(f"Hive differs from master data: {rebuild('--no-mysql')}")
         if self.purged:
@@ -86,7 +88,11 @@ class ViewDay:
         elif self.mysql != self.master:
             problems.append(f"MySQL differs from master data (the sync is behind, or rows were edited): "
                             f"{rebuild('--no-hive')}")
-        return "; ".join(problems) or ("ok (purged from MySQL by retention)" if self.purged else "ok")
+        if problems:
+            return "; ".join(problems)
+        if self.purged:
+            return "ok (purged from MySQL by retention)"
+        return "ok" if self.hive is not None else "ok (in Hive once the day has ended and hive_archive ran)"
 
 
 @dataclass
@@ -136,42 +142,19 @@ class Reconciliation:
 def kafka_counts(settings: Settings, topics: Iterable[str], days: list[dt.date]) -> dict[tuple[str, dt.date],
                                                                                           tuple[int, bool]]:
     """Per topic and arrival day: (offsets Kafka holds for the day, whether it still holds all of them)."""
-    from confluent_kafka import TopicPartition
-
-    from core import kafka
-    from serving.sync import watermarks
-
-    def ms(day: dt.date) -> int:
-        return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
-
-    consumer = kafka.consumer(settings, "lambdaml-reconcile")
-    try:
-        marks = watermarks(consumer, list(topics))
-        bounds = [*days, days[-1] + ONE_DAY]
-        offsets: dict[tuple[str, int, dt.date], int] = {}
-        for day in bounds:
-            found = consumer.offsets_for_times([TopicPartition(t, p, ms(day)) for t, p in marks], timeout=10)
-            for tp in found:
-                high = marks[(tp.topic, tp.partition)][1]
-                offsets[(tp.topic, tp.partition, day)] = tp.offset if tp.offset >= 0 else high
-        out: dict[tuple[str, dt.date], tuple[int, bool]] = {}
-        for (topic, partition), (low, _) in marks.items():
-            for day in days:
-                start, end = offsets[(topic, partition, day)], offsets[(topic, partition, day + ONE_DAY)]
-                count, complete = out.get((topic, day), (0, True))
-                # The day starts at the first record Kafka still holds: earlier ones may be gone.
-                partial = low > 0 and start == low and end > start
-                out[(topic, day)] = (count + end - start, complete and not partial)
-        return out
-    finally:
-        consumer.close()
+    marks, offsets = master.kafka_day_offsets(settings, topics, [*days, days[-1] + ONE_DAY])
+    out: dict[tuple[str, dt.date], tuple[int, bool]] = {}
+    for (topic, partition), (low, _) in marks.items():
+        for day in days:
+            start, end = offsets[(topic, partition, day)], offsets[(topic, partition, day + ONE_DAY)]
+            count, complete = out.get((topic, day), (0, True))
+            # The day starts at the first record Kafka still holds: earlier ones may be gone.
+            partial = low > 0 and start == low and end > start
+            out[(topic, day)] = (count + end - start, complete and not partial)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- the stages
-def _days(first: dt.date, last: dt.date) -> list[dt.date]:
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 def reconcile(spark: SparkSession, settings: Settings, first: dt.date, last: dt.date,
               workload: str = DEFAULT, arrived: tuple[dt.date, dt.date] | None = None) -> Reconciliation:
     """The stages' counts: the views of event days ``first`` .. ``last``, the topics of arrival days ``arrived``
@@ -184,8 +167,9 @@ def reconcile(spark: SparkSession, settings: Settings, first: dt.date, last: dt.
     views = views_of(wl, settings)
     wt = settings.kafka.for_workload(workload)
     topics = [wt.requests, wt.predictions, wt.completed, wt.dlq]
-    days = _days(first, last)
-    arrival_days = _days(*(arrived or (first, last)))
+    today = dt.datetime.now(dt.UTC).date()
+    days = rebuild.days(first, last)
+    arrival_days = rebuild.days(*(arrived or (first, last)))
 
     in_kafka = kafka_counts(settings, topics, arrival_days)
     held = {(r["topic"], r["date"]): (r["rows"], r["rows"] - r["distinct"]) for r in
@@ -200,6 +184,8 @@ def reconcile(spark: SparkSession, settings: Settings, first: dt.date, last: dt.
     data.outcomes.cache()
     db, tables = settings.spark.hive_database, archive.hive_tables(wl, views)
     hive_exists = spark.catalog.tableExists(f"{db}.{tables.predictions}")
+    if hive_exists:
+        spark.catalog.refreshTable(f"{db}.{tables.predictions}")
     eng = engine(settings)
     view_days = []
     try:
@@ -211,13 +197,12 @@ def reconcile(spark: SparkSession, settings: Settings, first: dt.date, last: dt.
                 ledger = archive.ledger_row(conn, views.hourly, day)
             hive = None
             if hive_exists:
-                spark.catalog.refreshTable(f"{db}.{tables.predictions}")
                 partition = spark.table(f"{db}.{tables.predictions}").where(F.col(tables.partition) == F.lit(day))
                 h = partition.agg(F.count(F.lit(1)).alias("n"), F.count(views.actual).alias("c")).first()
                 hive = archive.DayCounts(h["n"], h["c"]) if h["n"] or ledger is not None else None
             purged = ledger is not None and ledger.purged_at is not None
             view_days.append(ViewDay(workload, day, archive.DayCounts(counts["n"], counts["c"]), hive, mysql,
-                                     purged))
+                                     purged, ended=day < today))
     finally:
         eng.dispose()
         data.predictions.unpersist()

@@ -28,6 +28,9 @@ def test_a_view_day_says_which_view_differs_from_master_data_and_how_to_rebuild_
     assert ViewDay("taxi", D, c, c, c, purged=False).verdict == "ok"
     assert ViewDay("taxi", D, c, c, DayCounts(0, 0), purged=True).verdict == "ok (purged from MySQL by retention)"
     assert "not in Hive yet" in ViewDay("taxi", D, c, None, c, purged=False).verdict
+    # A day that has not ended yet is not due in Hive: MySQL still has to agree with master data.
+    assert ViewDay("taxi", D, c, None, c, purged=False, ended=False).verdict.startswith("ok (in Hive once")
+    assert "MySQL differs" in ViewDay("taxi", D, c, None, DayCounts(39, 30), purged=False, ended=False).verdict
     hive = ViewDay("bike", D, c, DayCounts(39, 30), c, purged=False).verdict
     assert "Hive differs" in hive and "lambdaml views rebuild --workload bike --from 2026-12-03 --to 2026-12-03 " \
         "--no-mysql" in hive
@@ -47,7 +50,7 @@ def test_a_reconciliation_differs_when_any_stage_does_and_prints_every_row():
                                          "master": {"predictions": 40, "completed": 30},
                                          "hive": {"predictions": 40, "completed": 30},
                                          "mysql": {"predictions": 40, "completed": 30}, "purged": False,
-                                         "verdict": "ok"}
+                                         "ended": True, "verdict": "ok"}
     bad = Reconciliation("taxi", D, D, [TopicDay("trips.requests", D, 10, True, 9)], [])
     assert bad.differs and bad.as_json()["differs"]
 
