@@ -16,7 +16,6 @@ generator (``core.workload.module(name, "generate")``), so the replay names no w
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from core import contract, kafka
+from core import contract, jsonrows, kafka
 from core.contract import Request, RequestField
 from core.settings import Settings
 from core.workload import DEFAULT, Workload, load, module
@@ -43,10 +42,13 @@ MALFORMED_PREFIX = "malformed-"
 MALFORMED_KINDS = ("not_json", "missing_key", "out_of_range", "wrong_type", "bad_timestamp")
 PROGRESS_EVERY_S = 5.0
 MAX_SLEEP_S = 1.0  # wake at least this often to serve delivery reports and progress
+CHECK_EVERY = 512  # messages between two looks at delivery reports and progress when nothing waits
 FLUSH_TIMEOUT_S = 60.0
 METADATA_TIMEOUT_S = 10.0
 
 _EPOCH = dt.datetime(1970, 1, 1)
+_JSON_KINDS: dict[str, jsonrows.Kind] = {"integer": "integer", "number": "number", "text": "string",
+                                         "category": "string"}
 
 Kind = Literal["request", "malformed", "completed"]
 
@@ -124,6 +126,35 @@ class ReplayPlan:
         outcome = self.definition.outcome
         return self.outcome_model(**{self.key_name: self.key(j), outcome.time: _timestamp(self.outcome_us[j]),
                                      outcome.value: float(self.outcome_value[j])})
+
+    def key_texts(self, rows: np.ndarray) -> list[str]:
+        """``key(j)`` of each ``j`` in ``rows``, formatted in one Arrow call."""
+        digits = pc.utf8_lpad(pa.array(self.row[rows]).cast(pa.string()), 7, "0")
+        return pc.binary_join_element_wise(f"{self.stem}-", digits, "").to_pylist()
+
+    def request_values(self, rows: np.ndarray, keys: list[str]) -> list[bytes]:
+        """The JSON of the requests of ``rows`` (under ``keys``): byte for byte ``_json(self.request(j))``, built
+        column by column (``core.jsonrows``) rather than one model at a time."""
+        columns = []
+        for f in self.definition.request.fields:
+            if f.kind == "key":
+                columns.append(jsonrows.Column(f.name, "string", pa.array(keys, pa.string())))
+            elif f.kind == "timestamp":
+                columns.append(jsonrows.Column(f.name, "timestamp_utc", self.event_us[rows]))
+            else:
+                valid = self.valid[f.name]
+                columns.append(jsonrows.Column(f.name, _JSON_KINDS[f.kind], self.columns[f.name][rows],
+                                               None if valid is None else valid[rows]))
+        columns.append(jsonrows.constant("schema_version", contract.SCHEMA_VERSION, len(rows)))
+        return jsonrows.encode(columns)
+
+    def completed_values(self, rows: np.ndarray, keys: list[str]) -> list[bytes]:
+        """The JSON of the outcomes of ``rows`` (under ``keys``): byte for byte ``_json(self.completed(j))``."""
+        outcome = self.definition.outcome
+        return jsonrows.encode([jsonrows.constant("schema_version", contract.SCHEMA_VERSION, len(rows)),
+                                jsonrows.Column(self.key_name, "string", pa.array(keys, pa.string())),
+                                jsonrows.Column(outcome.time, "timestamp", self.outcome_us[rows]),
+                                jsonrows.Column(outcome.value, "number", self.outcome_value[rows])])
 
     def malformed(self, k: int) -> tuple[str, bytes]:
         """(key, value) of the ``k``-th malformed request: a real row spoiled in one of ``MALFORMED_KINDS``."""
@@ -292,40 +323,71 @@ def schedule(plan: ReplayPlan, rate: float, time_scale: float = DEFAULT_TIME_SCA
     ``round(len(plan) * malformed_share)`` malformed requests are mixed in at seeded positions;
     they have no outcome.
     """
+    return (message for chunk in _chunks(plan, rate, time_scale, malformed_share) for message in map(Message, *chunk))
+
+
+def _order(plan: ReplayPlan, rate: float, time_scale: float,
+           n_malformed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kind code, index, offset) of every message in send order; the index is the plan's row for a request or an
+    outcome, the malformed request's number for a malformed one.
+
+    Slots ``1/rate`` s apart each hold a request, valid or malformed (at seeded positions). An outcome is due
+    ``duration_s / time_scale`` s after its request and goes out at the first later slot whose time has reached
+    it, ahead of that slot's request, or after the last slot; outcomes that go out together do so in (due, row)
+    order. This is what a loop that keeps pending outcomes in a heap sends, computed for all messages at once.
+    """
+    slots = len(plan) + n_malformed
+    rng = np.random.default_rng([plan.seed, plan.day.toordinal(), int(plan.shift), 1])
+    is_malformed = np.zeros(slots, dtype=bool)
+    is_malformed[rng.choice(slots, size=n_malformed, replace=False)] = True
+    offsets = np.arange(slots) / rate
+    request_slot = np.flatnonzero(~is_malformed)
+    due = offsets[request_slot] + plan.duration_s / time_scale
+    sent_at = np.maximum(np.searchsorted(offsets, due, side="left"), request_slot + 1)
+    rows = np.arange(len(plan))
+    slot_index = np.where(is_malformed, np.cumsum(is_malformed) - 1, np.cumsum(~is_malformed) - 1)
+    kind = np.concatenate([is_malformed.astype(np.int8), np.full(len(plan), 2, np.int8)])
+    index = np.concatenate([slot_index, rows])
+    offset = np.concatenate([offsets, due])
+    order = np.lexsort((index, offset, kind != 2, np.concatenate([np.arange(slots), sent_at])))
+    return kind[order], index[order], offset[order]
+
+
+CHUNK = 4096  # messages whose keys and values are built at once
+_KINDS: tuple[Kind, ...] = ("request", "malformed", "completed")
+
+
+def _chunks(plan: ReplayPlan, rate: float, time_scale: float,
+            malformed_share: float) -> Iterator[tuple[list[float], list[Kind], list[str], list[bytes]]]:
+    """The messages of ``_order`` in chunks of ``CHUNK``: (offsets, kinds, keys, values), each a list.
+
+    Keys and the JSON of requests and outcomes are built a column at a time for the whole chunk
+    (``ReplayPlan.request_values``, ``completed_values``); a malformed request (a few at most) one at a time.
+    """
     if not rate > 0:
         raise ValueError("rate must be positive")
     if not time_scale > 0:
         raise ValueError("time_scale must be positive")
     if not 0.0 <= malformed_share <= 1.0:
         raise ValueError("malformed_share must be in [0, 1]")
-    return _messages(plan, rate, time_scale, round(len(plan) * malformed_share))
+    return _built(plan, *_order(plan, rate, time_scale, round(len(plan) * malformed_share)))
 
 
-def _messages(plan: ReplayPlan, rate: float, time_scale: float, n_malformed: int) -> Iterator[Message]:
-    slots = len(plan) + n_malformed
-    rng = np.random.default_rng([plan.seed, plan.day.toordinal(), int(plan.shift), 1])
-    is_malformed = np.zeros(slots, dtype=bool)
-    is_malformed[rng.choice(slots, size=n_malformed, replace=False)] = True
-    durations = plan.duration_s
-
-    pending: list[tuple[float, int]] = []  # (due, row) of outcomes not sent yet
-    valid = malformed = 0
-    for slot in range(slots):
-        offset = slot / rate
-        while pending and pending[0][0] <= offset:
-            due, j = heapq.heappop(pending)
-            yield Message(due, "completed", plan.key(j), _json(plan.completed(j)))
-        if is_malformed[slot]:
-            key, value = plan.malformed(malformed)
-            yield Message(offset, "malformed", key, value)
-            malformed += 1
-        else:
-            yield Message(offset, "request", plan.key(valid), _json(plan.request(valid)))
-            heapq.heappush(pending, (offset + durations[valid] / time_scale, valid))
-            valid += 1
-    while pending:
-        due, j = heapq.heappop(pending)
-        yield Message(due, "completed", plan.key(j), _json(plan.completed(j)))
+def _built(plan: ReplayPlan, kinds: np.ndarray, indices: np.ndarray,
+           offsets: np.ndarray) -> Iterator[tuple[list[float], list[Kind], list[str], list[bytes]]]:
+    for start in range(0, len(kinds), CHUNK):
+        kind, index = kinds[start:start + CHUNK], indices[start:start + CHUNK]
+        keys: list[Any] = [None] * len(kind)
+        values: list[Any] = [None] * len(kind)
+        for code, build in ((0, plan.request_values), (2, plan.completed_values)):
+            where = np.flatnonzero(kind == code)
+            if len(where):
+                texts = plan.key_texts(index[where])
+                for w, key, value in zip(where.tolist(), texts, build(index[where], texts)):
+                    keys[w], values[w] = key, value
+        for w in np.flatnonzero(kind == 1).tolist():
+            keys[w], values[w] = plan.malformed(int(index[w]))
+        yield offsets[start:start + CHUNK].tolist(), [_KINDS[c] for c in kind.tolist()], keys, values
 
 
 def _json(event: BaseModel) -> bytes:
@@ -361,7 +423,7 @@ def replay(settings: Settings, day: dt.date, count: int, rate: float, seed: int 
            echo: Callable[[str], None] = print, workload: str = DEFAULT) -> ReplaySummary:
     """Send ``count`` rows of a generated ``day`` of ``workload`` as requests and outcomes, paced as ``schedule``
     says, onto the workload's topics (``KafkaSettings.for_workload``)."""
-    messages = schedule(plan_day(day, count, seed, shift, workload), rate, time_scale, malformed_share)
+    chunks = _chunks(plan_day(day, count, seed, shift, workload), rate, time_scale, malformed_share)
     k = settings.kafka
     own = k.for_workload(workload)
     topics: dict[Kind, str] = {"request": own.requests, "malformed": own.requests, "completed": own.completed}
@@ -394,18 +456,25 @@ def replay(settings: Settings, day: dt.date, count: int, rate: float, seed: int 
                  f"{sent['completed']:,} outcomes")
             next_progress = now + PROGRESS_EVERY_S
 
-    for message in messages:
-        due = start + message.offset_s
-        while (now := time.monotonic()) < due:
-            time.sleep(min(due - now, MAX_SLEEP_S))
-            check(time.monotonic())
-        _produce(producer, topics[message.kind], message, deliveries)
-        now = time.monotonic()
-        if message.kind != "completed":
-            first_request_at = now if first_request_at is None else first_request_at
-            last_request_at = now
-        sent[message.kind] += 1
-        check(now)
+    # Per message only what must be: wait for its time, produce, note a request's time. Delivery reports, the
+    # failure check and progress every CHECK_EVERY messages and while waiting.
+    for offsets, kinds, keys, values in chunks:
+        for i, (offset, kind, key, value) in enumerate(zip(offsets, kinds, keys, values)):
+            due = start + offset
+            while (now := time.monotonic()) < due:
+                time.sleep(min(due - now, MAX_SLEEP_S))
+                check(time.monotonic())
+            try:
+                producer.produce(topics[kind], value, key, on_delivery=deliveries)
+            except BufferError:  # the local queue is full: let deliveries drain it
+                _produce(producer, topics[kind], key, value, deliveries)
+            if kind != "completed":
+                first_request_at = now if first_request_at is None else first_request_at
+                last_request_at = now
+            sent[kind] += 1
+            if not i % CHECK_EVERY:
+                check(now)
+    check(time.monotonic())
 
     remaining = producer.flush(FLUSH_TIMEOUT_S)
     if remaining or deliveries.failed:
@@ -418,10 +487,12 @@ def replay(settings: Settings, day: dt.date, count: int, rate: float, seed: int 
                          achieved_rate=(n_requests - 1) / span if n_requests > 1 and span > 0 else 0.0)
 
 
-def _produce(producer: Any, topic: str, message: Message, on_delivery: _Deliveries) -> None:
+def _produce(producer: Any, topic: str, key: str, value: bytes, on_delivery: _Deliveries) -> None:
+    """Produce once the local queue, full when this is called, has room: deliveries drain it."""
     while True:
+        producer.poll(0.1)
         try:
-            producer.produce(topic, key=message.key.encode(), value=message.value, on_delivery=on_delivery)
+            producer.produce(topic, value, key, on_delivery=on_delivery)
             return
-        except BufferError:  # the local queue is full: let deliveries drain it
-            producer.poll(0.1)
+        except BufferError:
+            continue
