@@ -68,14 +68,27 @@ def partition_days(end_date: str, days_back: int, start_date: str | None = None)
 
 
 def fail_fast(step, *args, **kwargs):
-    """Run a step in an Airflow task: a ``DataError`` (the same data gives the same error) fails the task at once,
-    without the retries that are there for services that may come back."""
+    """Run a step in an Airflow task: at the batch layer's CPU priority (``yield_cpu``), and a ``DataError`` (the
+    same data gives the same error) fails the task at once, without the retries that are there for services that
+    may come back."""
+    yield_cpu(get_settings())
     try:
         return step(*args, **kwargs)
     except DataError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def yield_cpu(settings: Settings) -> int:
+    """Lower this process's CPU priority to ``batch.cpu_nice``, for it and every process it starts from now on (a
+    Spark JVM and its Python workers, a local Ray): the speed layer, which runs at the default priority, then gets
+    the cores first while a training runs on the same machine. Only ever lowers it (an unprivileged process cannot
+    raise it back); returns the niceness now. Called in a task's own process, never in a long-lived one."""
+    import os
+
+    now = os.nice(0)
+    return os.nice(settings.batch.cpu_nice - now) if settings.batch.cpu_nice > now else now
 
 
 def _spark(settings: Settings, step: str):

@@ -448,6 +448,9 @@ class BatchSettings(BaseModel):
     val_share: float = Field(default=0.15, gt=0, lt=1, description="Share after it that validates; the rest tests.")
     min_split_rows: int = Field(default=30, ge=1, description="Fewest trips any split may hold: preprocess refuses "
                                 "the run before tuning below it (raise it for real runs, e.g. 1000).")
+    cpu_nice: int = Field(default=10, ge=0, le=19, description="Niceness the batch_training tasks run at, with "
+                          "everything they start (Spark JVM and Python workers, local Ray): while a training runs, "
+                          "the speed layer (at 0) gets the cores first. 0: no change.")
 
     @model_validator(mode="after")
     def _test_share_left(self) -> BatchSettings:

@@ -8,7 +8,8 @@ asset. Trigger it by hand with
 ``{"end_date": "YYYY-MM-DD", "days_back": 3}`` or an explicit range
 ``{"start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}`` to train on chosen days.
 A data error (an unreadable file, a split below its minimum) fails its task at
-once; retries are for services that may come back.
+once; retries are for services that may come back. Every task runs at the batch
+layer's CPU priority (``batch.cpu_nice``), below the speed layer's.
 """
 
 from __future__ import annotations
@@ -80,28 +81,32 @@ def steps(name: str) -> None:
 
     @task
     def tune(dataset: dict) -> dict:
+        from batch.pipeline import fail_fast
         from batch.pipeline import tune as step
 
-        return step(dataset)
+        return fail_fast(step, dataset)
 
     @task
     def train_and_register(dataset: dict, tuned: dict) -> dict:
+        from batch.pipeline import fail_fast
         from batch.pipeline import train_and_register as step
 
-        return step(dataset, tuned, get_current_context()["run_id"])
+        return fail_fast(step, dataset, tuned, get_current_context()["run_id"])
 
     @task
     def evaluate_and_promote(dataset: dict, registered: dict) -> dict:
         from batch.pipeline import evaluate_and_promote as step
+        from batch.pipeline import fail_fast
 
-        return step(dataset, registered)
+        return fail_fast(step, dataset, registered)
 
     @task
     def publish(validated: list[dict], dataset: dict, tuned: dict, outcome: dict) -> dict:
+        from batch.pipeline import fail_fast
         from batch.pipeline import publish as step
 
         ctx = get_current_context()
-        return step(list(validated), dataset, tuned, outcome, ctx["dag"].dag_id, ctx["run_id"])
+        return fail_fast(step, list(validated), dataset, tuned, outcome, ctx["dag"].dag_id, ctx["run_id"])
 
     days = plan_days()
     validated = validate_day.expand(day=days)

@@ -19,7 +19,18 @@ def test_days_back_or_an_explicit_range():
         pipeline.partition_days("2019-12-31", 3, "2018-01-01")
 
 
-def test_a_data_error_fails_at_once_and_anything_else_is_left_to_the_retries():
+@pytest.fixture
+def keep_priority(monkeypatch):
+    """fail_fast lowers the CPU priority of the process it runs in: not this test process's."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("LAMBDAML_BATCH__CPU_NICE", "0")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_a_data_error_fails_at_once_and_anything_else_is_left_to_the_retries(keep_priority):
     def bad_data():
         raise NoRawData("no raw data for this day")
 
@@ -43,3 +54,19 @@ def test_a_retry_keeps_the_verdict_an_earlier_try_recorded():
     # Recorded before the verdict was: judged again, as before.
     assert pipeline.recorded_verdict({k: v for k, v in recorded.items() if k != "promoted"}) is None
     assert pipeline.recorded_verdict({**recorded, "promoted": "yes"}) is None
+
+
+def test_a_task_process_and_what_it_starts_yield_the_cpu():
+    """In a process of its own, as an Airflow task: its niceness becomes batch.cpu_nice, and a process it starts
+    afterwards (as a Spark JVM or Ray) inherits it; asking for less than it has changes nothing."""
+    import subprocess
+    import sys
+
+    code = ("import os, subprocess, sys; from batch.pipeline import yield_cpu; from core.settings import get_settings;"
+            "s = get_settings(); print(yield_cpu(s), yield_cpu(s.model_copy(update={'batch': s.batch.model_copy("
+            "update={'cpu_nice': 3})})), subprocess.run([sys.executable, '-c', 'import os; print(os.nice(0))'],"
+            " capture_output=True, text=True).stdout.strip())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "LAMBDAML_BATCH__CPU_NICE": "7"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["7", "7", "7"]
