@@ -561,7 +561,8 @@ def main(
         measurements={
             "floor": floor.to_json(), "micro_batched": micro.to_json(), "naive": naive.to_json(), "tuning": tuning,
             "targets": {
-                "p99_overhead_ms_micro_batched_vs_floor": check_target(overhead["micro_batched"], P99_OVER_FLOOR_MS, below=True),
+                "p99_overhead_ms_micro_batched_vs_floor": check_target(overhead["micro_batched"], P99_OVER_FLOOR_MS,
+                                                                       below=True),
                 "micro_batched_over_floor_max_throughput": check_target(of_floor, MAX_RATE_OF_FLOOR, below=False),
             },
         },
