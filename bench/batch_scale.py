@@ -338,7 +338,8 @@ def generator_module():
 
 
 def step_main(step: str, spec_path: str) -> None:
-    """A step process's body: call ``batch.pipeline.<step>`` as the DAG's task does, write the result."""
+    """A step process's body: call ``batch.pipeline.<step>`` as the DAG's task does (through ``fail_fast``, at the
+    batch layer's CPU priority), write the result."""
     started = time.perf_counter()
     spec = json.loads(Path(spec_path).read_text())
     from batch import pipeline
@@ -358,7 +359,7 @@ def step_main(step: str, spec_path: str) -> None:
     pipeline._spark = timed_session  # the JVM's start (and the metastore client's) is part of the step's time
     fn = getattr(pipeline, step)
     t0 = time.perf_counter()
-    result = fn(*spec["args"], **spec["kwargs"])
+    result = pipeline.fail_fast(fn, *spec["args"], **spec["kwargs"])  # as the DAG's task: at batch.cpu_nice
     inner = time.perf_counter() - t0
     Path(spec["result_path"]).write_text(json.dumps({"result": result, "inner_s": inner, "import_s": t0 - started,
                                                      "spark_session_s": session_s}))

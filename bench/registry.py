@@ -38,6 +38,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("load", smoke=("--rates", "50,200", "--duration", "1", "--warmup", "0.5", "--targets", "100")),
     Benchmark("stream", smoke=("--backlog", "1000", "--rate", "100", "--rate-seconds", "2",
                                "--real-time-trigger", "", "--timeout", "120")),
+    # The stream at 50/s alone, then beside batch_training at nice 0 and at the platform's batch.cpu_nice.
+    Benchmark("stream_training", smoke=("--quiet-seconds", "4", "--window", "4", "--nice", "10", "--trips", "4000",
+                                        "--days", "2", "--trials", "1", "--epochs", "1", "--timeout", "120")),
     Benchmark("scaling", args=("--events", "100000"),
               smoke=("--events", "2000", "--repeats", "1", "--workers", "1,2", "--partitions", "1,3")),
 )
