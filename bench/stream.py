@@ -40,7 +40,7 @@ from bench.endpoint import REQUEST_DAY, PrivateSpeedLayer, check_target, serve_m
 from core import kafka
 from core.settings import Settings, get_settings
 from deploy.local.process import StackError
-from deploy.local.speed import LakeSinkJob, StreamJob
+from deploy.local.speed import LakeSinkJob, PredictionAPI, StreamJob
 from deploy.local.stack import Stack
 
 NAME = "stream"
@@ -52,6 +52,8 @@ LOOP_POLL_S = 0.02  # consume() waits this long for a batch to fill: the loop's 
 PRODUCER_LINGER_MS = 5  # requests and loop predictions, as the stream's sink produces
 WARMUP_REQUESTS = 1000
 PROGRESS_EVERY_S = 5.0
+P99_TARGET_MS = 1000.0  # at --rate, produce -> prediction
+JVM_CPU_TARGET_US = 150.0  # the stream's Spark JVM, CPU an event of the backlog
 ALLOWLIST_CHECK = "spark.sql.streaming.realTimeMode.allowlistCheck"
 
 Messages = list[tuple[str, bytes]]
@@ -160,14 +162,21 @@ def measure(settings: Settings, out_topic: str, messages: Messages, rate: float 
 
 
 def phases(label: str, settings: Settings, out_topic: str, source: RequestSource, backlog: int, rate: float,
-           rate_seconds: float, timeout: float, alive: Callable[[], bool]) -> dict[str, Any]:
-    """Warm-up, then a backlog as fast as possible, then a fixed rate; waits stop early if ``alive()`` turns False."""
+           rate_seconds: float, timeout: float, alive: Callable[[], bool],
+           cpu: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
+    """Warm-up, then a backlog as fast as possible, then a fixed rate; waits stop early if ``alive()`` turns False.
+    ``cpu``: CPU seconds so far by role (``tree_cpu``); the backlog's share of each, per prediction, is recorded."""
     typer.echo(f"  {label}: warm-up with {WARMUP_REQUESTS} requests")
     warm = measure(settings, out_topic, source.messages(f"{label}-warm", WARMUP_REQUESTS), None, timeout, alive)
     if warm["predicted"] < WARMUP_REQUESTS:
         raise RuntimeError(f"{label}: {warm['predicted']}/{WARMUP_REQUESTS} warm-up predictions within {timeout:.0f}s")
     typer.echo(f"  {label}: backlog of {backlog:,} requests, produced as fast as possible")
+    before = cpu() if cpu else {}
     burst = measure(settings, out_topic, source.messages(f"{label}-backlog", backlog), None, timeout, alive)
+    if cpu and burst["predicted"]:
+        after = cpu()
+        burst["cpu_us_per_event"] = {role: round((after[role] - before.get(role, 0.0)) / burst["predicted"] * 1e6, 1)
+                                     for role in after}
     typer.echo(f"  {label}: {_line(burst)}")
     count = round(rate * rate_seconds)
     typer.echo(f"  {label}: {count:,} requests at {rate:g}/s")
@@ -257,8 +266,9 @@ def run_spark_floor(settings: Settings, out_topic: str, checkpoint: str, ready: 
         spark.stop()
 
 
-def spawned(target: Callable, args: tuple, name: str, label: str, body: Callable[[Callable[[], bool]], Any]) -> Any:
-    """Run ``target(*args, ready, stop)`` in a fresh process, then ``body(alive)`` once it is ready; stop it after."""
+def spawned(target: Callable, args: tuple, name: str, label: str, body: Callable[[Any], Any]) -> Any:
+    """Run ``target(*args, ready, stop)`` in a fresh process, then ``body(process)`` once it is ready; stop it
+    after."""
     spawn = multiprocessing.get_context("spawn")
     ready, stop = spawn.Event(), spawn.Event()
     worker = spawn.Process(target=target, args=(*args, ready, stop), name=name)
@@ -268,13 +278,49 @@ def spawned(target: Callable, args: tuple, name: str, label: str, body: Callable
         while not ready.wait(0.5):
             if not worker.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{label} did not start within 120s (exit code {worker.exitcode})")
-        return body(worker.is_alive)
+        return body(worker)
     finally:
         stop.set()
         worker.join(60)
         if worker.is_alive():
             worker.terminate()
             worker.join(10)
+
+
+# --------------------------------------------------------------------------------------------------- CPU by role
+def tree_cpu(*roots: tuple[str, int | None]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the live processes under each ``(role, pid)``: under a Spark driver,
+    a JVM counts as ``jvm``, a Python process under a JVM as ``python_workers`` (Spark's workers), the rest as
+    the role itself (``driver``: the Python process that started the JVM); under any other root, every process
+    counts as its role (e.g. ``service``: gunicorn's master and workers)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for role, pid in roots:
+        if pid is None:
+            continue
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        jvms = {p.pid for p in procs if _name(p) == "java"} if role == "driver" else set()
+        for p in procs:
+            try:
+                times = p.cpu_times()
+                parents = {q.pid for q in p.parents()}
+            except psutil.Error:
+                continue
+            kind = "jvm" if p.pid in jvms else "python_workers" if parents & jvms else role
+            out[kind] = out.get(kind, 0.0) + times.user + times.system
+    return out
+
+
+def _name(process: Any) -> str:
+    try:
+        return process.name()
+    except Exception:  # noqa: BLE001 - psutil.Error: gone, or not ours
+        return ""
 
 
 # --------------------------------------------------------------------------------------------------- stream job facts
@@ -305,6 +351,23 @@ def batch_stats(settings: Settings, since_ms: int, until_ms: int) -> dict[str, A
     seconds = np.array([b["stream.seconds"] for b in batches])
     return {"batches": len(batches), "rows_p50": float(np.median(rows)), "rows_max": int(rows.max()),
             "seconds_p50": round(float(np.median(seconds)), 3), "seconds_max": round(float(seconds.max()), 3)}
+
+
+BATCH_LOG = re.compile(r"batch (\d+): .*; durations (\{.*\})")
+
+
+def phase_stats(settings: Settings, log_start: int = 0) -> dict[str, float]:
+    """Where the job's batches spent their time: the median of each of Spark's ``durationMs`` phases
+    (``queryPlanning``, ``addBatch``, ``latestOffset``, ...) over the non-empty batches its log has recorded since
+    byte ``log_start``."""
+    log_file = StreamJob(settings).proc.log_file
+    if not log_file.exists():
+        return {}
+    with log_file.open(errors="replace") as f:
+        f.seek(log_start)
+        found = [json.loads(m.group(2)) for m in map(BATCH_LOG.search, f) if m]
+    return {phase: float(np.median([d[phase] for d in found if phase in d]))
+            for phase in sorted({p for d in found for p in d})}
 
 
 ERROR_LINE = re.compile(r"^(\S*(Exception|Error)\b:?|.*\b(ERROR|FATAL)\b)")
@@ -406,10 +469,12 @@ def main(
         try:
             stream = {"start_s": round(time.monotonic() - t0, 1)} | phases(
                 "stream", s, s.kafka.trip_predictions_topic, source, backlog, rate, rate_seconds, timeout,
-                alive=lambda: StreamJob(s).proc.pid() is not None)
+                alive=lambda: StreamJob(s).proc.pid() is not None,
+                cpu=lambda: tree_cpu(("driver", StreamJob(s).proc.pid()), ("service", PredictionAPI(s).proc.pid()),
+                                     ("lake_sink", LakeSinkJob(s).proc.pid())))
         finally:
             job.down()
-        stream["batches"] = batch_stats(s, since, now_ms())
+        stream["batches"] = batch_stats(s, since, now_ms()) | {"duration_ms_p50": phase_stats(s)}
 
         no_lake = None
         if lake_sink_ab and s.speed.lake_sink:
@@ -424,7 +489,9 @@ def main(
             try:
                 no_lake = {"start_s": round(time.monotonic() - t0, 1)} | phases(
                     "stream_no_lake_sink", s2, no_lake_topic, source, backlog, rate, rate_seconds, timeout,
-                    alive=lambda: StreamJob(s2).proc.pid() is not None)
+                    alive=lambda: StreamJob(s2).proc.pid() is not None,
+                    cpu=lambda: tree_cpu(("driver", StreamJob(s2).proc.pid()),
+                                         ("service", PredictionAPI(s2).proc.pid())))
             finally:
                 job.down()
 
@@ -436,13 +503,16 @@ def main(
             t0 = time.monotonic()
             floor = spawned(run_spark_floor, (s, floor_topic, str(s.runtime_dir / "checkpoints" / "spark-floor")),
                             "bench-spark-floor", "the Spark floor query",
-                            lambda alive: {"start_s": round(time.monotonic() - t0, 1)} | phases(
-                                "spark_floor", s, floor_topic, source, backlog, rate, rate_seconds, timeout, alive))
+                            lambda worker: {"start_s": round(time.monotonic() - t0, 1)} | phases(
+                                "spark_floor", s, floor_topic, source, backlog, rate, rate_seconds, timeout,
+                                worker.is_alive, cpu=lambda: tree_cpu(("driver", worker.pid))))
 
         typer.echo(f"\n== loop: consume({LOOP_BATCH}) -> features -> POST /v1/predict/features -> {loop_topic}")
         loop = spawned(run_loop, (s, loop_topic, f"bench-loop-{layer.unique}"), "bench-loop", "the consumer loop",
-                       lambda alive: phases("loop", s, loop_topic, source, backlog, rate, rate_seconds, timeout,
-                                            alive))
+                       lambda worker: phases("loop", s, loop_topic, source, backlog, rate, rate_seconds, timeout,
+                                             worker.is_alive,
+                                             cpu=lambda: tree_cpu(("loop", worker.pid),
+                                                                  ("service", PredictionAPI(s).proc.pid()))))
 
         real_time = try_trigger(s, real_time_trigger, source, real_time_requests, rate) if real_time_trigger else None
         speed = s.speed
@@ -450,6 +520,8 @@ def main(
     targets = {
         "stream_over_loop_throughput": check_target(_ratio(stream, loop), 0.5, below=False),
         "stream_p50_ms": check_target(stream["fixed_rate"].get("latency_ms", {}).get("p50"), 250.0, below=True),
+        "stream_p99_ms": check_target(_p(stream, "p99"), P99_TARGET_MS, below=True),
+        "stream_jvm_cpu_us_per_event": check_target(_jvm_cpu(stream), JVM_CPU_TARGET_US, below=True),
     }
     ratios: dict[str, float] = {}
     if targets["stream_over_loop_throughput"]["value"] is not None:
@@ -460,6 +532,14 @@ def main(
                           target="ratio >= 0.5", met=targets["stream_over_loop_throughput"]["met"]),
         common.comparison(f"stream p50 at {rate:g}/s", _p50(stream), f"loop p50 at {rate:g}/s", _p50(loop), "ms",
                           higher_is_better=False, target="stream p50 <= 250 ms", met=targets["stream_p50_ms"]["met"]),
+        common.comparison(f"stream p99 at {rate:g}/s", _p(stream, "p99"), f"loop p99 at {rate:g}/s", _p(loop, "p99"),
+                          "ms", higher_is_better=False, target=f"stream p99 <= {P99_TARGET_MS:g} ms",
+                          met=targets["stream_p99_ms"]["met"]),
+        common.comparison("stream JVM CPU an event (backlog)", _jvm_cpu(stream),
+                          "Spark floor JVM CPU an event" if floor else "loop CPU an event",
+                          _jvm_cpu(floor) if floor else (loop["backlog"].get("cpu_us_per_event") or {}).get("loop"),
+                          "us", higher_is_better=False, target=f"<= {JVM_CPU_TARGET_US:g} us",
+                          met=targets["stream_jvm_cpu_us_per_event"]["met"]),
     ]
     if no_lake is not None:
         summary.append(common.comparison(f"stream p50 at {rate:g}/s", _p50(stream),
@@ -503,7 +583,15 @@ def main(
 
 
 def _p50(result: dict[str, Any]) -> float | None:
-    return result["fixed_rate"].get("latency_ms", {}).get("p50")
+    return _p(result, "p50")
+
+
+def _p(result: dict[str, Any], name: str) -> float | None:
+    return result["fixed_rate"].get("latency_ms", {}).get(name)
+
+
+def _jvm_cpu(result: dict[str, Any] | None) -> float | None:
+    return ((result or {}).get("backlog", {}).get("cpu_us_per_event") or {}).get("jvm")
 
 
 def _ratio(stream: dict[str, Any], loop: dict[str, Any]) -> float | None:

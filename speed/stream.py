@@ -427,9 +427,9 @@ def progress_listener(settings: Settings, status: StatusFile):
                                       value=metric.model_dump_json().encode())
             self.producer.poll(0)
             status.write({"state": "running", "batches": self.batches, "last": summary})
-            log.info("batch %d: %d predicted, %d dead-lettered in %.2fs, p50 %s ms %s", summary["batch_id"],
-                     summary["rows"], summary["dead_letters"], summary["seconds"], summary.get("latency_ms_p50"),
-                     summary["model_versions"])
+            log.info("batch %d: %d predicted, %d dead-lettered in %.2fs, p50 %s ms %s; durations %s",
+                     summary["batch_id"], summary["rows"], summary["dead_letters"], summary["seconds"],
+                     summary.get("latency_ms_p50"), summary["model_versions"], json.dumps(summary["duration_ms"]))
 
         def onQueryIdle(self, event) -> None:
             pass
