@@ -259,3 +259,15 @@ def test_a_workloads_topics_derive_from_its_name_unless_set():
     private = Settings().kafka.prefixed("it.x.")
     assert all(t.startswith("it.x.") for t in private.topics) and len(private.topics) == len(Settings().kafka.topics)
     assert private.for_workload("bike").dlq == "it.x.bike.dlq" and "workload_topics" in private.model_fields_set
+
+
+def test_warm_up_runs_the_python_side_once_and_calls_no_service(local_spark):
+    """The job's workers start and read one unreadable event a task from every request topic before the query
+    does: with no prediction service anywhere (the settings' URL answers nothing), it still completes."""
+    from core.settings import get_settings
+
+    settings = get_settings()
+    # Nothing listens on port 9, and an unreachable service is not retried: a call would fail the warm-up.
+    speed = settings.speed.model_copy(update={"port": 9, "stream_tasks": 2, "stream_retry_max_s": 0.0})
+    settings = settings.model_copy(update={"speed": speed})
+    assert stream.warm_up(local_spark, settings) > 0
