@@ -4,17 +4,24 @@ Both lines train the same ``--trials`` configurations, drawn once (seeded) from 
 search space (``batch.tune.search_space``), on the same generated train/validation split, for the
 same epochs, ``--concurrency`` trials at a time, one CPU and one torch thread per trial:
 
-- ``tune``: a new local Ray (``ray.init(address="local", num_cpus=concurrency)``), then a
-  ``tune.Tuner`` over the platform's trainable (``batch.tune._trainable``, which runs
-  ``batch.train.fit`` and reports each epoch) with the resources ``batch.tune.run`` gives a trial
-  (1 CPU; Ray then runs torch with one thread), a ``grid_search`` over the configurations (one
-  trial each) and no early-stopping scheduler, so every trial runs every epoch; timed from
-  ``ray.init`` to ``ray.shutdown``. Ray gives its raylet 30 s to register, which a loaded
-  machine can miss: a start that fails is stopped and tried again (three times at most), and
-  its seconds are left out of the time and recorded (``failed_ray_starts_s``);
+- ``tune``: a new local Ray started as ``batch.tune.run`` starts one (``batch.tune.start_local_ray``
+  with ``address="local"``, ``num_cpus=concurrency``), then a ``tune.Tuner`` over the platform's
+  trainable (``batch.tune._trainable``, which runs ``batch.train.fit`` and reports each epoch) with
+  the resources ``batch.tune.run`` gives a trial (1 CPU; Ray then runs torch with one thread) and
+  its ``tune_config`` (actors reused between trials) and ``run_config``, a ``grid_search`` over the
+  configurations (one trial each) and no early-stopping scheduler, so every trial runs every
+  epoch; timed from ``ray.init`` to ``ray.shutdown``. Both lines' processes load the compiled
+  bytecode ``make install`` leaves in site-packages (recorded: ``python_bytecode``). Ray gives its
+  raylet 30 s to register, which a loaded machine can miss: a start that fails is stopped and tried
+  again (three times at most), and its seconds are left out of the time and recorded
+  (``failed_ray_starts_s``);
 - ``pool``: ``concurrent.futures.ProcessPoolExecutor(concurrency)`` (spawned workers, one torch
   thread each, the splits handed over once per worker) mapping ``batch.train.fit`` over the same
-  configurations; timed from creating the pool to shutting it down.
+  configurations; timed from creating the pool to shutting it down;
+- ``ray_floor``: the ``tune`` line with a trainable that trains nothing and reports the last epoch
+  at once: Ray's own cost of the search (start, a trial process each concurrent slot, shutdown),
+  which no trainable can save. ``pool + ray_floor`` over ``pool`` is the least ratio Ray Tune can
+  reach at this size; it shrinks as trials grow.
 
 Each trial's last epoch and validation MAE are reported for both lines, so the table can show
 that the two did the same work (the same seed gives the same MAE up to float noise). Rounds
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +49,7 @@ from bench import common
 
 NAME = "tune_pool"
 VAL_SHARE = 0.2
+TARGET = 1.5  # Ray Tune at most this many times the pool's time for the same trials
 
 _splits: tuple[Any, Any] | None = None  # (train, val) in a pool worker, set by _init_worker
 
@@ -78,6 +87,17 @@ def splits(rows: int, seed: int):
     return (Split({k: v[:cut] for k, v in columns.items()}), Split({k: v[cut:] for k, v in columns.items()}))
 
 
+def python_bytecode() -> dict[str, Any]:
+    """Whether new processes load compiled bytecode: without it (``PYTHONDONTWRITEBYTECODE`` and no ``.pyc`` in
+    site-packages) every one compiles its imports again, which weighs on Ray's many processes more than on the
+    pool's two. ``make install`` compiles site-packages, so both lines load it."""
+    import torch
+
+    compiled = any((Path(torch.__file__).parent / "__pycache__").glob("*.pyc"))
+    return {"PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+            "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX"), "site_packages_compiled": compiled}
+
+
 def _init_worker(train: Any, val: Any, torch_threads: int) -> None:
     import torch
 
@@ -111,6 +131,13 @@ def _tune_trial(config: dict[str, Any], train_split: Any, val_split: Any) -> Non
     platform_tune._trainable(config["trial"], train_split, val_split)
 
 
+def _empty_trial(config: dict[str, Any], train_split: Any, val_split: Any) -> None:
+    """No training: reports the last epoch at once. Ray's own cost of a search, what no trainable can save."""
+    from ray import tune
+
+    tune.report({"epoch": config["trial"]["max_epochs"], "val_mae_s": 0.0})
+
+
 def pool_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int) -> dict[str, dict[str, Any]]:
     """Every configuration through ``batch.train.fit`` in a process pool; the last epoch of each."""
     with ProcessPoolExecutor(max_workers=concurrency, mp_context=multiprocessing.get_context("spawn"),
@@ -119,20 +146,22 @@ def pool_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
 
 
 def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int,
-             failed_starts_s: list[float]) -> dict[str, dict[str, Any]]:
-    """The same configurations as a Ray Tune search over the platform's trainable; the last epoch of each.
+             failed_starts_s: list[float], trial: Any = _tune_trial) -> dict[str, dict[str, Any]]:
+    """The same configurations as a Ray Tune search over the platform's trainable (``trial``: another one); the
+    last epoch of each.
 
     The seconds spent in Ray starts that failed are appended to ``failed_starts_s``.
     """
     import ray
     from ray import tune
 
+    from batch import tune as platform_tune
+
     for attempt in (1, 2, 3):
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         t0 = time.perf_counter()
         try:
-            ray.init(address="local", num_cpus=concurrency, num_gpus=0, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            platform_tune.start_local_ray(num_cpus=concurrency, num_gpus=0, address="local")
             break
         except Exception as exc:  # noqa: BLE001 - Ray gives its raylet 30 s to register, too short under load
             ray.shutdown()
@@ -143,13 +172,13 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
             typer.echo(f"  Ray did not start ({str(exc).splitlines()[0]}); trying again")
     try:
         trainable = tune.with_resources(
-            tune.with_parameters(_tune_trial, train_split=train, val_split=val), {"cpu": 1, "gpu": 0})
+            tune.with_parameters(trial, train_split=train, val_split=val), {"cpu": 1, "gpu": 0})
         with tempfile.TemporaryDirectory(prefix="lambdaml-bench-tune-") as storage:
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(configs)},
-                tune_config=tune.TuneConfig(metric="val_mae_s", mode="min", max_concurrent_trials=concurrency),
-                run_config=tune.RunConfig(storage_path=storage, name="tune", verbose=0),
+                tune_config=platform_tune.tune_config("val_mae_s", max_concurrent_trials=concurrency),
+                run_config=platform_tune.run_config(Path(storage)),
             )
             results = tuner.fit()
             out = {}
@@ -183,7 +212,8 @@ def main(
     train, val = splits(rows, seed)
     failed_starts_s: list[float] = []
     runs = {"tune": lambda: tune_run(configs, train, val, concurrency, failed_starts_s),
-            "pool": lambda: pool_run(configs, train, val, concurrency)}
+            "pool": lambda: pool_run(configs, train, val, concurrency),
+            "ray_floor": lambda: tune_run(configs, train, val, concurrency, failed_starts_s, _empty_trial)}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     trial_results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in runs}
     typer.echo(f"{repeats} rounds of {trials} trials x {epochs} epochs, {concurrency} at a time, each runs "
@@ -206,23 +236,32 @@ def main(
     table = [{"config": c, **{f"{name}_val_mae_s": round(last[name][config_key(c)]["val_mae_s"], 3)
                                for name in runs}} for c in configs]
     max_diff = max(abs(r["tune_val_mae_s"] - r["pool_val_mae_s"]) for r in table)
+    for r in table:
+        del r["ray_floor_val_mae_s"]  # trained nothing
     median = {name: common.median(s) for name, s in seconds.items()}
     common.write_result(
         NAME,
         parameters={"trials": trials, "concurrency": concurrency, "rows": rows, "val_share": VAL_SHARE,
                     "epochs": epochs, "repeats": repeats, "seed": seed, "cpus_per_trial": 1, "torch_threads": 1,
-                    "tune": "ray.init(address=local, num_cpus=concurrency) + Tuner(batch.tune._trainable, "
+                    "tune": "batch.tune.start_local_ray(address=local, num_cpus=concurrency) + "
+                            "Tuner(batch.tune._trainable, batch.tune.tune_config (reuse_actors), "
                             "grid_search over the configurations, no scheduler) + ray.shutdown",
                     "pool": "ProcessPoolExecutor(spawn) mapping batch.train.fit",
+                    "python_bytecode": python_bytecode(),
                     "failed_ray_starts_s": [round(x, 1) for x in failed_starts_s],
                     "elapsed_s": round(time.monotonic() - started, 1)},
         measurements={**{name: {"median_s": round(median[name], 3), "runs_s": [round(x, 3) for x in s],
                                 "trials_per_min": round(trials / median[name] * 60, 2)}
                          for name, s in seconds.items()},
                       "trials": table, "max_val_mae_difference_s": round(max_diff, 3)},
-        ratios={"tune_s/pool_s": median["tune"] / median["pool"]},
+        ratios={"tune_s/pool_s": median["tune"] / median["pool"],
+                "(pool_s + ray_floor_s)/pool_s": (median["pool"] + median["ray_floor"]) / median["pool"]},
         echo=typer.echo,
-        summary=[common.comparison("tune", median["tune"], "pool", median["pool"], "s", higher_is_better=False)],
+        summary=[common.comparison("tune", median["tune"], "pool", median["pool"], "s", higher_is_better=False,
+                                   target=f"ratio <= {TARGET:g}", met=median["tune"] <= TARGET * median["pool"]),
+                 common.comparison("pool + ray_floor (Ray's start, empty trials, shutdown)",
+                                   median["pool"] + median["ray_floor"], "pool", median["pool"], "s",
+                                   higher_is_better=False)],
         out=out,
     )
 
