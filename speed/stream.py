@@ -243,7 +243,7 @@ class PredictionClient:
             url, body = f"{self.base}/v1/{workload}/predict/features", {"ids": ids, "features": columns}
         data = json.dumps(body, separators=(",", ":")).encode()
         for attempt in Retrying(stop=stop_after_delay(self.settings.speed.stream_retry_max_s),
-                                wait=wait_exponential_jitter(initial=0.2, max=10.0),
+                                wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
                                 retry=retry_if_exception_type(ServiceUnavailable), reraise=True,
                                 before_sleep=self._note_retry):
             with attempt:
@@ -458,7 +458,9 @@ def warm_up(spark, settings: Settings) -> float:
                                   "source_topic string, source_partition int, source_offset long, "
                                   "event_ts timestamp, value binary")
     frame.mapInArrow(scorer(settings), OUTPUT_SCHEMA).collect()
-    return time.monotonic() - t0
+    took = time.monotonic() - t0
+    log.info("warmed up in %.1fs", took)
+    return took
 
 
 def kafka_source(spark, settings: Settings) -> "DataFrame":
@@ -517,7 +519,7 @@ def start(spark, settings: Settings, checkpoint: str | None = None, status: Stat
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.speed.stream_http_batch))
     rows = records(kafka_source(spark, settings), settings)
     if status is None:
-        log.info("warmed up in %.1fs", warm_up(spark, settings))
+        warm_up(spark, settings)
         status = StatusFile(settings)
         spark.streams.addListener(progress_listener(settings, status))
     query = kafka_sink(rows, settings, QUERY_NAME, checkpoint or settings.stream_checkpoint)
@@ -654,6 +656,7 @@ def main() -> None:
     log.info("streaming %s via %s (trigger %s, checkpoint %s)",
              ", ".join(f"{t} -> {r.topics.predictions}" for t, r in routes(settings).items()), settings.speed.app_url,
              settings.speed.stream_trigger, settings.stream_checkpoint)
+    warm_up(spark, settings)  # before the first start only: a restart finds the workers warm
     status = StatusFile(settings)
     spark.streams.addListener(progress_listener(settings, status))
     supervise(spark, settings, status, {QUERY_NAME: lambda: start(spark, settings, status=status)})

@@ -45,7 +45,7 @@ class AirflowAPI:
         if method.upper() not in IDEMPOTENT or retry_for <= 0:
             return once()
         for attempt in Retrying(retry=retry_if_exception(_transient), stop=stop_after_delay(retry_for),
-                                wait=wait_exponential_jitter(initial=1, max=10), reraise=True):
+                                wait=wait_exponential_jitter(multiplier=1, max=10), reraise=True):
             with attempt:
                 return once()
         raise AssertionError("unreachable")
@@ -83,7 +83,7 @@ class AirflowAPI:
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
         try:
             for attempt in Retrying(retry=retry_if_exception(_transient), stop=stop_after_delay(retry_for),
-                                    wait=wait_exponential_jitter(initial=1, max=10), reraise=True):
+                                    wait=wait_exponential_jitter(multiplier=1, max=10), reraise=True):
                 with attempt:
                     self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
         except urllib.error.HTTPError as exc:
