@@ -265,6 +265,8 @@ def test_stream_predicts_dead_letters_and_recovers_from_kill_and_outage(speed):
 
     got = _drain(s, s.kafka.trip_predictions_topic, lambda g: set(first) <= _predicted_ids(g), 180)
     assert set(first) <= _predicted_ids(got)
+    # The job as `speed up` starts it warms its Python side up before its query starts.
+    assert "warmed up in" in (s.log_dir / "speed-stream.log").read_text()
     for key, value in got:
         assert key == value["trip_id"] and value["model_version"] == speed.current_version()
         assert value["predicted_duration_s"] > 0
