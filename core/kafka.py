@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from core.settings import Settings
@@ -83,7 +84,29 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - a concurrent creator is fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
-    return [t.topic for t in wanted]
+    created = [t.topic for t in wanted]
+    _wait_until_visible(admin, created, timeout)
+    return created
+
+
+def _wait_until_visible(admin: Any, topics: list[str], timeout: float) -> None:
+    """Wait until the cluster's metadata shows every topic with a leader for each partition.
+
+    The controller acknowledges a creation before every broker has the new metadata, so a client that asks
+    another broker right away can be told the topic does not exist."""
+    deadline = time.monotonic() + timeout
+    pending = set(topics)
+    while pending:
+        listed = admin.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
+        pending = {t for t in pending
+                   if t not in listed or listed[t].error is not None
+                   or not listed[t].partitions or any(p.leader < 0 for p in listed[t].partitions.values())}
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topic(s) {', '.join(sorted(pending))} created but not in the cluster's metadata "
+                               f"after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def encode(value: dict[str, Any]) -> bytes:
