@@ -308,7 +308,8 @@ class SpeedSettings(BaseModel):
                                  "/v1/<workload>/predict; empty: every workload folder.")
     workers: int = Field(default=2, ge=1, description="gunicorn worker processes, one model copy each.")
     threads: int = Field(default=16, ge=1, description="Request threads per worker; they share one micro-batcher.")
-    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
+    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker; numpy's BLAS "
+                               "threads too.")
     device: str = Field(default="cpu", description="Inference device: cpu, or cuda (initialised after fork).")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_trips: int = Field(default=1000, ge=1, description="Largest batch one request may carry (413 above).")

@@ -75,6 +75,9 @@ class Task:
     target: Callable[[np.ndarray], np.ndarray]  # label -> what the network fits
     loss: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # (network output, target) -> mean loss
     output: Callable[["torch.Tensor"], "torch.Tensor"]  # network output -> prediction (seconds, probability)
+    # ``output`` on numpy arrays, for the prediction service's numpy scoring (``core.model.NumpyWideAndDeep``);
+    # agrees with ``output`` to float32 rounding (``tests/unit/test_task.py``).
+    output_numpy: Callable[[np.ndarray], np.ndarray]
     metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]  # (label, prediction) -> named metrics
     # The loss of one prediction as SQL over ``{predicted}`` and ``{actual}`` (the label): what the real-time views
     # sum per hour (``core.views``), so that their live error is the gate metric of the rows that completed.
@@ -104,6 +107,11 @@ def _exp(out: "torch.Tensor") -> "torch.Tensor":
     return out.exp()
 
 
+def _sigmoid_numpy(out: np.ndarray) -> np.ndarray:
+    # tanh form: no overflow for large negative logits, as 1 / (1 + exp(-x)) would have
+    return 0.5 * (1.0 + np.tanh(0.5 * out))
+
+
 def _bce(out: "torch.Tensor", target: "torch.Tensor") -> "torch.Tensor":
     import torch
 
@@ -119,6 +127,7 @@ REGRESSION_LOG_SECONDS = Task(
     target=lambda y: np.log(np.maximum(y, 1.0)),
     loss=_huber,
     output=_exp,
+    output_numpy=np.exp,
     metrics=regression_metrics,
     loss_sql="ABS({actual} - {predicted})",
 )
@@ -128,6 +137,7 @@ BINARY = Task(
     target=lambda y: (np.asarray(y, dtype="float64") > 0.5).astype("float64"),
     loss=_bce,
     output=_sigmoid,
+    output_numpy=_sigmoid_numpy,
     metrics=binary_metrics,
     loss_sql=f"-({{actual}} * LN(LEAST(GREATEST({{predicted}}, {EPS}), {1 - EPS})) "
              f"+ (1 - {{actual}}) * LN(1 - LEAST(GREATEST({{predicted}}, {EPS}), {1 - EPS})))",

@@ -24,6 +24,10 @@ from core.workload import Workload
 from core.workload import default as default_workload
 
 log = logging.getLogger("lambdaml.speed")
+# Batches of up to this many rows are scored with numpy on the CPU (``core.model.NumpyWideAndDeep`` and the task's
+# ``output_numpy``), larger ones with torch. Whole prediction of a batch on the 2-core VM: 24 us against 49 us at
+# one row, 64 against 71 at 64 rows, 477 against 214 at 512.
+NUMPY_MAX_ROWS = 64
 features = default_workload().features
 
 
@@ -38,6 +42,7 @@ class LoadedModel:
     metrics: dict = field(default_factory=dict)
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     runner: Any = None  # what scores: core.model.FusedWideAndDeep of ``module`` (``module`` itself if None)
+    cpu_runner: Any = None  # on the CPU: core.model.NumpyWideAndDeep of ``runner``; scores small batches
     workload: Workload | None = None  # whose model this is; None: the default workload's
 
     @property
@@ -83,9 +88,11 @@ def predict_features(model: LoadedModel, columns: dict[str, np.ndarray]) -> np.n
     """The model's predictions from feature columns already computed (e.g. by the Spark form)."""
     import torch
 
-    from core.model import to_tensors
+    from core.model import to_arrays, to_tensors
 
     wl = model.wl
+    if model.cpu_runner is not None and len(next(iter(columns.values()))) <= NUMPY_MAX_ROWS:
+        return wl.task.output_numpy(model.cpu_runner(*to_arrays(columns, wl.model))).astype("float64")
     cat, num = to_tensors(columns, device=model.device, architecture=wl.model)
     with torch.inference_mode():
         out = (model.runner or model.module)(cat, num).float()
@@ -148,8 +155,9 @@ def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: s
     except ValueError as exc:  # another MLP shape: score with the module itself
         log.info("serving %s unfused: %s", version, exc)
         runner = None
+    cpu_runner = runner.numpy() if runner is not None and device == "cpu" else None
     loaded = LoadedModel(name, version, sha256, uri, module, device, dict(artifact.metrics), runner=runner,
-                         workload=wl)
+                         cpu_runner=cpu_runner, workload=wl)
     warmup = request_model_of(wl.name).model_validate(wl.example)
     for size in (1, 64):  # first calls allocate; do that before serving
         out = predict(loaded, [warmup] * size)

@@ -44,7 +44,9 @@ class PredictionAPI(Service):
         gunicorn = Path(sys.executable).parent / "gunicorn"
         argv = [str(gunicorn), "-c", str(PROJECT_ROOT / "speed" / "gunicorn_conf.py"), "--chdir", str(PROJECT_ROOT),
                 "speed.wsgi:app"]
-        return argv, self.settings.child_env(PYTHONPATH=str(PROJECT_ROOT))
+        # numpy's BLAS scores on the CPU (speed.predictor): as many threads as torch's, read when numpy loads.
+        threads = str(self.settings.speed.torch_threads)
+        return argv, self.settings.child_env(PYTHONPATH=str(PROJECT_ROOT), OPENBLAS_NUM_THREADS=threads)
 
     def check(self) -> None:
         _healthz(self.settings.speed.app_url)

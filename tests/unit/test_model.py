@@ -110,6 +110,30 @@ def test_fused_inference_computes_what_the_module_computes():
             assert torch.allclose(fused(cat, num) + 1.0, model(cat, num), atol=1e-4)
 
 
+def test_numpy_inference_computes_what_the_module_computes():
+    import numpy as np
+
+    from core.model import FusedWideAndDeep, to_arrays
+
+    split = make_split(dt.date(2026, 11, 20), 300, 4)
+    cat, num = to_tensors(split.columns)
+    cat_np, num_np = to_arrays(split.columns)
+    assert np.array_equal(cat_np, cat.numpy()) and np.array_equal(num_np, num.numpy())
+    configs = (ModelConfig(), ModelConfig(hidden=[16]), ModelConfig(widths={"zone": 8}, hidden=[32, 16, 8]))
+    for seed, config in enumerate(configs):
+        model = _random_model(config, seed)
+        scorer = FusedWideAndDeep(model).numpy()
+        with torch.inference_mode():
+            for rows in (slice(0, 1), slice(0, 2), slice(0, 3), slice(0, 300)):  # row by row, then gathered
+                expected, got = model(cat[rows], num[rows]).numpy(), scorer(cat_np[rows], num_np[rows])
+                assert got.dtype == np.float32 and got.shape == expected.shape
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():  # a copy: training the module further does not change the numpy one
+            model.bias += 1.0
+        with torch.inference_mode():
+            np.testing.assert_allclose(scorer(cat_np, num_np) + 1.0, model(cat, num).numpy(), atol=1e-4)
+
+
 def test_fused_inference_refuses_an_mlp_it_does_not_know():
     import pytest
 

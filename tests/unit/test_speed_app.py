@@ -74,6 +74,21 @@ def test_single_and_batch_predictions_match_the_model(client, holder):
     assert client.get("/v1/models/current").json["version"] == holder.current.version
 
 
+def test_small_batches_are_scored_with_numpy_and_large_ones_with_torch_to_the_same_numbers(holder):
+    import dataclasses
+
+    from speed.predictor import NUMPY_MAX_ROWS
+
+    model = holder.current
+    assert model.device == "cpu" and model.cpu_runner is not None and model.runner is not None
+    module_only = dataclasses.replace(model, runner=None, cpu_runner=None)
+    for n in (1, NUMPY_MAX_ROWS, NUMPY_MAX_ROWS + 1):
+        trips = [TripRequest.model_validate(dict(TRIP, trip_id=f"t-{i}", PULocationID=1 + i % 263,
+                                                 DOLocationID=263 - i % 263, trip_distance=0.1 + i))
+                 for i in range(n)]
+        np.testing.assert_allclose(predict(model, trips), predict(module_only, trips), rtol=1e-5)
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({k: v for k, v in TRIP.items() if k != "PULocationID"}, "PULocationID"),
     (dict(TRIP, DOLocationID=999), "DOLocationID"),

@@ -104,3 +104,14 @@ def test_a_classifier_trained_on_cuda_serves_on_the_cpu_as_on_the_gpu():
     gpu_loss = task.binary_metrics(te.y, on_cpu)["log_loss"]
     cpu_loss = evaluate.model_metrics(cpu_model, te)["log_loss"]
     assert gpu_loss < 1.1 * cpu_loss, (gpu_loss, cpu_loss)
+
+
+@pytest.mark.parametrize("t", [task.REGRESSION_LOG_SECONDS, task.BINARY])
+def test_the_numpy_output_is_the_torch_output(t):
+    # log seconds up to e^15 s; logits far out on both sides, where 1 / (1 + exp(-x)) would overflow
+    out = np.linspace(-5.0, 15.0, 401) if t.kind == "regression" else np.linspace(-200.0, 200.0, 801)
+    out = out.astype("float32")
+    with np.errstate(over="raise", invalid="raise"):
+        got = t.output_numpy(out)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, t.output(torch.from_numpy(out)).numpy(), rtol=2e-6, atol=1e-7)
