@@ -1,9 +1,12 @@
 """Latency of ``POST /v1/predict`` under open-loop load: the Flask+gunicorn floor, micro-batched and naive.
 
-Three servers run side by side, each on a private port of its own and as a process group of its own,
+Four servers run side by side, each on a private port of its own and as a process group of its own,
 all under ``speed/gunicorn_conf.py`` with the same workers and threads:
 
 - ``floor``: ``bench/floor_app.py``, a constant answer — the cost of Flask and gunicorn alone;
+- ``floor_model``: ``bench/floor_app.py``'s ``model_app()``, which parses and validates the body, computes the
+  features and runs the model's forward pass, one request a pass, and nothing else (no admission control, metrics,
+  micro-batching or model watcher) — the least a handler that scores costs;
 - ``micro_batched``: the real service (``speed.wsgi:app``), concurrent requests share forward passes;
 - ``naive``: the real service with ``micro_batching=false``, one forward pass per request.
 
@@ -13,11 +16,11 @@ the artifact goes to the lake and is announced on a models topic of the benchmar
 
 vegeta (Go, built once into ``~/.cache/lambdaml/bin``) sends single-trip requests at constant rates,
 open loop: a slow answer does not slow the sender. The machine is shared and its load drifts, so the
-three servers are up at once (an idle one costs next to no CPU) and measured in interleaved rounds:
+servers are up at once (an idle one costs next to no CPU) and measured in interleaved rounds:
 each round runs every server in turn at the same rate, and the run of median p99 of each server
 counts. Each run follows a short warm-up at the same rate, and records the CPU time gunicorn's
 processes spent per request and, for the real service, the sizes of its forward passes
-(``/metrics``). Then the three servers step up through the search rates together, each until
+(``/metrics``). Then the servers step up through the search rates together, each until
 p99 goes over the limit or a request fails — a rate over the limit is measured once more before
 that server's search stops: the last rate that held is its max sustainable throughput. The floor's
 is the ceiling: no handler under the same config goes faster, so floor / naive bounds what
@@ -142,7 +145,7 @@ class PrivateSpeedLayer:
         from confluent_kafka.admin import AdminClient
         from pyarrow.fs import FileType
 
-        Stack(self.settings, catalog=(*SPEED_SERVICES, FloorAPI), echo=typer.echo).down()
+        Stack(self.settings, catalog=(*SPEED_SERVICES, FloorAPI, FloorModelAPI), echo=typer.echo).down()
         admin = AdminClient(kafka.client_config(self.settings))
         for future in admin.delete_topics(self.topics).values():
             future.result()
@@ -198,6 +201,16 @@ class FloorAPI(PredictionAPI):
     def command(self) -> tuple[list[str], dict[str, str]]:
         argv, env = super().command()
         return argv[:-1] + ["bench.floor_app:app"], env
+
+
+class FloorModelAPI(FloorAPI):
+    """``bench/floor_app.py``'s ``model_app()``: parse, features and the forward pass of one request, nothing else."""
+
+    name = "bench-floor-model"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        argv, env = super().command()
+        return argv[:-1] + ["bench.floor_app:model_app()"], env
 
 
 @dataclass(frozen=True)
@@ -513,9 +526,11 @@ def main(
 
         layer.publish_model()
         runner = Bench(duration, warmup, p99_limit_ms, rounds)
-        compared = runner.compare([server("floor", FloorAPI), server("micro_batched", micro_batching=True),
+        compared = runner.compare([server("floor", FloorAPI), server("floor_model", FloorModelAPI),
+                                   server("micro_batched", micro_batching=True),
                                    server("naive", micro_batching=False)], fixed, search)
-        floor, micro, naive = compared["floor"], compared["micro_batched"], compared["naive"]
+        floor, floor_model = compared["floor"], compared["floor_model"]
+        micro, naive = compared["micro_batched"], compared["naive"]
         tuning = []
         for fields in variants:
             label = f"micro_batched {','.join(f'{k}={v}' for k, v in fields.items())}"
@@ -528,7 +543,7 @@ def main(
     overhead = {label: runs.runs[overhead_rate].p99_ms - floor_p99 for label, runs in
                 (("micro_batched", micro), ("naive", naive))}
     best = {label: runs.max_sustainable.throughput if runs.max_sustainable else 0.0 for label, runs in
-            (("floor", floor), ("micro_batched", micro), ("naive", naive))}
+            (("floor", floor), ("floor_model", floor_model), ("micro_batched", micro), ("naive", naive))}
     ratios = {f"p99_overhead_ms_vs_floor_at_{overhead_rate:g}rps/micro_batched": overhead["micro_batched"],
               f"p99_overhead_ms_vs_floor_at_{overhead_rate:g}rps/naive": overhead["naive"]}
     speedup = best["micro_batched"] / best["naive"] if best["naive"] else None
@@ -542,10 +557,14 @@ def main(
     ceiling = best["floor"] / best["naive"] if best["naive"] else None
     if ceiling is not None:
         ratios[f"max_throughput_at_p99<={p99_limit_ms:g}ms/floor_over_naive"] = ceiling
+    # What scoring itself costs: a handler that only parses, computes features and runs the model, against the floor.
+    scoring_floor = best["floor_model"] / best["floor"] if best["floor"] else None
+    if scoring_floor is not None:
+        ratios[f"max_throughput_at_p99<={p99_limit_ms:g}ms/floor_model_over_floor"] = scoring_floor
     common.write_result(
         NAME,
         parameters={"rates": fixed, "search_rates": search, "duration_s": duration, "warmup_s": warmup,
-                    "rounds": rounds, "design": "the three servers up at once, each on its own port; every round "
+                    "rounds": rounds, "design": "the servers up at once, each on its own port; every round "
                                                 "runs each in turn at the same rate; the run of median p99 counts",
                     "p99_limit_ms": p99_limit_ms, "overhead_rate": overhead_rate, "targets": targets, "seed": seed,
                     "gunicorn": {"config": "speed/gunicorn_conf.py", "worker_class": "gthread",
@@ -559,7 +578,8 @@ def main(
                     "uncommitted_changes": uncommitted("speed", "core", "deploy"),
                     "elapsed_s": round(time.monotonic() - started, 1)},
         measurements={
-            "floor": floor.to_json(), "micro_batched": micro.to_json(), "naive": naive.to_json(), "tuning": tuning,
+            "floor": floor.to_json(), "floor_model": floor_model.to_json(), "micro_batched": micro.to_json(),
+            "naive": naive.to_json(), "tuning": tuning,
             "targets": {
                 "p99_overhead_ms_micro_batched_vs_floor": check_target(overhead["micro_batched"], P99_OVER_FLOOR_MS,
                                                                        below=True),
@@ -579,6 +599,9 @@ def main(
                               met=of_floor is not None and of_floor >= MAX_RATE_OF_FLOOR),
             common.comparison(f"micro_batched max rate at p99 <= {p99_limit_ms:g} ms", best["micro_batched"],
                               "naive max rate", best["naive"], "requests/s", higher_is_better=True),
+            common.comparison(f"floor_model (parse, features, forward; nothing else) max rate at p99 <= "
+                              f"{p99_limit_ms:g} ms", best["floor_model"], "floor max rate", best["floor"],
+                              "requests/s", higher_is_better=True),
         ],
         out=out,
     )
