@@ -271,3 +271,19 @@ def test_warm_up_runs_the_python_side_once_and_calls_no_service(local_spark):
     speed = settings.speed.model_copy(update={"port": 9, "stream_tasks": 2, "stream_retry_max_s": 0.0})
     settings = settings.model_copy(update={"speed": speed})
     assert stream.warm_up(local_spark, settings) > 0
+
+
+def test_a_python_worker_freezes_its_heap_once_after_its_first_task(monkeypatch):
+    import gc
+
+    monkeypatch.setattr(stream, "_FROZEN", False)
+    before = gc.get_freeze_count()
+    try:
+        stream._freeze_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > before and stream._FROZEN
+        garbage = [object() for _ in range(1000)]
+        stream._freeze_heap()  # the next tasks' objects stay collectable
+        assert gc.get_freeze_count() == frozen and garbage
+    finally:
+        gc.unfreeze()
