@@ -332,9 +332,10 @@ def _freeze_heap() -> None:
     pandas, pydantic models, the workloads) out of the garbage collector's reach.
 
     Spark's worker daemon runs a full ``gc.collect()`` after every task of a reused worker, before it reads the
-    next one. Over the imported heap (about 100k objects) that took 36-54 ms on the 2-core VM, and a py-spy
-    recording of the job's worker at 200/s found it there 40% of the time: each micro-batch's task waited for the
-    last one's collection. Frozen objects are never collected; what the tasks allocate afterwards still is."""
+    next one. Over the imported heap (about 100k objects) a collection took 36-54 ms in a process with the same
+    imports on the 2-core VM, and a py-spy recording of the job's worker at 200/s found it there 40% of the time;
+    the median batch fell by 77-118 ms with the heap frozen (``bench/results/2026-12-05-*-stream-gc.md``). Frozen
+    objects are never collected; what the tasks allocate afterwards still is."""
     global _FROZEN
     if not _FROZEN:
         gc.collect()
