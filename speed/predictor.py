@@ -159,7 +159,7 @@ def build(name: str, version: str, sha256: str, uri: str, data: bytes, device: s
     loaded = LoadedModel(name, version, sha256, uri, module, device, dict(artifact.metrics), runner=runner,
                          cpu_runner=cpu_runner, workload=wl)
     warmup = request_model_of(wl.name).model_validate(wl.example)
-    for size in (1, 64):  # first calls allocate; do that before serving
+    for size in (1, NUMPY_MAX_ROWS, NUMPY_MAX_ROWS + 1):  # first calls allocate, on both paths: before serving
         out = predict(loaded, [warmup] * size)
         if not np.all(np.isfinite(out)):
             raise ArtifactError("artifact predicts non-finite values", reason="model")
