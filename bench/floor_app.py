@@ -60,4 +60,3 @@ def model_app() -> Flask:
 
     scoring.add_url_rule("/healthz", view_func=healthz)
     return scoring
-

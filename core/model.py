@@ -151,7 +151,9 @@ class NumpyWideAndDeep:
     The same operations on the same float32 weights (a gather and sum for the embedding bag, matrix products for
     the layers), with none of torch's per-call cost: on one trip the pass took 11 us against the torch form's
     31 us on the 2-core VM. Every torch call also lets go of the GIL and takes it back, a point where one of the
-    service's request threads can step in and hold up the pass; numpy keeps the GIL for arrays this small.
+    service's request threads can step in and hold up the pass. numpy's small matrix products keep it, and so does
+    adding up table rows one by one, which is how the bag of one or two rows is formed (``VIEW_ROWS``); numpy's
+    gather lets it go, so larger batches pay that once.
     torch's ``embedding_bag`` wins on large batches (at 512 rows the whole prediction took 214 us with torch
     against 477 us here), so the service uses this one on small batches only (``speed.predictor.NUMPY_MAX_ROWS``).
     With one BLAS thread (the service sets ``OPENBLAS_NUM_THREADS`` to its torch threads) it spends no more CPU
