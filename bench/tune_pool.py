@@ -10,8 +10,8 @@ same epochs, ``--concurrency`` trials at a time, one CPU and one torch thread pe
   the resources ``batch.tune.run`` gives a trial (1 CPU; Ray then runs torch with one thread) and
   its ``tune_config`` (actors reused between trials) and ``run_config``, a ``grid_search`` over the
   configurations (one trial each) and no early-stopping scheduler, so every trial runs every
-  epoch; timed from ``ray.init`` to ``ray.shutdown``. Both lines' processes load the compiled
-  bytecode ``make install`` leaves in site-packages (recorded: ``python_bytecode``). Ray gives its
+  epoch; timed from ``ray.init`` to the end of ``batch.tune.stop_local_ray``. Both lines' processes
+  load the compiled bytecode ``make install`` leaves in site-packages (recorded: ``python_bytecode``). Ray gives its
   raylet 30 s to register, which a loaded machine can miss: a start that fails is stopped and tried
   again (three times at most), and its seconds are left out of the time and recorded
   (``failed_ray_starts_s``);
@@ -189,7 +189,7 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
                     "epoch": result.metrics["epoch"], "val_mae_s": result.metrics["val_mae_s"]}
             return out
     finally:
-        ray.shutdown()
+        platform_tune.stop_local_ray()
 
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -245,7 +245,7 @@ def main(
                     "epochs": epochs, "repeats": repeats, "seed": seed, "cpus_per_trial": 1, "torch_threads": 1,
                     "tune": "batch.tune.start_local_ray(address=local, num_cpus=concurrency) + "
                             "Tuner(batch.tune._trainable, batch.tune.tune_config (reuse_actors), "
-                            "grid_search over the configurations, no scheduler) + ray.shutdown",
+                            "grid_search over the configurations, no scheduler) + batch.tune.stop_local_ray",
                     "pool": "ProcessPoolExecutor(spawn) mapping batch.train.fit",
                     "python_bytecode": python_bytecode(),
                     "failed_ray_starts_s": [round(x, 1) for x in failed_starts_s],
