@@ -22,7 +22,6 @@ Run it with ``python -m speed.lake_sink``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -84,32 +83,28 @@ def progress_summary(progress: dict[str, Any]) -> dict[str, Any]:
 
 def listener(status):
     """The lake sink's progress into its status file (``lambdaml speed status`` reads it)."""
-    from pyspark.sql.streaming import StreamingQueryListener
+    from core.spark import QueryListener
 
-    class LakeSinkListener(StreamingQueryListener):
+    class LakeSinkListener(QueryListener):
         batches = 0
 
-        def onQueryStarted(self, event) -> None:
+        def started(self, query_id: str) -> None:
             status.write({"state": "started", "batches": self.batches})
 
-        def onQueryProgress(self, event) -> None:
+        def progress(self, progress: dict) -> None:
             self.batches += 1
-            status.write({"state": "running", "batches": self.batches,
-                          "last": progress_summary(json.loads(event.progress.json))})
+            status.write({"state": "running", "batches": self.batches, "last": progress_summary(progress)})
 
-        def onQueryIdle(self, event) -> None:
-            pass
-
-        def onQueryTerminated(self, event) -> None:
-            status.write({"state": "failed" if event.exception else "stopped", "batches": self.batches,
-                          "error": (event.exception or "")[:2000]})
+        def terminated(self, exception: str | None) -> None:
+            status.write({"state": "failed" if exception else "stopped", "batches": self.batches,
+                          "error": (exception or "")[:2000]})
 
     return LakeSinkListener()
 
 
 def main() -> None:
     from core.settings import get_settings
-    from core.spark import build_session
+    from core.spark import add_listener, build_session
     from speed.stream import StatusFile, supervise
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -124,7 +119,7 @@ def main() -> None:
     log.info("lake sink: %s -> %s (%s, checkpoint %s)", ",".join(settings.kafka.topics), settings.master_events_uri,
              settings.speed.lake_sink_trigger, settings.lake_sink_checkpoint)
     status = StatusFile(settings, STATUS_FILE)
-    spark.streams.addListener(listener(status))
+    add_listener(spark, listener(status))
     supervise(spark, settings, status, {QUERY_NAME: lambda: start(spark, settings)})
 
 

@@ -421,23 +421,22 @@ def metric_events(summary: dict[str, Any]) -> list[MetricEvent]:
 
 
 def progress_listener(settings: Settings, status: StatusFile):
-    """A ``StreamingQueryListener`` that turns each batch's progress into metrics, the status file and a log
-    line. It runs on the driver, after the batch; the rows themselves never pass through it."""
-    from pyspark.sql.streaming import StreamingQueryListener
-
+    """A listener (``core.spark.add_listener``) that turns each batch's progress into metrics, the status file and
+    a log line. It runs on the driver, after the batch; the rows themselves never pass through it."""
     from core import kafka
+    from core.spark import QueryListener
 
-    class ProgressListener(StreamingQueryListener):
+    class ProgressListener(QueryListener):
         def __init__(self) -> None:
             self.producer = kafka.producer(settings, **{"linger.ms": 5})
             self.batches = 0
             self.retries = 0
 
-        def onQueryStarted(self, event) -> None:
-            status.write({"state": "started", "batches": 0, "query_id": str(event.id)})
+        def started(self, query_id: str) -> None:
+            status.write({"state": "started", "batches": 0, "query_id": query_id})
 
-        def onQueryProgress(self, event) -> None:
-            summary = batch_summary(json.loads(event.progress.json))
+        def progress(self, progress: dict) -> None:
+            summary = batch_summary(progress)
             self.batches += 1
             if summary is None:
                 return
@@ -452,13 +451,10 @@ def progress_listener(settings: Settings, status: StatusFile):
                      summary["batch_id"], summary["rows"], summary["dead_letters"], summary["seconds"],
                      summary.get("latency_ms_p50"), summary["model_versions"], json.dumps(summary["duration_ms"]))
 
-        def onQueryIdle(self, event) -> None:
-            pass
-
-        def onQueryTerminated(self, event) -> None:
+        def terminated(self, exception: str | None) -> None:
             self.producer.flush(10)
-            status.write({"state": "failed" if event.exception else "stopped", "batches": self.batches,
-                          "error": (event.exception or "")[:2000]})
+            status.write({"state": "failed" if exception else "stopped", "batches": self.batches,
+                          "error": (exception or "")[:2000]})
 
     return ProgressListener()
 
@@ -540,9 +536,11 @@ def start(spark, settings: Settings, checkpoint: str | None = None, status: Stat
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.speed.stream_http_batch))
     rows = records(kafka_source(spark, settings), settings)
     if status is None:
+        from core.spark import add_listener
+
         warm_up(spark, settings)
         status = StatusFile(settings)
-        spark.streams.addListener(progress_listener(settings, status))
+        add_listener(spark, progress_listener(settings, status))
     query = kafka_sink(rows, settings, QUERY_NAME, checkpoint or settings.stream_checkpoint)
     status.write({"state": "started", "batches": 0})  # only once Spark accepted the query
     return query
@@ -668,7 +666,7 @@ def _record_failure(settings: Settings, status: StatusFile, name: str, query, re
 
 def main() -> None:
     from core.settings import get_settings
-    from core.spark import build_session
+    from core.spark import add_listener, build_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
@@ -679,7 +677,7 @@ def main() -> None:
              settings.speed.stream_trigger, settings.stream_checkpoint)
     warm_up(spark, settings)  # before the first start only: a restart finds the workers warm
     status = StatusFile(settings)
-    spark.streams.addListener(progress_listener(settings, status))
+    add_listener(spark, progress_listener(settings, status))
     supervise(spark, settings, status, {QUERY_NAME: lambda: start(spark, settings, status=status)})
 
 
