@@ -251,7 +251,7 @@ def run_spark_floor(settings: Settings, out_topic: str, checkpoint: str, ready: 
     from core.spark import build_session
     from speed.stream import kafka_sink, kafka_source
 
-    spark = build_session(settings, "lambdaml-bench-spark-floor")
+    spark = build_session(settings, "lambdaml-bench-spark-floor", settings.speed.jvm_options)  # as the job's
     spark.sparkContext.setLogLevel("WARN")
     source = kafka_source(spark, settings).select(F.lit(out_topic).alias("topic"), "key", "value")
     query = kafka_sink(source, settings, "bench_spark_floor", checkpoint)

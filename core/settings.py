@@ -342,6 +342,11 @@ class SpeedSettings(BaseModel):
     stream_progress_interval_ms: int = Field(default=1000, ge=0, description="How often the stream writes its "
                                              "offset and commit logs (asynchronously, off the latency path).")
     stream_retry_max_s: float = Field(default=300.0, description="Longest the stream retries an unreachable service.")
+    jvm_options: str = Field(
+        default="-XX:TieredStopAtLevel=1", description="Java options of the speed layer's Spark applications (the "
+        "scoring job and the lake sink; their executors too on a cluster), after any in spark.extra_conf. The default "
+        "compiles with C1 only: the drivers' hot code is Spark planning a small batch several times a second, and "
+        "C2 recompiling it took up to 70% of a core for minutes after each start on 2 cores. Empty: the JVM's own.")
     dead_letter_payload_bytes: int = Field(
         default=16_384, ge=64, description="Bytes of a bad event's payload its dead letter keeps; longer ones are cut, "
         "with the payload's byte length and sha256 beside it (JSON escaping can grow a byte to 6).")

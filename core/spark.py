@@ -96,14 +96,25 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def build_session(settings: Settings, app_name: str) -> "SparkSession":
-    """A Hive-enabled session wired to the platform's S3, Kafka jars and metastore."""
+def with_java_options(conf: dict[str, str], options: str) -> dict[str, str]:
+    """``conf`` with ``options`` after the driver's and executors' own Java options."""
+    if not options.strip():
+        return conf
+    out = dict(conf)
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        out[key] = " ".join(filter(None, [conf.get(key, "").strip(), options.strip()]))
+    return out
+
+
+def build_session(settings: Settings, app_name: str, java_options: str = "") -> "SparkSession":
+    """A Hive-enabled session wired to the platform's S3, Kafka jars and metastore; ``java_options`` go to its
+    JVMs (the driver's only when the session starts the JVM, which is how the platform's jobs run)."""
     from pyspark.sql import SparkSession
 
     # PySpark picks the Python of its workers from the environment when the context starts.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    for key, value in spark_conf(settings).items():
+    for key, value in with_java_options(spark_conf(settings), java_options).items():
         builder = builder.config(key, value)
     return builder.enableHiveSupport().getOrCreate()
 

@@ -114,7 +114,7 @@ def main() -> None:
     # the scoring job holds spark.cores.max already; the batch jobs need the rest).
     settings = settings.model_copy(update={"spark": settings.spark.model_copy(
         update={"master": settings.speed.lake_sink_master})})
-    spark = build_session(settings, "lambdaml-lake-sink")
+    spark = build_session(settings, "lambdaml-lake-sink", settings.speed.jvm_options)
     spark.sparkContext.setLogLevel("WARN")
     log.info("lake sink: %s -> %s (%s, checkpoint %s)", ",".join(settings.kafka.topics), settings.master_events_uri,
              settings.speed.lake_sink_trigger, settings.lake_sink_checkpoint)

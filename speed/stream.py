@@ -670,7 +670,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    spark = build_session(settings, "lambdaml-speed-stream")
+    spark = build_session(settings, "lambdaml-speed-stream", settings.speed.jvm_options)
     spark.sparkContext.setLogLevel("WARN")
     log.info("streaming %s via %s (trigger %s, checkpoint %s)",
              ", ".join(f"{t} -> {r.topics.predictions}" for t, r in routes(settings).items()), settings.speed.app_url,
