@@ -323,7 +323,7 @@ def main(
         from core.spark import build_session
 
         t0 = time.perf_counter()
-        spark = build_session(s, "lambdaml-bench-lake-sink")
+        spark = build_session(s, "lambdaml-bench-lake-sink", s.speed.jvm_options)  # the JVM options of the sink
         spark.sparkContext.setLogLevel("WARN")
         session_s = time.perf_counter() - t0
         sink = {"session_build_s": round(session_s, 3)} | run_sink(spark, s, checkpoint, timeout)
