@@ -170,7 +170,8 @@ def add_listener(spark: "SparkSession", listener: QueryListener) -> None:
 
     class Adapter(StreamingQueryListener):
         """PySpark's listener type, so ``addListener`` takes it; its Java side is ``Forward``. The methods below
-        are PySpark's public form of the same calls, used only if PySpark ever stops asking for ``_jlistener``."""
+        are the abstract ones PySpark requires, the same calls in its public form: they run only where PySpark
+        calls a listener from Python itself (Spark Connect) or stops asking for ``_jlistener``."""
 
         def onQueryStarted(self, event) -> None:
             listener.started(str(event.id))

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from core.spark import QueryListener, add_listener
+from tests.polling import wait_until
 
 
 class Recorder(QueryListener):
@@ -26,15 +27,6 @@ class Recorder(QueryListener):
         self.done.set()
 
 
-def _wait_for(predicate, seconds: float = 60.0) -> None:
-    event = threading.Event()
-    for _ in range(int(seconds * 10)):
-        if predicate():
-            return
-        event.wait(0.1)
-    raise AssertionError("timed out")
-
-
 def test_listener_reads_progress_json_with_observed_metrics(local_spark, tmp_path):
     from pyspark.sql import functions as F
 
@@ -46,8 +38,8 @@ def test_listener_reads_progress_json_with_observed_metrics(local_spark, tmp_pat
              .option("checkpointLocation", str(tmp_path / "checkpoint")).trigger(processingTime="200 milliseconds")
              .start())
     try:
-        _wait_for(lambda: any((p.get("observedMetrics") or {}).get("batch", {}).get("events")
-                              for p in recorder.progresses))
+        wait_until(lambda: any((p.get("observedMetrics") or {}).get("batch", {}).get("events")
+                               for p in recorder.progresses), timeout=60)
     finally:
         query.stop()
     assert recorder.done.wait(30)
