@@ -5,22 +5,27 @@ epoch's validation metric (the workload's task's: ``val_mae_s``, ``val_log_loss`
 all training logic lives in ``batch.train``. The embedding widths searched are the
 ones the workload's architecture declares.
 
-What a search costs beyond its training is Ray's: starting a local Ray, and a
-process per trial that imports Ray Tune and torch before it trains. Most trials
-of the CI-sized search train for seconds, so those starts are most of its time.
-Trials therefore reuse their actors: one process per concurrent trial, not per
-trial. ``bench.tune_pool`` measures this against a plain process pool through
-``start_local_ray``, ``tune_config`` and ``run_config``.
+What a search costs beyond its training is Ray's: starting a Ray, and a process
+per trial that imports Ray Tune and torch before it trains. Most trials of the
+CI-sized search train for seconds, so those starts are most of its time. A
+search therefore joins a Ray that is already running (the local stack's
+``ray-head``, or a cluster's) and starts one of its own only where none answers
+(``ray_address``); and trials reuse their actors: one process per concurrent
+trial, not per trial. ``bench.tune_pool`` measures this against a plain process
+pool through ``join_ray``, ``start_local_ray``, ``tune_config`` and ``run_config``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from batch import train
 from core.architecture import Architecture
+
+log = logging.getLogger(__name__)
 
 
 def search_space(max_epochs: int, seed: int, architecture: Architecture):
@@ -47,6 +52,38 @@ def _trainable(config: dict, train_split: train.Split, val_split: train.Split) -
     metric = train_split.workload.task.val_metric
     train.fit(train.TrainConfig.from_dict(config), train_split, val_split,
               report=lambda row: tune.report({metric: row[metric], "epoch": row["epoch"]}))
+
+
+def ray_address(configured: str | None, head_address: str, head_answers: bool) -> str | None:
+    """The Ray a search joins, or None to start one of its own: the configured address (``local``: none); unset,
+    the local stack's head (``Settings.ray_head_address``) when it answers."""
+    if configured == "local":
+        return None
+    if configured:
+        return configured
+    return head_address if head_answers else None
+
+
+def head_answers(settings) -> bool:
+    """Whether the local stack's Ray head accepts connections on its GCS port (and the stack runs one)."""
+    import socket
+
+    if not settings.ray.local_head:
+        return False
+    host, _, port = settings.ray_head_address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def join_ray(address: str) -> None:
+    """Join a running Ray (the stack's head, a cluster) as this search's driver; ``ray.shutdown()`` leaves it
+    running. Its trials run in its worker processes, at its priority."""
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
 
 
 def start_local_ray(num_cpus: int | None, num_gpus: int, address: str | None = None) -> None:
@@ -117,20 +154,31 @@ class TuneResult:
 
 def run(settings, train_split: train.Split, val_split: train.Split, storage: Path, seed: int = 7) -> TuneResult:
     """Search; return the best configuration, set to train for the full epoch budget."""
+    import os
+
+    from core.ray_auth import token_env
+
+    r = settings.ray
+    address = ray_address(r.address, settings.ray_head_address, head_answers(settings))
+    if address in (None, settings.ray_head_address):  # the platform's own Ray: its token (before Ray is imported)
+        os.environ.update(token_env(settings))
+
     import ray
     import torch
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    r = settings.ray
     wl = train_split.workload
     metric = wl.task.val_metric
     gpus = r.num_gpus if r.num_gpus is not None else torch.cuda.device_count()
     started_here = not ray.is_initialized()
     if started_here:
-        if r.address:
-            ray.init(address=r.address, log_to_driver=False)
+        if address:
+            log.info("tune: joining the Ray at %s", address)
+            join_ray(address)
         else:
+            log.info("tune: starting a Ray for this search (%s CPUs); none answers at %s", r.num_cpus,
+                     settings.ray_head_address)
             start_local_ray(r.num_cpus, gpus)
     try:
         per_trial = {"cpu": 1, "gpu": 1 if gpus else 0}

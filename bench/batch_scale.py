@@ -8,7 +8,8 @@ under a lake prefix of its own, then runs the DAG's steps in the DAG's order wit
 the metrics topic.
 
 - ``--isolation process`` (default): each step runs in a Python process of its own, as an Airflow
-  task does, so each starts its own Spark JVM (and ``tune`` its own local Ray); the ``validate_day``
+  task does, so each starts its own Spark JVM (and ``tune`` a Ray of its own, ``LAMBDAML_RAY__ADDRESS=local``,
+  not the stack's head: its processes are then under this one, where their RSS is sampled); the ``validate_day``
   tasks run ``--validate-concurrency`` at a time (16: Airflow's ``max_active_tasks_per_dag``, which
   bounds the mapped tasks of one run in the local stack). ``shared``: every step in this process,
   one Spark session for all (what is left without the per-task start-up).
@@ -582,7 +583,8 @@ def main(
     first = dt.date.fromisoformat(start)
     defaults = RaySettings()
     search = {"NUM_SAMPLES": num_samples or defaults.num_samples, "MAX_EPOCHS": max_epochs or defaults.max_epochs,
-              "GRACE_PERIOD": grace_period or defaults.grace_period}
+              "GRACE_PERIOD": grace_period or defaults.grace_period,
+              "ADDRESS": "local"}  # a Ray of its own under this process, so that its RSS is sampled with the rest
     for key, value in search.items():
         os.environ[f"LAMBDAML_RAY__{key}"] = str(value)
     get_settings.cache_clear()

@@ -15,7 +15,9 @@ awaited before the next window starts. Latency is each prediction's Kafka timest
   ``validate_day`` for every day, as many at once as Airflow runs, then preprocess, tune, train_and_register and
   evaluate_and_promote), on ``--days`` generated days of ``--trips`` trips in all, with
   ``LAMBDAML_BATCH__CPU_NICE=N``. Windows go on until the training ends. N = 0 is the batch layer at the speed
-  layer's priority (as before ``batch.cpu_nice``); the default is the platform's.
+  layer's priority (as before ``batch.cpu_nice``); the default is the platform's. ``tune`` runs its trials in the
+  stack's Ray head, which runs at the stack's ``batch.cpu_nice``; at any other N it starts a Ray of its own
+  (``LAMBDAML_RAY__ADDRESS=local``), so that its trials run at N too.
 
 Reported: p50 and p99 of each phase, and each training's wall time (a lower priority may slow it). Target: p99 at
 most 2 s while a training runs at the platform's priority.
@@ -100,6 +102,8 @@ def training(settings: Settings, nice: int, trips: int, days: int, trials: int, 
     env = dict(os.environ, LAMBDAML_BATCH__CPU_NICE=str(nice), LAMBDAML_RAY__NUM_SAMPLES=str(trials),
                LAMBDAML_RAY__MAX_EPOCHS=str(epochs),
                LAMBDAML_RAY__GRACE_PERIOD=str(min(epochs, RaySettings().grace_period)))
+    if nice != settings.batch.cpu_nice:  # the stack's Ray head runs its trials at the stack's batch.cpu_nice
+        env["LAMBDAML_RAY__ADDRESS"] = "local"
     runner = batch_scale.StepRunner("process", MODEL_NAME, logs / f"nice{nice}", env, echo=typer.echo)
     runner.workdir.mkdir(parents=True, exist_ok=True)
 

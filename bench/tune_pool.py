@@ -1,33 +1,40 @@
 """Wall time of a hyperparameter search: Ray Tune against a plain process pool running the same trials.
 
-Both lines train the same ``--trials`` configurations, drawn once (seeded) from the platform's
+Every line trains the same ``--trials`` configurations, drawn once (seeded) from the platform's
 search space (``batch.tune.search_space``), on the same generated train/validation split, for the
 same epochs, ``--concurrency`` trials at a time, one CPU and one torch thread per trial:
 
-- ``tune``: a new local Ray started as ``batch.tune.run`` starts one (``batch.tune.start_local_ray``
-  with ``address="local"``, ``num_cpus=concurrency``), then a ``tune.Tuner`` over the platform's
-  trainable (``batch.tune._trainable``, which runs ``batch.train.fit`` and reports each epoch) with
-  the resources ``batch.tune.run`` gives a trial (1 CPU; Ray then runs torch with one thread) and
-  its ``tune_config`` (actors reused between trials) and ``run_config``, a ``grid_search`` over the
+- ``tune``: the search as ``batch.tune.run`` runs it with the local stack up: it joins the stack's
+  standing Ray head (``ray-head``, ``batch.tune.join_ray``; its CPUs are recorded and must be at
+  least ``--concurrency``), then a ``tune.Tuner`` over the platform's trainable
+  (``batch.tune._trainable``, which runs ``batch.train.fit`` and reports each epoch) with the
+  resources ``batch.tune.run`` gives a trial (1 CPU; Ray then runs torch with one thread) and its
+  ``tune_config`` (actors reused between trials) and ``run_config``, a ``grid_search`` over the
   configurations (one trial each) and no early-stopping scheduler, so every trial runs every
-  epoch; timed from ``ray.init`` to the end of ``batch.tune.stop_local_ray``. Both lines' processes
-  load the compiled bytecode ``make install`` leaves in site-packages (recorded: ``python_bytecode``). Ray gives its
-  raylet 30 s to register, which a loaded machine can miss: a start that fails is stopped and tried
-  again (three times at most), and its seconds are left out of the time and recorded
-  (``failed_ray_starts_s``);
+  epoch; timed from ``ray.init`` to the end of ``ray.shutdown``. The head's processes, and so its
+  trials, run at the batch layer's niceness (``batch.cpu_nice``); on a quiet machine that costs
+  them nothing;
+- ``tune_own_ray``: the same search in a Ray started for it alone and stopped after it, as
+  ``batch.tune.run`` does where no head answers (``batch.tune.start_local_ray`` with
+  ``address="local"``, ``num_cpus=concurrency``, then ``batch.tune.stop_local_ray``), timed from
+  its start to the end of its stop. Ray gives its raylet 30 s to register, which a loaded machine
+  can miss: a start that fails is stopped and tried again (three times at most), and its seconds
+  are left out of the time and recorded (``failed_ray_starts_s``);
 - ``pool``: ``concurrent.futures.ProcessPoolExecutor(concurrency)`` (spawned workers, one torch
   thread each, the splits handed over once per worker) mapping ``batch.train.fit`` over the same
   configurations; timed from creating the pool to shutting it down;
 - ``ray_floor``: the ``tune`` line with a trainable that trains nothing and reports the last epoch
-  at once: Ray's own cost of the search (start, a trial process each concurrent slot, shutdown),
-  which no trainable can save. ``pool + ray_floor`` over ``pool`` is the least ratio Ray Tune can
-  reach at this size; it shrinks as trials grow.
+  at once: Ray's own cost of a search on the standing head (joining, a trial process each
+  concurrent slot, leaving), which no trainable can save. ``pool + ray_floor`` over ``pool`` is the
+  least ratio Ray Tune can reach at this size; it shrinks as trials grow.
 
-Each trial's last epoch and validation MAE are reported for both lines, so the table can show
-that the two did the same work (the same seed gives the same MAE up to float noise). Rounds
-alternate between the lines; medians are reported.
+All lines' processes load the compiled bytecode ``make install`` leaves in site-packages
+(recorded: ``python_bytecode``). Each trial's last epoch and validation MAE are reported for every
+line, so the table can show that they did the same work (the same seed gives the same MAE up to
+float noise). Rounds alternate between the lines; medians are reported.
 
-Run: ``python -m bench.tune_pool`` (no service of the stack needed). Writes bench/results/tune_pool.json.
+Run with the stack up (``make stack-up``; ``ray-head`` is enough): ``python -m bench.tune_pool``.
+Writes bench/results/tune_pool.json.
 """
 
 from __future__ import annotations
@@ -145,15 +152,10 @@ def pool_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
         return {config_key(c): r for c, r in zip(configs, pool.map(_pool_trial, configs))}
 
 
-def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int,
-             failed_starts_s: list[float], trial: Any = _tune_trial) -> dict[str, dict[str, Any]]:
-    """The same configurations as a Ray Tune search over the platform's trainable (``trial``: another one); the
-    last epoch of each.
-
-    The seconds spent in Ray starts that failed are appended to ``failed_starts_s``.
-    """
+def _start_own_ray(concurrency: int, failed_starts_s: list[float]) -> None:
+    """A Ray for one search, as ``batch.tune.run`` starts one where no head answers; starts that fail are stopped
+    and tried again, their seconds appended to ``failed_starts_s``."""
     import ray
-    from ray import tune
 
     from batch import tune as platform_tune
 
@@ -162,7 +164,7 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
         t0 = time.perf_counter()
         try:
             platform_tune.start_local_ray(num_cpus=concurrency, num_gpus=0, address="local")
-            break
+            return
         except Exception as exc:  # noqa: BLE001 - Ray gives its raylet 30 s to register, too short under load
             ray.shutdown()
             _stop_new_children(before)  # a failed start leaves its GCS and dashboard running
@@ -170,6 +172,24 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
             if attempt == 3:
                 raise
             typer.echo(f"  Ray did not start ({str(exc).splitlines()[0]}); trying again")
+
+
+def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: int, head: str | None,
+             failed_starts_s: list[float], trial: Any = _tune_trial) -> dict[str, dict[str, Any]]:
+    """The same configurations as a Ray Tune search over the platform's trainable (``trial``: another one), on the
+    Ray head at ``head`` (None: a Ray started for the search); the last epoch of each.
+
+    The seconds spent in Ray starts that failed are appended to ``failed_starts_s``.
+    """
+    import ray
+    from ray import tune
+
+    from batch import tune as platform_tune
+
+    if head:
+        platform_tune.join_ray(head)
+    else:
+        _start_own_ray(concurrency, failed_starts_s)
     try:
         trainable = tune.with_resources(
             tune.with_parameters(trial, train_split=train, val_split=val), {"cpu": 1, "gpu": 0})
@@ -189,7 +209,23 @@ def tune_run(configs: list[dict[str, Any]], train: Any, val: Any, concurrency: i
                     "epoch": result.metrics["epoch"], "val_mae_s": result.metrics["val_mae_s"]}
             return out
     finally:
-        platform_tune.stop_local_ray()
+        if head:
+            ray.shutdown()
+        else:
+            platform_tune.stop_local_ray()
+
+
+def head_cpus(head: str) -> int:
+    """CPUs the standing Ray head offers (joined once, outside the timed lines)."""
+    import ray
+
+    from batch import tune as platform_tune
+
+    platform_tune.join_ray(head)
+    try:
+        return int(ray.cluster_resources().get("CPU", 0))
+    finally:
+        ray.shutdown()
 
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -201,19 +237,35 @@ def main(
     concurrency: Annotated[int, typer.Option(help="Trials at a time (Ray CPUs, pool workers).")] = 2,
     rows: Annotated[int, typer.Option(help="Generated trips; the last 20% are the validation split.")] = 20_000,
     epochs: Annotated[int, typer.Option(help="Epochs per trial (every trial runs them all).")] = 2,
-    repeats: Annotated[int, typer.Option(help="Timed rounds (each runs both lines); medians are reported.")] = 2,
+    repeats: Annotated[int, typer.Option(help="Timed rounds (each runs every line); medians are reported.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the data, the drawn configurations and the training.")] = 7,
     out: Annotated[Path | None, typer.Option(help=common.OUT_HELP)] = None,
 ) -> None:
     """Compare the wall time of N trials under Ray Tune with the same trials in a ProcessPoolExecutor."""
+    from batch import tune as platform_tune
+    from core.settings import get_settings
+
+    from core.ray_auth import token_env
+
     started = time.monotonic()
+    settings = get_settings()
+    head = settings.ray_head_address
+    os.environ.update(token_env(settings))  # both Rays (the head's, a search's own) use the platform's token
+    if not platform_tune.head_answers(settings):
+        raise typer.BadParameter(f"no Ray head answers at {head}: run `make stack-up` first (the stack's `ray-head`; "
+                                 "LAMBDAML_RAY__LOCAL_HEAD must not be false)")
+    cpus = head_cpus(head)
+    if cpus < concurrency:
+        raise typer.BadParameter(f"the Ray head at {head} offers {cpus} CPUs, fewer than --concurrency "
+                                 f"{concurrency}: start the stack with LAMBDAML_RAY__NUM_CPUS={concurrency}")
     configs = draw_configs(trials, epochs, seed)
     typer.echo(f"data: {rows:,} generated trips, features computed (numpy forms)")
     train, val = splits(rows, seed)
     failed_starts_s: list[float] = []
-    runs = {"tune": lambda: tune_run(configs, train, val, concurrency, failed_starts_s),
+    runs = {"tune": lambda: tune_run(configs, train, val, concurrency, head, failed_starts_s),
             "pool": lambda: pool_run(configs, train, val, concurrency),
-            "ray_floor": lambda: tune_run(configs, train, val, concurrency, failed_starts_s, _empty_trial)}
+            "tune_own_ray": lambda: tune_run(configs, train, val, concurrency, None, failed_starts_s),
+            "ray_floor": lambda: tune_run(configs, train, val, concurrency, head, failed_starts_s, _empty_trial)}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     trial_results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in runs}
     typer.echo(f"{repeats} rounds of {trials} trials x {epochs} epochs, {concurrency} at a time, each runs "
@@ -235,7 +287,8 @@ def main(
     last = {name: results[-1] for name, results in trial_results.items()}
     table = [{"config": c, **{f"{name}_val_mae_s": round(last[name][config_key(c)]["val_mae_s"], 3)
                                for name in runs}} for c in configs]
-    max_diff = max(abs(r["tune_val_mae_s"] - r["pool_val_mae_s"]) for r in table)
+    max_diff = max(abs(r[f"{line}_val_mae_s"] - r["pool_val_mae_s"])
+                   for r in table for line in ("tune", "tune_own_ray"))
     for r in table:
         del r["ray_floor_val_mae_s"]  # trained nothing
     median = {name: common.median(s) for name, s in seconds.items()}
@@ -243,9 +296,12 @@ def main(
         NAME,
         parameters={"trials": trials, "concurrency": concurrency, "rows": rows, "val_share": VAL_SHARE,
                     "epochs": epochs, "repeats": repeats, "seed": seed, "cpus_per_trial": 1, "torch_threads": 1,
-                    "tune": "batch.tune.start_local_ray(address=local, num_cpus=concurrency) + "
-                            "Tuner(batch.tune._trainable, batch.tune.tune_config (reuse_actors), "
-                            "grid_search over the configurations, no scheduler) + batch.tune.stop_local_ray",
+                    "tune": "batch.tune.join_ray(the stack's ray-head) + Tuner(batch.tune._trainable, "
+                            "batch.tune.tune_config (reuse_actors), grid_search over the configurations, no "
+                            "scheduler) + ray.shutdown",
+                    "tune_own_ray": "the same Tuner between batch.tune.start_local_ray(address=local, "
+                                    "num_cpus=concurrency) and batch.tune.stop_local_ray",
+                    "ray_head": {"address": head, "cpus": cpus, "nice": settings.batch.cpu_nice},
                     "pool": "ProcessPoolExecutor(spawn) mapping batch.train.fit",
                     "python_bytecode": python_bytecode(),
                     "failed_ray_starts_s": [round(x, 1) for x in failed_starts_s],
@@ -255,11 +311,14 @@ def main(
                          for name, s in seconds.items()},
                       "trials": table, "max_val_mae_difference_s": round(max_diff, 3)},
         ratios={"tune_s/pool_s": median["tune"] / median["pool"],
+                "tune_own_ray_s/pool_s": median["tune_own_ray"] / median["pool"],
                 "(pool_s + ray_floor_s)/pool_s": (median["pool"] + median["ray_floor"]) / median["pool"]},
         echo=typer.echo,
         summary=[common.comparison("tune", median["tune"], "pool", median["pool"], "s", higher_is_better=False,
                                    target=f"ratio <= {TARGET:g}", met=median["tune"] <= TARGET * median["pool"]),
-                 common.comparison("pool + ray_floor (Ray's start, empty trials, shutdown)",
+                 common.comparison("tune in a Ray of its own (started and stopped)", median["tune_own_ray"],
+                                   "pool", median["pool"], "s", higher_is_better=False),
+                 common.comparison("pool + ray_floor (joining the head, empty trials, leaving)",
                                    median["pool"] + median["ray_floor"], "pool", median["pool"], "s",
                                    higher_is_better=False)],
         out=out,

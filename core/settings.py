@@ -282,9 +282,14 @@ class AirflowSettings(BaseModel):
 class RaySettings(BaseModel):
     """Ray Tune: where it runs and how big the search is (small by default, for CI and laptops)."""
 
-    address: str | None = Field(default=None, description="Ray cluster address. Unset: a local Ray.")
-    num_cpus: int = 2
-    num_gpus: int | None = None
+    address: str | None = Field(default=None, description="Ray cluster address a search joins. Unset: the local "
+                                "stack's Ray head (`ray-head`) when it answers, else a Ray started for the search "
+                                "alone; `local`: always a Ray of the search's own.")
+    local_head: bool = Field(default=True, description="The local stack runs a Ray head that searches join, so none "
+                             "pays for starting and stopping a Ray (about 3 s on 2 cores). Off: one Ray a search.")
+    num_cpus: int = Field(default=2, description="CPUs of the local Ray (the stack's head, or a search's own): trials "
+                          "at once, one CPU each.")
+    num_gpus: int | None = Field(default=None, description="GPUs of the local Ray; unset: the ones torch sees.")
     num_samples: int = Field(default=4, description="Trials in the search (try 16-32 for real runs).")
     max_epochs: int = Field(default=8, description="Epochs per trial and for the final fit (try 30).")
     grace_period: int = 2
@@ -437,7 +442,8 @@ class ClusterSettings(BaseModel):
     kafka_replication_factor: int = 3
     kafka_min_insync_replicas: int = 2
     kafka_heap: str = "384m"
-    ray_port: int = Field(default=16379, description="Ray head (GCS) port; the other Ray ports are this + 1..+17, "
+    ray_port: int = Field(default=16379, description="Ray head (GCS) port, of the local stack's head too; the other "
+                          "Ray ports are this + 1..+17, "
                           "worker processes this + 100..+299.")
     ray_head_cpus: int = 1
     ray_worker_cpus: int = 1
@@ -549,8 +555,18 @@ class Settings(BaseSettings):
             default(k, "heap", c.kafka_heap)
         default(k, "replication_factor", c.kafka_replication_factor)
         default(k, "min_insync_replicas", c.kafka_min_insync_replicas)
-        default(r, "address", f"{self.bind_host}:{c.ray_port}")
+        default(r, "address", self.ray_head_address)
         return self
+
+    @property
+    def ray_token_file(self) -> Path:
+        """The token every Ray the platform starts requires (``core.ray_auth``)."""
+        return self.runtime_dir / "ray-auth" / "token"
+
+    @property
+    def ray_head_address(self) -> str:
+        """The GCS address of the Ray head the stack runs (``ray-head``, in either profile)."""
+        return f"{self.bind_host}:{self.cluster.ray_port}"
 
     @classmethod
     def settings_customise_sources(

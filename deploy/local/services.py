@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import jars
+from core.ray_auth import token_env
 from core.settings import PROJECT_ROOT, Settings
 from deploy.local.process import ManagedProcess, StackError
 
@@ -587,7 +588,6 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-ALL_SERVICES: tuple[type[Service], ...] = (MariaDB, S3Server, Kafka, ThriftServer, Airflow)
 
 
 # =========================================================================== the cluster profile
@@ -828,10 +828,19 @@ class RayNode(Service):
         ports += [self._base + 2 + i for i in range(6)]
         return [Endpoint("LAMBDAML_CLUSTER__RAY_PORT", "127.0.0.1", p) for p in ports]
 
-    def describe(self) -> str:
+    @property
+    def _local(self) -> bool:
+        """The local profile's one node: a head sized by the ``ray`` settings, its processes at the batch layer's
+        niceness. In the cluster profile, nodes are sized by the ``cluster`` settings."""
+        return self.settings.profile != "cluster"
+
+    def _cpus(self) -> int:
         c = self.settings.cluster
-        cpus = c.ray_head_cpus if self.index == 0 else c.ray_worker_cpus
-        return f"{self.settings.bind_host}:{c.ray_port} ({'head' if self.index == 0 else 'worker'}, {cpus} CPU)"
+        return self.settings.ray.num_cpus if self._local else c.ray_head_cpus if self.index == 0 else c.ray_worker_cpus
+
+    def describe(self) -> str:
+        role = "head" if self.index == 0 else "worker"
+        return f"{self.settings.ray_head_address} ({role}, {self._cpus()} CPU)"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         c = self.settings.cluster
@@ -851,13 +860,19 @@ class RayNode(Service):
                 # Worker processes take ports from a range of their own, clear of the other services.
                 f"--min-worker-port={c.ray_port + 100 * (self.index + 1)}",
                 f"--max-worker-port={c.ray_port + 100 * (self.index + 1) + 99}"]
+        if self._local:  # trials' data goes through the object store: Ray's default size, as a search's own Ray
+            argv = [a for a in argv if not a.startswith("--object-store-memory=")]
+            gpus = self.settings.ray.num_gpus
+            argv += [] if gpus is None else [f"--num-gpus={gpus}"]  # unset: Ray counts the GPUs it sees
+        else:
+            argv += ["--num-gpus=0"]
         if self.index == 0:
             argv += ["--head", f"--port={c.ray_port}", f"--ray-client-server-port={c.ray_port + 1}",
                      f"--dashboard-port={c.ray_port + 8}",
-                     "--include-dashboard=false", f"--num-cpus={c.ray_head_cpus}", "--num-gpus=0",
+                     "--include-dashboard=false", f"--num-cpus={self._cpus()}",
                      f"--temp-dir={self.settings.runtime_dir / 'ray'}"]
         else:
-            argv += [f"--address={host}:{c.ray_port}", f"--num-cpus={c.ray_worker_cpus}", "--num-gpus=0"]
+            argv += [f"--address={self.settings.ray_head_address}", f"--num-cpus={self._cpus()}"]
         env = self.settings.child_env(
             # Trials import the platform's modules.
             PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
@@ -866,7 +881,7 @@ class RayNode(Service):
             # clone, they import in a third of the time (this matters for the agents' deadline).
             PYTHONPYCACHEPREFIX=str(self.settings.cache_dir / "pycache"),
             PYTHONDONTWRITEBYTECODE="",
-            RAY_AUTH_MODE="disabled",  # local nodes on one machine, bound to the loopback address
+            **token_env(self.settings),  # Ray's ports listen on every interface: drivers need the token
             # On a busy machine the node agents take long to start; the raylet waits for them.
             RAY_agent_register_timeout_ms="300000",
             RAY_raylet_start_wait_time_s="300",
@@ -889,17 +904,20 @@ class RayNode(Service):
             more = {p for p, parent in parents.items() if parent in tree} - tree
             tree |= more
             grew = bool(more)
-        for member in tree:  # the node and every process it started, back to normal priority
+        # The node and every process it started (and so every trial it starts later) at the priority it runs at:
+        # normal on a cluster node; in the local stack, the batch layer's, below the speed layer's.
+        nice = self.settings.batch.cpu_nice if self._local else 0
+        for member in tree:
             try:
-                os.setpriority(os.PRIO_PROCESS, member, 0)
+                os.setpriority(os.PRIO_PROCESS, member, nice)
             except (ProcessLookupError, PermissionError):
                 continue
 
     def nodes(self) -> int:
         """Alive nodes in the cluster, as the GCS reports them."""
-        result = subprocess.run([_ray_bin(), "status", f"--address={self.settings.ray.address}"],
+        result = subprocess.run([_ray_bin(), "status", f"--address={self.settings.ray_head_address}"],
                                 capture_output=True, text=True, timeout=60,
-                                env=self.settings.child_env(RAY_AUTH_MODE="disabled"))
+                                env=self.settings.child_env(**token_env(self.settings)))
         if result.returncode != 0:
             raise RuntimeError((result.stderr or result.stdout).strip().splitlines()[-1:] or "ray status failed")
         if "Active:" not in result.stdout:
@@ -916,14 +934,19 @@ def _node(base: type[Service], name: str, index: int, **attrs) -> type[Service]:
     return type(f"{base.__name__}{index}", (base,), {"name": name, "index": index, **attrs})
 
 
+# The local profile: one process each, and a standing Ray head that searches join (``ray.local_head``).
+RayHead = _node(RayNode, "ray-head", 0)
+ALL_SERVICES: tuple[type[Service], ...] = (MariaDB, S3Server, Kafka, RayHead, ThriftServer, Airflow)
+
+
 def services_for(settings: Settings) -> tuple[type[Service], ...]:
     """The services of the stack these settings describe: one process each."""
     if settings.profile != "cluster":
-        return ALL_SERVICES
+        head = settings.ray.local_head and not settings.ray.address  # an address: searches run elsewhere
+        return tuple(s for s in ALL_SERVICES if s is not RayHead or head)
     c = settings.cluster
     kafka = (Kafka,) if settings.kafka.external else tuple(
         _node(KafkaBroker, f"kafka-{i + 1}", i) for i in range(settings.kafka.brokers))
     spark = (SparkMaster,) + tuple(_node(SparkWorker, f"spark-worker-{i + 1}", i) for i in range(c.spark_workers))
-    ray = (_node(RayNode, "ray-head", 0),
-           _node(RayNode, "ray-worker", 1, depends_on=("ray-head",)))
+    ray = (RayHead, _node(RayNode, "ray-worker", 1, depends_on=("ray-head",)))
     return (MariaDB, S3Server, *kafka, *spark, *ray, ThriftServer, Airflow)

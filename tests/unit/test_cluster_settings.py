@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.kafka import topic_configs
 from core.settings import Settings
 
@@ -43,4 +45,33 @@ def test_the_cluster_stack_has_one_service_per_node():
     assert [c.name for c in services_for(Settings(profile="cluster"))] == [
         "mariadb", "s3", "kafka-1", "kafka-2", "kafka-3", "spark-master", "spark-worker-1", "spark-worker-2",
         "ray-head", "ray-worker", "thrift", "airflow"]
-    assert [c.name for c in services_for(Settings())] == ["mariadb", "s3", "kafka", "thrift", "airflow"]
+    assert [c.name for c in services_for(Settings())] == ["mariadb", "s3", "kafka", "ray-head", "thrift", "airflow"]
+    for ray in ({"local_head": False}, {"address": "ray://head:10001"}, {"address": "local"}):
+        assert "ray-head" not in [c.name for c in services_for(Settings(ray=ray))]
+
+
+def _ray_args(settings: Settings, name: str) -> list[str]:
+    from deploy.local.services import services_for
+
+    (node,) = [c for c in services_for(settings) if c.name == name]
+    argv, env = node(settings).command()
+    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == str(settings.ray_token_file)
+    assert str(Path(__file__).parents[2]) in env["PYTHONPATH"].split(":")
+    return argv[argv.index("--") + 1:]
+
+
+def test_the_local_ray_head_is_sized_by_the_ray_settings(tmp_path):
+    args = _ray_args(Settings(ray={"num_cpus": 3}, runtime_dir=tmp_path), "ray-head")
+    assert "--head" in args and "--num-cpus=3" in args
+    assert f"--port={Settings().cluster.ray_port}" in args
+    # Ray's own object store size and GPU count, as a search's own Ray has them, unless set.
+    assert not [a for a in args if a.startswith(("--object-store-memory", "--num-gpus"))]
+    assert "--num-gpus=1" in _ray_args(Settings(ray={"num_gpus": 1}, runtime_dir=tmp_path), "ray-head")
+
+
+def test_cluster_ray_nodes_are_sized_by_the_cluster_settings(tmp_path):
+    s = Settings(profile="cluster", cluster={"ray_head_cpus": 1, "ray_worker_cpus": 2}, runtime_dir=tmp_path)
+    head, worker = _ray_args(s, "ray-head"), _ray_args(s, "ray-worker")
+    assert {"--head", "--num-cpus=1", "--num-gpus=0", f"--object-store-memory={s.cluster.ray_object_store_bytes}"} \
+        <= set(head)
+    assert {f"--address={s.ray_head_address}", "--num-cpus=2", "--num-gpus=0"} <= set(worker)
