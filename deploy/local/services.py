@@ -588,8 +588,6 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-
-
 # =========================================================================== the cluster profile
 # `LAMBDAML_PROFILE=cluster`: the same platform on real multi-process clusters on this machine.
 # Each node is one service (its own pid file and log), so `stack status` shows every node and a
