@@ -159,7 +159,7 @@ def run(settings, train_split: train.Split, val_split: train.Split, storage: Pat
     from core.ray_auth import token_env
 
     r = settings.ray
-    address = ray_address(r.address, settings.ray_head_address, head_answers(settings))
+    address = ray_address(r.address, settings.ray_head_address, not r.address and head_answers(settings))
     if address in (None, settings.ray_head_address):  # the platform's own Ray: its token (before Ray is imported)
         os.environ.update(token_env(settings))
 

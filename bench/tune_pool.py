@@ -243,9 +243,8 @@ def main(
 ) -> None:
     """Compare the wall time of N trials under Ray Tune with the same trials in a ProcessPoolExecutor."""
     from batch import tune as platform_tune
-    from core.settings import get_settings
-
     from core.ray_auth import token_env
+    from core.settings import get_settings
 
     started = time.monotonic()
     settings = get_settings()

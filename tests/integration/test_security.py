@@ -670,6 +670,7 @@ def test_the_stack_ray_refuses_a_driver_without_its_token(stack, settings, tmp_p
     out = subprocess.run([sys.executable, "-c", RAY_CONNECT, settings.ray_head_address], env=env,
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "REFUSED" in out.stdout and "CONNECTED" not in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "InvalidAuthToken" in out.stdout + out.stderr, out.stdout + out.stderr[-2000:]  # refused for the token
 
 
 def test_the_stack_ray_accepts_the_platform_token(stack, settings, tmp_path):
