@@ -29,3 +29,41 @@ def test_an_even_number_of_rounds_counts_the_lower_middle_run():
     for p99 in (8.0, 2.0):
         runs.add(250.0, run(250.0, p99), {})
     assert runs.runs[250.0].p99_ms == 2.0 and "max_sustainable" not in runs.to_json()
+
+
+def test_the_refinement_halves_the_gap_on_the_grid_and_stops_when_narrow():
+    from bench.endpoint import bisect_rate
+
+    assert bisect_rate(750.0, 1000.0, 25.0) == 875.0
+    assert bisect_rate(875.0, 1000.0, 25.0) == 950.0  # 937.5 rounds up on the 25 grid
+    assert bisect_rate(975.0, 1000.0, 25.0) is None  # no rate of the grid lies between
+    assert bisect_rate(None, 100.0, 25.0) is None and bisect_rate(750.0, None, 25.0) is None
+
+
+def test_a_refined_rate_moves_the_bounds_of_the_max_rate():
+    from bench.endpoint import Bench
+
+    class Fake:  # _measure stands in for vegeta: p99 grows past the limit above 900/s
+        label = "s"
+
+    bench = Bench(duration_s=1, warmup_s=0, p99_limit_ms=20.0, rounds=1, refine=3, resolution=25.0)
+    bench._measure = lambda server, rate, runs, retry=False: (  # type: ignore[method-assign]
+        r := run(rate, 10.0 if rate <= 900 else 40.0), None if retry else runs.add(rate, r, {}))[0]
+    runs = ServerRuns(load_average_1m=0.0, searched=True)
+    for rate in (500.0, 750.0, 1000.0):
+        if not bench._step(Fake(), rate, runs):
+            break
+    assert (runs.held_rate, runs.failed_rate) == (750.0, 1000.0)
+    for expected, holds in ((875.0, True), (950.0, False), (925.0, False)):  # a failing rate is tried twice
+        probe = bisect_rate_of(runs)
+        assert probe == expected
+        assert bench._step(Fake(), probe, runs) is holds
+    assert (runs.held_rate, runs.failed_rate) == (875.0, 925.0)
+    assert runs.max_sustainable.rate == 875.0 and set(runs.retries) == {1000.0, 950.0, 925.0}
+    assert bisect_rate_of(runs) == 900.0  # a fourth refinement would try 900
+
+
+def bisect_rate_of(runs: ServerRuns) -> float | None:
+    from bench.endpoint import bisect_rate
+
+    return bisect_rate(runs.held_rate, runs.failed_rate, 25.0)
