@@ -1,7 +1,7 @@
 """Checks that every service of the platform answers a real client call.
 
 Run it from the Airflow UI after deploying, or on its hourly schedule, to see at
-a glance which backing service (Kafka, MySQL, S3, Hive/Thrift) is down, and whether the streaming job's
+a glance which backing service (Kafka, MySQL, S3, Ray, Hive/Thrift) is down, and whether the streaming job's
 query failed (it restarts itself with backoff; the task says the last failure). It also
 relays model announcements left pending in the registry's outbox by a promotion
 whose process died, or whose Kafka was down, and that nothing retried since.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-SERVICES = ["mariadb", "s3", "kafka", "thrift", "speed-stream", "speed-lake-sink"]
+SERVICES = ["mariadb", "s3", "kafka", "ray-head", "thrift", "speed-stream", "speed-lake-sink"]
 
 
 @dag(

@@ -9,8 +9,9 @@ LAKE_SINK = "speed-lake-sink"
 
 
 def check_service(name: str, settings: Settings | None = None) -> str:
-    """Raise if the named service does not answer; return its endpoint if it does."""
-    from deploy.local.services import ALL_SERVICES
+    """Raise if the named service does not answer; return its endpoint if it does, or why this stack does not run
+    it (the Ray head, when searches run elsewhere)."""
+    from deploy.local.services import ALL_SERVICES, RayHead, services_for
 
     settings = settings or get_settings()
     if name in (STREAM, LAKE_SINK):
@@ -18,6 +19,8 @@ def check_service(name: str, settings: Settings | None = None) -> str:
     by_name = {cls.name: cls for cls in ALL_SERVICES}
     if name not in by_name:
         raise ValueError(f"unknown service {name!r}; known: {sorted(by_name)}")
+    if by_name[name] is RayHead and RayHead not in services_for(settings):
+        return ray_elsewhere(settings)
     service = by_name[name](settings)
     service.check()
     return service.describe()
@@ -38,3 +41,12 @@ def check_stream(settings: Settings, name: str = STREAM) -> str:
                            f"last failure at {failure.get('at')}: {failure.get('error')} (batch after offsets "
                            f"{failure.get('after_offsets')}, {failure.get('repeats', 0)} time(s) in a row)")
     return f"{status.get('state')}, {status.get('batches', 0)} batches, {status.get('restarts', 0)} restart(s)"
+
+
+def ray_elsewhere(settings: Settings) -> str:
+    """Where searches run when the stack runs no Ray head."""
+    address = settings.ray.address
+    if address and address != "local":
+        return f"not run by this stack: searches join the Ray at {address} (ray.address)"
+    return "not run by this stack: each search starts a Ray of its own (" + (
+        "ray.address=local)" if address == "local" else "ray.local_head is off)")

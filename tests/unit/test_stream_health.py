@@ -65,3 +65,16 @@ def test_the_service_metrics_carry_the_jobs_found_in_its_runtime_dir(tmp_path):
                                                        "ts": "2026-12-04T12:00:00+00:00"}))
     assert 'lambdaml_stream_batches{job="speed-stream"} 7.0' in body.decode()
     assert "lambdaml_stream_state" not in metrics.exposition()[0].decode()
+
+
+@pytest.mark.parametrize(("ray", "says"), [
+    ({"local_head": False}, "ray.local_head is off"),
+    ({"address": "local"}, "ray.address=local"),
+    ({"address": "10.0.0.5:6379"}, "join the Ray at 10.0.0.5:6379"),
+])
+def test_a_stack_without_a_ray_head_says_where_searches_run(tmp_path, ray, says):
+    from core.settings import RaySettings
+
+    settings = Settings(runtime_dir=tmp_path, ray=RaySettings(**ray))
+    out = check_service("ray-head", settings)
+    assert out.startswith("not run by this stack") and says in out
