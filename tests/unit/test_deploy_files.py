@@ -625,6 +625,21 @@ def test_k8s_and_compose_configure_the_same_settings():
     assert k8s_secrets == compose_secrets - compose_names
 
 
+
+def test_the_ray_nodes_and_the_tasks_that_search_share_one_token(manifests, compose):
+    """Ray's ports accept any driver: every node requires the token, and the Airflow tasks (the drivers) carry it."""
+    services = compose["services"]
+    envs = {name: compose_env(services[name]) for name in ("ray-head", "ray-worker", "airflow-scheduler")}
+    assert {name: env.get("RAY_AUTH_MODE") for name, env in envs.items()} == dict.fromkeys(envs, "token")
+    assert len({env["RAY_AUTH_TOKEN"] for env in envs.values()}) == 1 and envs["ray-head"]["RAY_AUTH_TOKEN"]
+    auth = manifests.secret_data("ray-auth")
+    assert auth["RAY_AUTH_MODE"] == "token" and auth["RAY_AUTH_TOKEN"]
+    readers = {c["name"] for _, c in containers(manifests)
+               if any(src.get("secretRef", {}).get("name") == "ray-auth" for src in c.get("envFrom", []))}
+    nodes = {c["name"] for _, c in containers(manifests) if c.get("command", [])[:2] == ["ray", "start"]}
+    assert nodes == {"ray-head", "ray-worker"} and readers == nodes | {"scheduler"}
+
+
 # =================================================================================================== secrets
 def test_no_literal_secret_in_the_k8s_manifests(manifests):
     problems = []
