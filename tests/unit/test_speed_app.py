@@ -296,6 +296,25 @@ def test_a_lone_request_is_scored_in_its_own_thread_and_later_ones_share_a_pass(
     b.close()
 
 
+def test_with_no_wait_an_announced_request_does_not_send_a_lone_one_to_the_batching_thread():
+    threads: list[str] = []
+
+    def run(items):
+        threads.append(threading.current_thread().name)
+        return [x * 2 for x in items], "ctx"
+
+    b = MicroBatcher(run, max_size=64, max_wait_s=0.0)
+    b.announce()  # another request is being read: with no wait, the batch would not wait for it anyway
+    assert b.submit([1]).result(5) == ([2], "ctx")
+    assert threads == [threading.current_thread().name]  # scored in the caller's thread: no hand-off
+    b.withdraw()
+    waiting = MicroBatcher(run, max_size=64, max_wait_s=0.05)
+    waiting.announce()  # with a wait, the same request goes to the batching thread, which waits for company
+    assert waiting.submit([2]).result(5) == ([4], "ctx") and threads[-1] == "micro-batcher"
+    waiting.withdraw()
+    b.close()
+    waiting.close()
+
 def test_bad_input_withdraws_its_announcement(client):
     batcher = client.application.extensions["lambdaml"].batcher
     assert client.post("/v1/predict", json={"trip_id": "x"}).status_code == 400
