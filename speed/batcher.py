@@ -17,10 +17,10 @@ own thread, with no hand-off to the batching thread: on this machine that hand-o
 cost about 150 us a request, as much as the forward pass of one trip. When a batch
 may wait for company (``max_wait_s`` > 0), it must also find nobody announced. With
 no wait (the default), an announced request would not be waited for anyway, so it
-does not send the request to the batching thread: under load, requests in flight
-are nearly always announced, and handing each off cost the service about a fifth of
-its maximum rate (2026-12-05, ``bench.endpoint``: 800/s against 925/s for one pass a
-request). One forward pass runs at a time either way; requests that come during a
+does not send the request to the batching thread: under load, other requests are
+often in flight and announced, and the hand-offs held the service to 750/s at p99
+<= 20 ms where one pass a request held 875/s (2026-12-05, ``bench.endpoint``; 800
+against 875 after this change). One forward pass runs at a time either way; requests that come during a
 pass queue up and share the batching thread's next one, and no inline pass jumps
 ahead of a batch that is waiting for its turn.
 
