@@ -20,9 +20,9 @@ no wait (the default), an announced request would not be waited for anyway, so i
 does not send the request to the batching thread: under load, other requests are
 often in flight and announced, and the hand-offs held the service to 750/s at p99
 <= 20 ms where one pass a request held 875/s (2026-12-05, ``bench.endpoint``; 800
-against 875 after this change). One forward pass runs at a time either way; requests that come during a
-pass queue up and share the batching thread's next one, and no inline pass jumps
-ahead of a batch that is waiting for its turn.
+against 875 after this change). One forward pass runs at a time either way;
+requests that come during a pass queue up and share the batching thread's next
+one, and no inline pass jumps ahead of a batch that is waiting for its turn.
 
 The queue is bounded: with ``max_pending`` set, ``submit`` refuses (``Overloaded``) a request
 whose trips would take the trips waiting or being scored over that many, so memory and waiting
