@@ -66,16 +66,12 @@ def ray_address(configured: str | None, head_address: str, head_answers: bool) -
 
 def head_answers(settings) -> bool:
     """Whether the local stack's Ray head accepts connections on its GCS port (and the stack runs one)."""
-    import socket
+    from deploy.local.process import port_open
 
     if not settings.ray.local_head:
         return False
     host, _, port = settings.ray_head_address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return port_open(host, int(port))
 
 
 def join_ray(address: str) -> None:

@@ -44,9 +44,15 @@ def check_stream(settings: Settings, name: str = STREAM) -> str:
 
 
 def ray_elsewhere(settings: Settings) -> str:
-    """Where searches run when the stack runs no Ray head."""
+    """Where searches run when the stack runs no Ray head; a Ray named by ``ray.address`` must accept connections
+    (its GCS port, or its client server's for ``ray://``)."""
+    from deploy.local.process import port_open
+
     address = settings.ray.address
     if address and address != "local":
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if port.isdigit() and not port_open(host, int(port), timeout=5.0):
+            raise RuntimeError(f"the Ray at {address} (ray.address) does not accept connections")
         return f"not run by this stack: searches join the Ray at {address} (ray.address)"
     return "not run by this stack: each search starts a Ray of its own (" + (
         "ray.address=local)" if address == "local" else "ray.local_head is off)")

@@ -632,6 +632,8 @@ def test_the_ray_nodes_and_the_tasks_that_search_share_one_token(manifests, comp
     envs = {name: compose_env(services[name]) for name in ("ray-head", "ray-worker", "airflow-scheduler")}
     assert {name: env.get("RAY_AUTH_MODE") for name, env in envs.items()} == dict.fromkeys(envs, "token")
     assert len({env["RAY_AUTH_TOKEN"] for env in envs.values()}) == 1 and envs["ray-head"]["RAY_AUTH_TOKEN"]
+    holders = {name for name, svc in services.items() if "RAY_AUTH_TOKEN" in compose_env(svc)}
+    assert holders == set(envs)  # only the nodes and the drivers hold it
     auth = manifests.secret_data("ray-auth")
     assert auth["RAY_AUTH_MODE"] == "token" and auth["RAY_AUTH_TOKEN"]
     readers = {c["name"] for _, c in containers(manifests)

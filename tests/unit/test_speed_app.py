@@ -315,6 +315,26 @@ def test_with_no_wait_an_announced_request_does_not_send_a_lone_one_to_the_batch
     b.close()
     waiting.close()
 
+
+def test_no_inline_pass_jumps_ahead_of_a_batch_waiting_for_its_turn():
+    calls: list[tuple[str, list[int]]] = []
+
+    def run(items):
+        calls.append((threading.current_thread().name, list(items)))
+        return [x * 2 for x in items], "ctx"
+
+    b = MicroBatcher(run, max_size=64, max_wait_s=0.0)
+    for _ in range(20):  # each round: a pass runs, a request queues behind it, then one more comes as it ends
+        calls.clear()
+        b._pass_lock.acquire()  # a forward pass is running
+        queued = b.submit([1])  # so this one queues; the batching thread takes it and waits for the pass lock
+        wait_until(lambda: b._batch_waiting)
+        b._pass_lock.release()  # the pass ends ...
+        late = b.submit([2])  # ... and a request comes at once: it must not be scored before the one waiting
+        assert queued.result(5) == ([2], "ctx") and late.result(5) == ([4], "ctx")
+        assert calls[0] == ("micro-batcher", [1]) or calls[0] == ("micro-batcher", [1, 2])
+    b.close()
+
 def test_bad_input_withdraws_its_announcement(client):
     batcher = client.application.extensions["lambdaml"].batcher
     assert client.post("/v1/predict", json={"trip_id": "x"}).status_code == 400

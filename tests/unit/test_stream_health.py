@@ -70,7 +70,6 @@ def test_the_service_metrics_carry_the_jobs_found_in_its_runtime_dir(tmp_path):
 @pytest.mark.parametrize(("ray", "says"), [
     ({"local_head": False}, "ray.local_head is off"),
     ({"address": "local"}, "ray.address=local"),
-    ({"address": "10.0.0.5:6379"}, "join the Ray at 10.0.0.5:6379"),
 ])
 def test_a_stack_without_a_ray_head_says_where_searches_run(tmp_path, ray, says):
     from core.settings import RaySettings
@@ -78,3 +77,20 @@ def test_a_stack_without_a_ray_head_says_where_searches_run(tmp_path, ray, says)
     settings = Settings(runtime_dir=tmp_path, ray=RaySettings(**ray))
     out = check_service("ray-head", settings)
     assert out.startswith("not run by this stack") and says in out
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_a_ray_named_by_its_address_must_accept_connections(tmp_path, scheme):
+    import socket
+
+    from core.settings import RaySettings
+
+    with socket.socket() as server:  # something listening, as a Ray's GCS or client server would
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"{scheme}127.0.0.1:{server.getsockname()[1]}"
+        out = check_service("ray-head", Settings(runtime_dir=tmp_path, ray=RaySettings(address=address)))
+        assert out == f"not run by this stack: searches join the Ray at {address} (ray.address)"
+    # the same port, nothing listening any more
+    with pytest.raises(RuntimeError, match="does not accept connections"):
+        check_service("ray-head", Settings(runtime_dir=tmp_path, ray=RaySettings(address=address)))
