@@ -612,8 +612,9 @@ def test_the_lake_sink_killed_mid_batch_leaves_no_gap_and_no_duplicate(speed, sp
     pid = job.proc.pid()
     assert pid is not None
     procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    for p in procs:
-        p.send_signal(signal.SIGKILL)
+    # One signal to the group the sink leads (it was started in a session of its own): killing the listed processes
+    # one by one raced with short-lived children that ended between the listing and the signal.
+    os.killpg(pid, signal.SIGKILL)
     psutil.wait_procs(procs, timeout=10)
     assert job.proc.pid() is None
 
