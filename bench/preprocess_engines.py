@@ -6,7 +6,9 @@ Three lines, each end to end (read the raw Parquet, compute, write Parquet):
 - ``duckdb_sql``:       DuckDB running the same text over ``read_parquet``, 2 threads, 2 GiB;
 - ``spark_transform``:  the platform's own job, ``batch.preprocess.transform`` (all features, Column functions);
 - ``spark_copy``:       Spark reading the raw Parquet and writing it back unchanged, in the same session: the floor
-  of any Spark job here (no feature, no split), to read the ratio against.
+  of any Spark job here (no feature, no split), to read the ratio against;
+- ``spark_transform_nowrite`` and ``spark_copy_nowrite``: the same two into Spark's ``noop`` sink, which runs every
+  row through the plan and writes nothing. The difference to their writing lines is Spark's Parquet writer.
 
 The outputs are checked against each other (row counts, split counts, column sums) before
 anything is reported, so a query that computes something else cannot produce a number.
@@ -205,11 +207,20 @@ def main(
             def spark_copy() -> None:
                 spark.read.parquet(str(raw)).write.parquet(str(outputs["spark_copy"]))
 
+            def spark_transform_nowrite() -> None:
+                preprocess.transform(WORKLOAD.examples(spark.read.parquet(str(raw))), train_end, val_end, WORKLOAD) \
+                    .write.format("noop").mode("overwrite").save()
+
+            def spark_copy_nowrite() -> None:
+                spark.read.parquet(str(raw)).write.format("noop").mode("overwrite").save()
+
             runs = {"spark_sql": spark_sql, "duckdb_sql": duckdb_sql, "spark_transform": spark_transform,
-                    "spark_copy": spark_copy}
+                    "spark_copy": spark_copy, "spark_transform_nowrite": spark_transform_nowrite,
+                    "spark_copy_nowrite": spark_copy_nowrite}
             typer.echo(f"{warmup} warm-up + {repeats} timed rounds, each runs {', '.join(runs)}")
             seconds = common.timed_rounds(runs, warmup, repeats,
-                                          before=lambda name: shutil.rmtree(outputs[name], ignore_errors=True),
+                                          before=lambda name: name in outputs and shutil.rmtree(
+                                              outputs[name], ignore_errors=True),
                                           echo=typer.echo)
             typer.echo("checking that the outputs agree")
             results = {name: summarize(con, path) for name, path in outputs.items() if name != "spark_copy"}
@@ -243,7 +254,10 @@ def main(
         ratios={"spark_sql_s/duckdb_sql_s": medians["spark_sql"] / medians["duckdb_sql"],
                 "spark_transform_s/duckdb_sql_s": medians["spark_transform"] / medians["duckdb_sql"],
                 "spark_transform_s/spark_sql_s": medians["spark_transform"] / medians["spark_sql"],
-                "spark_copy_s/duckdb_sql_s": medians["spark_copy"] / medians["duckdb_sql"]},
+                "spark_copy_s/duckdb_sql_s": medians["spark_copy"] / medians["duckdb_sql"],
+                "spark_transform_nowrite_s/duckdb_sql_s": medians["spark_transform_nowrite"] / medians["duckdb_sql"],
+                "spark_parquet_write_s/duckdb_sql_s":
+                    (medians["spark_transform"] - medians["spark_transform_nowrite"]) / medians["duckdb_sql"]},
         echo=typer.echo,
         summary=[common.comparison("spark_transform", medians["spark_transform"], "duckdb_sql",
                                    medians["duckdb_sql"], "s", higher_is_better=False,
@@ -252,6 +266,12 @@ def main(
                  common.comparison("spark_sql", medians["spark_sql"], "duckdb_sql", medians["duckdb_sql"], "s",
                                    higher_is_better=False),
                  common.comparison("spark_copy (Spark's floor: read, write back)", medians["spark_copy"],
+                                   "duckdb_sql", medians["duckdb_sql"], "s", higher_is_better=False),
+                 common.comparison("spark_transform_nowrite (read and features into the noop sink)",
+                                   medians["spark_transform_nowrite"], "duckdb_sql", medians["duckdb_sql"], "s",
+                                   higher_is_better=False),
+                 common.comparison("Spark's Parquet writer alone (spark_transform - spark_transform_nowrite)",
+                                   medians["spark_transform"] - medians["spark_transform_nowrite"],
                                    "duckdb_sql", medians["duckdb_sql"], "s", higher_is_better=False)],
         out=out,
     )

@@ -68,16 +68,28 @@ def _dow_np(b: Batch) -> np.ndarray:
     return memo(b, "_dow", dow)
 
 
+def _pickup_s_sp() -> "Column":
+    """Seconds since 1970-01-01 00:00 of the pickup's wall clock (the session's time zone is UTC).
+
+    The hour and the weekday are arithmetic on these seconds, as in the numpy form. Spark's ``hour`` goes through
+    ``java.time`` for every row (an ``Instant``, a ``ZonedDateTime`` and new ``ZoneRules`` for the UTC offset): a
+    Flight Recording of the preprocessing bench found it in 14% of the executor's samples."""
+    from pyspark.sql import functions as F
+
+    return F.unix_timestamp("pickup_ts")
+
+
 def _hour_sp() -> "Column":
     from pyspark.sql import functions as F
 
-    return F.hour("pickup_ts").cast("int")
+    return (F.pmod(_pickup_s_sp(), F.lit(86_400)) / 3600).cast("int")
 
 
 def _dow_sp() -> "Column":
     from pyspark.sql import functions as F
 
-    return ((F.dayofweek("pickup_ts") + 5) % 7).cast("int")  # Spark: Sunday = 1; here Monday = 0
+    # 1970-01-01 was a Thursday; Monday = 0
+    return F.pmod(F.floor(_pickup_s_sp() / 86_400) + 3, F.lit(7)).cast("int")
 
 
 @lru_cache(maxsize=1)
