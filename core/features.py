@@ -38,6 +38,43 @@ def memo(b: Batch, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
     return b[key]
 
 
+# Time of day and day of week, shared by every workload with an event time. Both forms are arithmetic on the
+# wall clock's seconds since 1970-01-01 (the platform's Spark sessions run in UTC). Spark's own ``hour()`` goes
+# through ``java.time`` for every row (an ``Instant``, a ``ZonedDateTime`` and new ``ZoneRules`` for the UTC
+# offset): a Flight Recording of the preprocessing bench found it in 14% of the executor's samples.
+
+def hour_np(b: Batch, col: str) -> np.ndarray:
+    """Hour of day, 0-23, of the datetime64 column ``col``."""
+    def hour() -> np.ndarray:
+        ts = b[col].astype("datetime64[s]")
+        return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
+
+    return memo(b, f"_hour:{col}", hour)
+
+
+def weekday_np(b: Batch, col: str) -> np.ndarray:
+    """Day of week, Monday = 0, of the datetime64 column ``col``."""
+    def weekday() -> np.ndarray:
+        days = b[col].astype("datetime64[D]").astype("int64")
+        return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday
+
+    return memo(b, f"_weekday:{col}", weekday)
+
+
+def hour_sp(col: str) -> "Column":
+    """``hour_np`` as a Spark column."""
+    from pyspark.sql import functions as F
+
+    return (F.pmod(F.unix_timestamp(col), F.lit(86_400)) / 3600).cast("int")
+
+
+def weekday_sp(col: str) -> "Column":
+    """``weekday_np`` as a Spark column."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.floor(F.unix_timestamp(col) / 86_400) + 3, F.lit(7)).cast("int")
+
+
 def by_kind(features: tuple[Feature, ...]) -> tuple[tuple[str, ...], tuple[Feature, ...], tuple[Feature, ...]]:
     """(names, categorical features, numeric features), in definition order."""
     return (tuple(f.name for f in features), tuple(f for f in features if f.kind == "categorical"),

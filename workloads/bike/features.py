@@ -94,31 +94,19 @@ def _rider_np(b: Batch) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------- time
 
 def _hour_np(b: Batch) -> np.ndarray:
-    def hour() -> np.ndarray:
-        ts = b[TIME].astype("datetime64[s]")
-        return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
-
-    return memo(b, "_hour", hour)
+    return features.hour_np(b, TIME)
 
 
 def _dow_np(b: Batch) -> np.ndarray:
-    def dow() -> np.ndarray:
-        days = b[TIME].astype("datetime64[D]").astype("int64")
-        return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
-
-    return memo(b, "_dow", dow)
+    return features.weekday_np(b, TIME)
 
 
 def _hour_sp() -> "Column":
-    from pyspark.sql import functions as F
-
-    return F.hour(TIME).cast("int")
+    return features.hour_sp(TIME)
 
 
 def _dow_sp() -> "Column":
-    from pyspark.sql import functions as F
-
-    return ((F.dayofweek(TIME) + 5) % 7).cast("int")  # Spark: Sunday = 1; here Monday = 0
+    return features.weekday_sp(TIME)
 
 
 # ----------------------------------------------------------------------------------------------------------- crosses

@@ -53,43 +53,19 @@ def _zone_of(b: Batch, col: str) -> np.ndarray:
 
 
 def _hour_np(b: Batch) -> np.ndarray:
-    def hour() -> np.ndarray:
-        ts = b["pickup_ts"].astype("datetime64[s]")
-        return ((ts - ts.astype("datetime64[D]")).astype("int64") // 3600).astype("int64")
-
-    return memo(b, "_hour", hour)
+    return features.hour_np(b, "pickup_ts")
 
 
 def _dow_np(b: Batch) -> np.ndarray:
-    def dow() -> np.ndarray:
-        days = b["pickup_ts"].astype("datetime64[D]").astype("int64")
-        return ((days + 3) % 7).astype("int64")  # 1970-01-01 was a Thursday; Monday = 0
-
-    return memo(b, "_dow", dow)
-
-
-def _pickup_s_sp() -> "Column":
-    """Seconds since 1970-01-01 00:00 of the pickup's wall clock (the session's time zone is UTC).
-
-    The hour and the weekday are arithmetic on these seconds, as in the numpy form. Spark's ``hour`` goes through
-    ``java.time`` for every row (an ``Instant``, a ``ZonedDateTime`` and new ``ZoneRules`` for the UTC offset): a
-    Flight Recording of the preprocessing bench found it in 14% of the executor's samples."""
-    from pyspark.sql import functions as F
-
-    return F.unix_timestamp("pickup_ts")
+    return features.weekday_np(b, "pickup_ts")
 
 
 def _hour_sp() -> "Column":
-    from pyspark.sql import functions as F
-
-    return (F.pmod(_pickup_s_sp(), F.lit(86_400)) / 3600).cast("int")
+    return features.hour_sp("pickup_ts")
 
 
 def _dow_sp() -> "Column":
-    from pyspark.sql import functions as F
-
-    # 1970-01-01 was a Thursday; Monday = 0
-    return F.pmod(F.floor(_pickup_s_sp() / 86_400) + 3, F.lit(7)).cast("int")
+    return features.weekday_sp("pickup_ts")
 
 
 @lru_cache(maxsize=1)
