@@ -335,6 +335,7 @@ def test_no_inline_pass_jumps_ahead_of_a_batch_waiting_for_its_turn():
         assert calls[0] == ("micro-batcher", [1]) or calls[0] == ("micro-batcher", [1, 2])
     b.close()
 
+
 def test_bad_input_withdraws_its_announcement(client):
     batcher = client.application.extensions["lambdaml"].batcher
     assert client.post("/v1/predict", json={"trip_id": "x"}).status_code == 400
