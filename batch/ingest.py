@@ -79,6 +79,16 @@ def sniff(name: str, data: bytes) -> str:
     return "csv"
 
 
+def arrow_owned(data: bytes) -> pa.Buffer:
+    """A copy of ``data`` in Arrow's own memory, for Arrow's threaded readers. Given Python ``bytes``, their
+    worker threads may drop the last reference after the read returns, which takes the GIL; at interpreter exit
+    a thread that asks for the GIL is ended inside C++ and the process aborts (exit -6, "terminate called without
+    an active exception"). Freeing Arrow's memory needs no GIL."""
+    out = pa.BufferOutputStream()
+    out.write(data)
+    return out.getvalue()
+
+
 def read_table(name: str, data: bytes, wl: Workload) -> tuple[pa.Schema, pa.Table]:
     """(the file's own schema, its rows in the workload's raw schema), or ``IngestError`` naming the file and
     the problem."""
@@ -88,7 +98,7 @@ def read_table(name: str, data: bytes, wl: Workload) -> tuple[pa.Schema, pa.Tabl
     kind = sniff(name, data)
     if kind == "parquet":
         try:
-            table = pq.read_table(pa.BufferReader(data))
+            table = pq.read_table(pa.BufferReader(arrow_owned(data)))
         except (pa.ArrowException, OSError) as exc:
             raise IngestError(f"{name}: corrupt Parquet file ({exc})") from None
     else:
@@ -105,7 +115,7 @@ def read_table(name: str, data: bytes, wl: Workload) -> tuple[pa.Schema, pa.Tabl
                               "UTF-8)") from None
         try:
             table = pcsv.read_csv(
-                pa.BufferReader(data),
+                pa.BufferReader(arrow_owned(data)),
                 convert_options=pcsv.ConvertOptions(
                     column_types=wl.csv_types(), timestamp_parsers=[pcsv.ISO8601, *CSV_TIMESTAMP_FORMATS]))
         except (pa.ArrowException, UnicodeDecodeError) as exc:

@@ -109,6 +109,24 @@ def test_a_missing_required_column_is_named():
             ingest.read_table("f.parquet", data, TAXI)
 
 
+def test_reading_a_file_then_exiting_at_once_exits_cleanly(tmp_path):
+    """Arrow must not hold the file's bytes past the read: a process that reads a file, refuses it and exits
+    at once aborted about every other time when pyarrow's dataset scan released them on its own thread."""
+    import subprocess
+    import sys
+
+    from core.settings import PROJECT_ROOT
+
+    path = tmp_path / "no_dropoff.parquet"
+    path.write_bytes(parquet_bytes(trips(JAN * 50).drop(["tpep_dropoff_datetime"])))
+    script = ("import sys; from batch import ingest\n"
+              "try:\n    ingest.read_table('f.parquet', open(sys.argv[1], 'rb').read(), ingest.workload('taxi'))\n"
+              "except ingest.IngestError:\n    pass\n")
+    codes = [subprocess.run([sys.executable, "-c", script, str(path)], cwd=PROJECT_ROOT, capture_output=True,
+                            timeout=120).returncode for _ in range(12)]
+    assert codes == [0] * 12
+
+
 def test_a_pre_2016_coordinate_file_says_what_it_is():
     table = trips(JAN).drop(["PULocationID", "DOLocationID"]).append_column("pickup_longitude", pa.array([-73.9] * 3))
     with pytest.raises(ingest.IngestError, match="coordinates instead of zones"):
