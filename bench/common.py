@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CACHE_DIR = Path.home() / ".cache" / "lambdaml" / "bench"
+T = TypeVar("T")
 
 
 def timed_rounds(runs: dict[str, Callable[[], None]], warmup: int, repeats: int,
@@ -44,6 +45,12 @@ def timed_rounds(runs: dict[str, Callable[[], None]], warmup: int, repeats: int,
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def median_run(runs: list[T], key: Callable[[T], float]) -> T:
+    """The run whose ``key`` is the median (the lower middle one of an even count): a whole measured run, not a
+    mix of figures from several."""
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]
 
 
 OUT_HELP = "Folder for the JSON result (default: bench/results)."

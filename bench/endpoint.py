@@ -374,7 +374,7 @@ class ServerRuns:
     @property
     def runs(self) -> dict[float, LoadResult]:
         """The run of median p99 at each rate: what the comparisons use."""
-        return {rate: sorted(runs, key=lambda r: r.p99_ms)[(len(runs) - 1) // 2] for rate, runs in self.rounds.items()}
+        return {rate: common.median_run(runs, lambda r: r.p99_ms) for rate, runs in self.rounds.items()}
 
     def add(self, rate: float, result: LoadResult, side: dict[str, Any]) -> None:
         self.rounds.setdefault(rate, []).append(result)

@@ -163,26 +163,41 @@ def measure(settings: Settings, out_topic: str, messages: Messages, rate: float 
 
 def phases(label: str, settings: Settings, out_topic: str, source: RequestSource, backlog: int, rate: float,
            rate_seconds: float, timeout: float, alive: Callable[[], bool],
-           cpu: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
-    """Warm-up, then a backlog as fast as possible, then a fixed rate; waits stop early if ``alive()`` turns False.
-    ``cpu``: CPU seconds so far by role (``tree_cpu``); the backlog's share of each, per prediction, is recorded."""
+           cpu: Callable[[], dict[str, float]] | None = None, backlog_rounds: int = 1) -> dict[str, Any]:
+    """Warm-up, then ``backlog_rounds`` backlogs as fast as possible, then a fixed rate; waits stop early if
+    ``alive()`` turns False. The backlog recorded is the round of median throughput, with every round's events/s.
+    ``cpu``: CPU seconds so far by role (``tree_cpu``); the backlogs' share of each, per prediction, is recorded."""
     typer.echo(f"  {label}: warm-up with {WARMUP_REQUESTS} requests")
     warm = measure(settings, out_topic, source.messages(f"{label}-warm", WARMUP_REQUESTS), None, timeout, alive)
     if warm["predicted"] < WARMUP_REQUESTS:
         raise RuntimeError(f"{label}: {warm['predicted']}/{WARMUP_REQUESTS} warm-up predictions within {timeout:.0f}s")
-    typer.echo(f"  {label}: backlog of {backlog:,} requests, produced as fast as possible")
     before = cpu() if cpu else {}
-    burst = measure(settings, out_topic, source.messages(f"{label}-backlog", backlog), None, timeout, alive)
-    if cpu and burst["predicted"]:
+    rounds = []
+    for i in range(backlog_rounds):
+        typer.echo(f"  {label}: backlog {i + 1} of {backlog_rounds}, {backlog:,} requests produced as fast as possible")
+        rounds.append(measure(settings, out_topic, source.messages(f"{label}-backlog{i}", backlog), None, timeout,
+                              alive))
+        typer.echo(f"  {label}: {_line(rounds[-1])}")
+    burst = median_round(rounds)
+    predicted = sum(r["predicted"] for r in rounds)
+    if cpu and predicted:
         after = cpu()
-        burst["cpu_us_per_event"] = {role: round((after[role] - before.get(role, 0.0)) / burst["predicted"] * 1e6, 1)
+        burst["cpu_us_per_event"] = {role: round((after[role] - before.get(role, 0.0)) / predicted * 1e6, 1)
                                      for role in after}
-    typer.echo(f"  {label}: {_line(burst)}")
+    if backlog_rounds > 1:
+        typer.echo(f"  {label}: backlog median {burst.get('events_per_s')} events/s")
     count = round(rate * rate_seconds)
     typer.echo(f"  {label}: {count:,} requests at {rate:g}/s")
     steady = measure(settings, out_topic, source.messages(f"{label}-rate", count), rate, timeout, alive)
     typer.echo(f"  {label}: {_line(steady)}")
     return {"backlog": burst, "fixed_rate": steady}
+
+
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The backlog round of median throughput (the lower middle one of an even count; a round that predicted
+    nothing counts as 0 events/s), with every round's events/s under ``rounds_events_per_s``."""
+    middle = common.median_run(rounds, lambda r: r.get("events_per_s") or 0.0)
+    return dict(middle) | {"rounds_events_per_s": [r.get("events_per_s") for r in rounds]}
 
 
 def _line(result: dict[str, Any]) -> str:
@@ -436,6 +451,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     backlog: Annotated[int, typer.Option(help="Requests of the throughput phase, produced as fast as possible.")]
     = 20_000,
+    backlog_rounds: Annotated[int, typer.Option(min=1, help="Backlogs in a row for each system; the median one's "
+                                                       "throughput counts.")] = 3,
     rate: Annotated[float, typer.Option(help="Requests per second of the latency phase.")] = 200.0,
     rate_seconds: Annotated[float, typer.Option(help="Seconds of the latency phase.")] = 30.0,
     real_time_trigger: Annotated[str, typer.Option(help="The trigger tried last ('' to skip).")]
@@ -461,7 +478,8 @@ def main(
         serve_model(s)
 
         typer.echo(f"\n== stream: {s.kafka.trip_requests_topic} -> {s.kafka.trip_predictions_topic}, "
-                   f"trigger {s.speed.stream_trigger}" + (", with the lake sink beside it" if s.speed.lake_sink else ""))
+                   f"trigger {s.speed.stream_trigger}"
+                   + (", with the lake sink beside it" if s.speed.lake_sink else ""))
         job = Stack(s, catalog=(StreamJob, LakeSinkJob), echo=typer.echo)
         t0 = time.monotonic()
         job.up()
@@ -469,7 +487,7 @@ def main(
         try:
             stream = {"start_s": round(time.monotonic() - t0, 1)} | phases(
                 "stream", s, s.kafka.trip_predictions_topic, source, backlog, rate, rate_seconds, timeout,
-                alive=lambda: StreamJob(s).proc.pid() is not None,
+                alive=lambda: StreamJob(s).proc.pid() is not None, backlog_rounds=backlog_rounds,
                 cpu=lambda: tree_cpu(("driver", StreamJob(s).proc.pid()), ("service", PredictionAPI(s).proc.pid()),
                                      ("lake_sink", LakeSinkJob(s).proc.pid())))
         finally:
@@ -489,7 +507,7 @@ def main(
             try:
                 no_lake = {"start_s": round(time.monotonic() - t0, 1)} | phases(
                     "stream_no_lake_sink", s2, no_lake_topic, source, backlog, rate, rate_seconds, timeout,
-                    alive=lambda: StreamJob(s2).proc.pid() is not None,
+                    alive=lambda: StreamJob(s2).proc.pid() is not None, backlog_rounds=backlog_rounds,
                     cpu=lambda: tree_cpu(("driver", StreamJob(s2).proc.pid()),
                                          ("service", PredictionAPI(s2).proc.pid())))
             finally:
@@ -505,12 +523,13 @@ def main(
                             "bench-spark-floor", "the Spark floor query",
                             lambda worker: {"start_s": round(time.monotonic() - t0, 1)} | phases(
                                 "spark_floor", s, floor_topic, source, backlog, rate, rate_seconds, timeout,
-                                worker.is_alive, cpu=lambda: tree_cpu(("driver", worker.pid))))
+                                worker.is_alive, cpu=lambda: tree_cpu(("driver", worker.pid)),
+                                backlog_rounds=backlog_rounds))
 
         typer.echo(f"\n== loop: consume({LOOP_BATCH}) -> features -> POST /v1/predict/features -> {loop_topic}")
         loop = spawned(run_loop, (s, loop_topic, f"bench-loop-{layer.unique}"), "bench-loop", "the consumer loop",
                        lambda worker: phases("loop", s, loop_topic, source, backlog, rate, rate_seconds, timeout,
-                                             worker.is_alive,
+                                             worker.is_alive, backlog_rounds=backlog_rounds,
                                              cpu=lambda: tree_cpu(("loop", worker.pid),
                                                                   ("service", PredictionAPI(s).proc.pid()))))
 
@@ -556,7 +575,8 @@ def main(
             targets["spark_floor_p50_ms"] = check_target(_p50(floor), 250.0, below=True)
     common.write_result(
         NAME,
-        parameters={"backlog": backlog, "warmup_requests": WARMUP_REQUESTS, "rate": rate, "rate_seconds": rate_seconds,
+        parameters={"backlog": backlog, "backlog_rounds": backlog_rounds, "warmup_requests": WARMUP_REQUESTS,
+                    "rate": rate, "rate_seconds": rate_seconds,
                     "stream_trigger": speed.stream_trigger, "stream_http_batch": speed.stream_http_batch,
                     "lake_sink": speed.lake_sink, "lake_sink_trigger": speed.lake_sink_trigger,
                     "stream_max_offsets_per_trigger": speed.stream_max_offsets_per_trigger,
