@@ -14,7 +14,8 @@ the other, never at the same time (two cores):
   (``s3a://<bucket>/bench/lake_sink/<id>``) with a private checkpoint, under the ``availableNow`` trigger (every
   record there at the start, in batches of at most ``lake_sink_max_offsets_per_trigger``, then it stops). Timed
   from ``start`` to the end of ``awaitTermination``; building the session (the JVM start) is timed apart and not
-  counted. Without ``lake_sink_nice``: nothing else runs beside it here.
+  counted. Without ``lake_sink_nice``: nothing else runs beside it here. Its JVM gets the sink's options
+  (``speed.jvm_options``, recorded); ``LAMBDAML_SPEED__JVM_OPTIONS=`` gives it the JVM's own compilers.
 - ``plain consumer``: a confluent-kafka consumer (own group id; every partition of the same topics assigned from
   the beginning; commits nothing) that ``consume``-s up to ``CONSUME_BATCH`` records at a time, builds a pyarrow
   table of the sink's columns (``topic, partition, offset, timestamp, key, value, date``, date = the UTC day of
@@ -350,7 +351,7 @@ def main(
     common.write_result(
         NAME,
         parameters={"events": events, "batch_rows": batch_rows, "consume_batch": CONSUME_BATCH,
-                    "trigger": TRIGGER, "spark_master": s.spark.master,
+                    "trigger": TRIGGER, "spark_master": s.spark.master, "jvm_options": s.speed.jvm_options,
                     "lake_sink_max_offsets_per_trigger": s.speed.lake_sink_max_offsets_per_trigger,
                     "topics": len(topics), "topic_partitions": s.kafka.partitions,
                     "payload_bytes_mean": round(payload_bytes / events, 1) if events else None,
